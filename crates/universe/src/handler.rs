@@ -1,0 +1,24 @@
+//! The server side of peer fetches: what a protocol server calls to answer a peer.
+
+use std::fmt;
+
+use tokio::time::Instant;
+
+use crate::{BoxFuture, FetchResult, Value};
+
+/// A galaxy as peer servers see it. `galaxycache-galaxy` implements it; protocol crates
+/// reach galaxies only through it (via [`Universe::serve_get`](crate::Universe::serve_get)).
+pub trait GalaxyHandler: Send + Sync + fmt::Debug {
+    /// Answer a peer's fetch of `key`: from the caches, or by loading it from the backend.
+    /// Never forwards to another peer.
+    ///
+    /// `deadline` is when the asking peer stops waiting, when it said.
+    fn serve_get<'a>(
+        &'a self,
+        key: &'a str,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, FetchResult>;
+
+    /// The value of `key` if it is cached here and fresh; never loads.
+    fn serve_peek(&self, key: &str) -> Option<Value>;
+}

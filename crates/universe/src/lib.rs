@@ -1,0 +1,25 @@
+//! The universe of a galaxycache node: the consistent-hash [`Ring`], the peer set, the
+//! galaxies by name, and the two traits every peer protocol implements:
+//! [`FetchProtocol`]/[`RemoteFetcher`] on the client side and [`GalaxyHandler`] (reached
+//! through [`Universe::serve_get`]) on the server side.
+//!
+//! The [`InProcessNetwork`] connects universes of one process, so a whole cluster runs in
+//! one test, with faults injected at will.
+
+mod error;
+mod fetch;
+mod handler;
+mod inprocess;
+mod ring;
+mod universe;
+mod value;
+
+pub use error::{Error, ErrorKind};
+pub use fetch::{BoxFuture, FetchProtocol, FetchResult, RemoteFetcher};
+pub use handler::GalaxyHandler;
+pub use inprocess::{Fault, InProcessNetwork};
+pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
+pub use universe::{
+    DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, Universe, UniverseBuilder,
+};
+pub use value::Value;

@@ -1,0 +1,493 @@
+//! The universe: this node's identity, its peers and ring, and its galaxies by name.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+
+use arc_swap::ArcSwap;
+use tokio::sync::Semaphore;
+use tokio::time::Instant;
+
+use crate::fetch::NoProtocol;
+use crate::{
+    DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler, RemoteFetcher,
+    Ring, Value,
+};
+
+/// Longest key a server accepts unless configured otherwise: 64 KiB.
+pub const DEFAULT_MAX_KEY_LEN: usize = 64 * 1024;
+/// Peer requests served at once unless configured otherwise.
+pub const DEFAULT_MAX_CONCURRENT_SERVES: usize = 4096;
+
+/// Who owns a key.
+#[derive(Clone, Debug)]
+pub enum Owner {
+    /// This node: load the key from the backend.
+    Local,
+    /// Another peer: fetch the key from it.
+    Remote(Arc<dyn RemoteFetcher>),
+}
+
+struct PeerState {
+    ring: Ring,
+    /// Indexed like `ring.peers()`; `None` for this node.
+    fetchers: Vec<Option<Arc<dyn RemoteFetcher>>>,
+}
+
+pub(crate) struct Inner {
+    self_url: Arc<str>,
+    replicas: usize,
+    protocol: Arc<dyn FetchProtocol>,
+    peers: ArcSwap<PeerState>,
+    /// Serializes peer-list writers; readers never take it.
+    peers_write: Mutex<()>,
+    galaxies: RwLock<HashMap<Arc<str>, Weak<dyn GalaxyHandler>>>,
+    max_key_len: usize,
+    serve_permits: Semaphore,
+}
+
+/// This node's view of the cluster: who it is, who its peers are, which peer owns which
+/// key, and its galaxies by name.
+///
+/// Cheap to clone (all clones share one universe). There is no global state: a process
+/// may hold any number of universes, which is how tests run whole clusters in one process.
+///
+/// ```
+/// use galaxycache_universe::{Universe, InProcessNetwork};
+///
+/// let net = InProcessNetwork::new();
+/// let universe = Universe::builder("http://10.0.0.1:8080")
+///     .protocol(net.protocol())
+///     .build();
+/// universe.set_peers(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]).unwrap();
+/// assert_eq!(universe.peers().len(), 2);
+/// ```
+#[derive(Clone)]
+pub struct Universe {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Universe {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Universe")
+            .field("self_url", &self.inner.self_url)
+            .field("peers", &self.inner.peers.load().ring.peers())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Universe`].
+#[derive(Debug)]
+pub struct UniverseBuilder {
+    self_url: String,
+    replicas: usize,
+    protocol: Option<Arc<dyn FetchProtocol>>,
+    max_key_len: usize,
+    max_concurrent_serves: usize,
+}
+
+impl UniverseBuilder {
+    /// Virtual nodes per peer on the ring. Default: 50, as golang/groupcache. Every node of
+    /// a cluster must use the same number.
+    pub fn replicas(mut self, replicas: usize) -> Self {
+        self.replicas = replicas.max(1);
+        self
+    }
+
+    /// How this node reaches its peers. Default: none, so only a single-node universe works.
+    pub fn protocol(mut self, protocol: Arc<dyn FetchProtocol>) -> Self {
+        self.protocol = Some(protocol);
+        self
+    }
+
+    /// Longest key accepted from a peer or sent to one. Default: 64 KiB.
+    pub fn max_key_len(mut self, bytes: usize) -> Self {
+        self.max_key_len = bytes;
+        self
+    }
+
+    /// Peer requests this node serves at once; more are refused as overloaded, and the
+    /// asking peer falls back to its own backend. Default: 4096.
+    pub fn max_concurrent_serves(mut self, n: usize) -> Self {
+        self.max_concurrent_serves = n.max(1);
+        self
+    }
+
+    /// The universe, with this node as its only peer until [`Universe::set_peers`].
+    pub fn build(self) -> Universe {
+        let self_url: Arc<str> = Arc::from(self.self_url.as_str());
+        let ring = Ring::new(self.replicas, [&*self_url]);
+        Universe {
+            inner: Arc::new(Inner {
+                self_url,
+                replicas: self.replicas,
+                protocol: self.protocol.unwrap_or_else(|| Arc::new(NoProtocol)),
+                peers: ArcSwap::from_pointee(PeerState {
+                    ring,
+                    fetchers: vec![None],
+                }),
+                peers_write: Mutex::new(()),
+                galaxies: RwLock::new(HashMap::new()),
+                max_key_len: self.max_key_len,
+                serve_permits: Semaphore::new(self.max_concurrent_serves),
+            }),
+        }
+    }
+}
+
+impl Universe {
+    pub(crate) fn downgrade(&self) -> Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Self {
+        Universe { inner }
+    }
+
+    /// Start building the universe of the node whose peer URL is `self_url`.
+    pub fn builder(self_url: impl Into<String>) -> UniverseBuilder {
+        UniverseBuilder {
+            self_url: self_url.into(),
+            replicas: DEFAULT_REPLICAS,
+            protocol: None,
+            max_key_len: DEFAULT_MAX_KEY_LEN,
+            max_concurrent_serves: DEFAULT_MAX_CONCURRENT_SERVES,
+        }
+    }
+
+    /// This node's peer URL.
+    pub fn self_url(&self) -> &str {
+        &self.inner.self_url
+    }
+
+    /// Longest key this universe accepts.
+    pub fn max_key_len(&self) -> usize {
+        self.inner.max_key_len
+    }
+
+    /// Replace the whole peer list. This node is always on the ring, listed or not.
+    ///
+    /// Fetchers of peers that stay are kept (their pooled connections too). Gets running
+    /// meanwhile see the old list or the new one, never a mix.
+    pub fn set_peers<I, S>(&self, urls: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let _writer = self
+            .inner
+            .peers_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
+        urls.push(self.inner.self_url.to_string());
+        self.install(urls)
+    }
+
+    /// Add one peer.
+    pub fn add_peer(&self, url: &str) -> Result<(), Error> {
+        let _writer = self
+            .inner
+            .peers_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut urls = self.peers();
+        urls.push(url.to_owned());
+        self.install(urls)
+    }
+
+    /// Remove one peer; its keys move to the others. Removing this node is an error.
+    pub fn remove_peer(&self, url: &str) -> Result<(), Error> {
+        if url == &*self.inner.self_url {
+            return Err(Error::new(
+                ErrorKind::Config,
+                "a node cannot remove itself from its own ring",
+            ));
+        }
+        let _writer = self
+            .inner
+            .peers_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let urls = self.peers().into_iter().filter(|u| u != url).collect();
+        self.install(urls)
+    }
+
+    /// Build and publish a new ring; caller holds `peers_write`.
+    fn install(&self, urls: Vec<String>) -> Result<(), Error> {
+        for url in &urls {
+            if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::new(
+                    ErrorKind::Config,
+                    format!("invalid peer URL {url:?}"),
+                ));
+            }
+        }
+        let old = self.inner.peers.load();
+        let ring = Ring::new(self.inner.replicas, &urls);
+        let mut fetchers = Vec::with_capacity(ring.peers().len());
+        for url in ring.peers() {
+            if **url == *self.inner.self_url {
+                fetchers.push(None);
+                continue;
+            }
+            let kept = old
+                .ring
+                .peers()
+                .iter()
+                .position(|p| p == url)
+                .and_then(|i| old.fetchers[i].clone());
+            fetchers.push(Some(match kept {
+                Some(f) => f,
+                None => self.inner.protocol.connect(url)?,
+            }));
+        }
+        self.inner
+            .peers
+            .store(Arc::new(PeerState { ring, fetchers }));
+        Ok(())
+    }
+
+    /// Every peer on the ring, this node included, sorted.
+    pub fn peers(&self) -> Vec<String> {
+        self.inner
+            .peers
+            .load()
+            .ring
+            .peers()
+            .iter()
+            .map(|p| p.to_string())
+            .collect()
+    }
+
+    /// Who owns `key`. Does not allocate.
+    #[inline]
+    pub fn owner(&self, key: &str) -> Owner {
+        let state = self.inner.peers.load();
+        match state.ring.owner_index(key.as_bytes()) {
+            Some(i) => match &state.fetchers[i] {
+                Some(f) => Owner::Remote(Arc::clone(f)),
+                None => Owner::Local,
+            },
+            None => Owner::Local,
+        }
+    }
+
+    /// The URL of the peer that owns `key`.
+    pub fn owner_url(&self, key: &str) -> String {
+        let state = self.inner.peers.load();
+        state
+            .ring
+            .owner(key.as_bytes())
+            .unwrap_or(&self.inner.self_url)
+            .to_owned()
+    }
+
+    /// Register a galaxy so peers can fetch from it. The universe holds it weakly: when the
+    /// last handle of a galaxy is dropped, peers are told it is unknown.
+    ///
+    /// Fails when a live galaxy of that name is registered already.
+    pub fn register(&self, name: &str, galaxy: Weak<dyn GalaxyHandler>) -> Result<(), Error> {
+        let mut galaxies = self
+            .inner
+            .galaxies
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        if galaxies.get(name).is_some_and(|g| g.strong_count() > 0) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("a galaxy named {name:?} exists already in this universe"),
+            ));
+        }
+        galaxies.insert(Arc::from(name), galaxy);
+        Ok(())
+    }
+
+    /// The registered galaxy `name`, if it is alive.
+    pub fn galaxy(&self, name: &str) -> Option<Arc<dyn GalaxyHandler>> {
+        let galaxies = self
+            .inner
+            .galaxies
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        galaxies.get(name).and_then(Weak::upgrade)
+    }
+
+    /// Names of the live galaxies, sorted.
+    pub fn galaxy_names(&self) -> Vec<String> {
+        let galaxies = self
+            .inner
+            .galaxies
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut names: Vec<String> = galaxies
+            .iter()
+            .filter(|(_, g)| g.strong_count() > 0)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn check_key(&self, key: &str) -> Result<(), Error> {
+        if key.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidRequest, "empty key"));
+        }
+        if key.len() > self.inner.max_key_len {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "key of {} bytes exceeds the limit of {} bytes",
+                    key.len(),
+                    self.inner.max_key_len
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn handler(&self, galaxy: &str) -> Result<Arc<dyn GalaxyHandler>, Error> {
+        self.galaxy(galaxy).ok_or_else(|| {
+            Error::new(
+                ErrorKind::UnknownGalaxy,
+                format!("no galaxy named {galaxy:?}"),
+            )
+        })
+    }
+
+    /// Answer a peer's fetch: what protocol servers call for every request.
+    ///
+    /// Validates the key, finds the galaxy, bounds concurrent work, and asks the galaxy,
+    /// which answers from its caches or its backend and never forwards.
+    pub async fn serve_get(
+        &self,
+        galaxy: &str,
+        key: &str,
+        deadline: Option<Instant>,
+    ) -> FetchResult {
+        self.check_key(key)?;
+        let handler = self.handler(galaxy)?;
+        let _permit =
+            self.inner.serve_permits.try_acquire().map_err(|_| {
+                Error::new(ErrorKind::Overloaded, "too many peer requests in progress")
+            })?;
+        handler.serve_get(key, deadline).await
+    }
+
+    /// Answer a peer's peek: the cached value, if any; never loads.
+    pub fn serve_peek(&self, galaxy: &str, key: &str) -> Result<Option<Value>, Error> {
+        self.check_key(key)?;
+        Ok(self.handler(galaxy)?.serve_peek(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::InProcessNetwork;
+
+    #[test]
+    fn self_is_always_on_the_ring() {
+        let u = Universe::builder("http://me").build();
+        assert_eq!(u.peers(), ["http://me"]);
+        assert!(matches!(u.owner("anything"), Owner::Local));
+        let net = InProcessNetwork::new();
+        let u = Universe::builder("http://me")
+            .protocol(net.protocol())
+            .build();
+        u.set_peers(["http://other"]).unwrap();
+        assert_eq!(u.peers(), ["http://me", "http://other"]);
+    }
+
+    #[test]
+    fn without_a_protocol_remote_peers_are_a_config_error() {
+        let u = Universe::builder("http://me").build();
+        let err = u.set_peers(["http://me", "http://other"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config);
+        assert_eq!(
+            u.peers(),
+            ["http://me"],
+            "a failed change must leave the ring as it was"
+        );
+    }
+
+    #[test]
+    fn add_and_remove_peers() {
+        let net = InProcessNetwork::new();
+        let u = Universe::builder("http://a")
+            .protocol(net.protocol())
+            .build();
+        u.add_peer("http://b").unwrap();
+        u.add_peer("http://c").unwrap();
+        assert_eq!(u.peers(), ["http://a", "http://b", "http://c"]);
+        u.remove_peer("http://b").unwrap();
+        assert_eq!(u.peers(), ["http://a", "http://c"]);
+        assert_eq!(
+            u.remove_peer("http://a").unwrap_err().kind(),
+            ErrorKind::Config
+        );
+        assert_eq!(u.add_peer("bad url").unwrap_err().kind(), ErrorKind::Config);
+    }
+
+    #[test]
+    fn fetchers_of_kept_peers_are_reused() {
+        let net = InProcessNetwork::new();
+        let u = Universe::builder("http://a")
+            .protocol(net.protocol())
+            .build();
+        u.set_peers(["http://a", "http://b"]).unwrap();
+        let key = (0..)
+            .map(|i| format!("k{i}"))
+            .find(|k| matches!(u.owner(k), Owner::Remote(_)))
+            .unwrap();
+        let Owner::Remote(before) = u.owner(&key) else {
+            unreachable!()
+        };
+        u.add_peer("http://c").unwrap();
+        u.remove_peer("http://c").unwrap();
+        let Owner::Remote(after) = u.owner(&key) else {
+            unreachable!()
+        };
+        assert!(Arc::ptr_eq(&before, &after));
+    }
+
+    #[test]
+    fn owners_change_while_readers_read() {
+        let net = InProcessNetwork::new();
+        let u = Universe::builder("http://a")
+            .protocol(net.protocol())
+            .build();
+        std::thread::scope(|s| {
+            let reader = s.spawn(|| {
+                let mut remote = 0;
+                for i in 0..200_000 {
+                    if let Owner::Remote(f) = u.owner(&format!("k{i}")) {
+                        assert!(f.url() == "http://b" || f.url() == "http://c");
+                        remote += 1;
+                    }
+                }
+                remote
+            });
+            for _ in 0..200 {
+                u.set_peers(["http://b"]).unwrap();
+                u.set_peers(["http://b", "http://c"]).unwrap();
+            }
+            assert!(reader.join().unwrap() > 0);
+        });
+    }
+
+    #[tokio::test]
+    async fn serve_get_rejects_bad_keys_and_unknown_galaxies() {
+        let u = Universe::builder("http://a").max_key_len(8).build();
+        let e = u.serve_get("g", "", None).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        let e = u.serve_get("g", "123456789", None).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        let e = u.serve_get("g", "k", None).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::UnknownGalaxy);
+        assert_eq!(
+            u.serve_peek("g", "k").unwrap_err().kind(),
+            ErrorKind::UnknownGalaxy
+        );
+    }
+}
