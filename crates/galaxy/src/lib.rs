@@ -1,1 +1,29 @@
-//! placeholder
+//! A galaxy is a named, peer-sharded, read-through cache: the heart of galaxycache.
+//!
+//! Build one with [`Galaxy::builder`] from a [`Universe`](galaxycache_universe::Universe), a
+//! byte budget and a [`BackendGetter`]; then [`Galaxy::get`] keys. The maincache holds the
+//! keys this node owns, the hotcache copies of hot keys owned by others, and one
+//! singleflight per node makes sure a missing key is loaded once however many callers ask.
+
+mod backend;
+mod cache;
+mod candidates;
+mod clock;
+mod codec;
+mod error;
+mod galaxy;
+mod singleflight;
+mod stats;
+
+pub use backend::BackendGetter;
+pub use cache::ENTRY_OVERHEAD;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use codec::Codec;
+#[cfg(feature = "json")]
+pub use codec::Json;
+#[cfg(feature = "protobuf")]
+pub use codec::Proto;
+pub use error::{Error, ErrorKind};
+pub use galaxy::{Galaxy, GalaxyBuilder};
+pub use galaxycache_universe::Value;
+pub use stats::Stats;

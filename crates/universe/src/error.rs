@@ -13,7 +13,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The peer answered with something this protocol does not understand.
     Protocol,
-    /// The peer reported that loading the value failed.
+    /// The peer answered that loading the value failed (its backend failed). This is an
+    /// answer, not a peer failure: the asking node returns the error instead of loading the
+    /// key itself, so a failing data source is not hit once per node.
     Remote,
     /// No galaxy of that name is registered.
     UnknownGalaxy,

@@ -13,7 +13,9 @@ use crate::{BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, RemoteFetch
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Fault {
-    /// Answer every fetch with a failure, as a peer returning 5xx.
+    /// Fail every fetch as a broken node does (a 503 from its proxy, a reset
+    /// connection): an [`ErrorKind::Unavailable`] error, after which the asking node loads
+    /// the key itself.
     Fail,
     /// Never answer, as a peer that accepted the connection and hung.
     Hang,
@@ -125,7 +127,7 @@ impl InProcessFetcher {
         let (universe, fault) = self.net.route(&self.url);
         match fault {
             Some(Fault::Fail) => {
-                return Err(Error::new(ErrorKind::Remote, "injected failure"));
+                return Err(Error::new(ErrorKind::Unavailable, "injected failure"));
             }
             Some(Fault::Hang) => std::future::pending::<()>().await,
             Some(Fault::NotFound) => return Ok(None),

@@ -1,0 +1,209 @@
+//! A byte-budgeted cache of values (the maincache and the hotcache are two of these).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use quick_cache::sync::Cache;
+use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
+
+use crate::{Clock, Value};
+
+/// Bytes an entry costs beyond its key and value: the entry, its key and value headers
+/// and the cache's own bookkeeping, rounded up.
+pub const ENTRY_OVERHEAD: u64 = 96;
+
+/// The weight of an entry against the budget.
+pub(crate) fn entry_weight(key_len: usize, value_len: usize) -> u64 {
+    key_len as u64 + value_len as u64 + ENTRY_OVERHEAD
+}
+
+#[derive(Clone)]
+pub(crate) struct Entry {
+    value: Value,
+    /// The key's request rate when it was stored (the hotcache's promotion bar).
+    qps: f32,
+}
+
+#[derive(Clone, Copy)]
+struct ByWeight;
+
+impl Weighter<Box<str>, Entry> for ByWeight {
+    #[inline]
+    fn weight(&self, key: &Box<str>, entry: &Entry) -> u64 {
+        entry_weight(key.len(), entry.value.len())
+    }
+}
+
+#[derive(Default)]
+struct EvictionState {
+    count: AtomicU64,
+    /// f64 bits: a moving average of the evicted entries' rates.
+    coldest_qps: AtomicU64,
+}
+
+#[derive(Clone, Default)]
+struct OnEvict(Arc<EvictionState>);
+
+impl Lifecycle<Box<str>, Entry> for OnEvict {
+    type RequestState = ();
+
+    fn on_evict(&self, _: &mut (), _key: Box<str>, entry: Entry) {
+        let s = &self.0;
+        s.count.fetch_add(1, Ordering::Relaxed);
+        let _ = s
+            .coldest_qps
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
+                let old = f64::from_bits(bits);
+                Some((old * 0.75 + f64::from(entry.qps) * 0.25).to_bits())
+            });
+    }
+}
+
+type Inner = Cache<Box<str>, Entry, ByWeight, DefaultHashBuilder, OnEvict>;
+
+/// Never holds more than its capacity in [`entry_weight`] terms; never returns an
+/// expired value.
+pub(crate) struct ByteCache {
+    cache: Option<Inner>,
+    evictions: Arc<EvictionState>,
+    capacity: u64,
+}
+
+impl ByteCache {
+    pub(crate) fn new(capacity: u64) -> Self {
+        let evictions = OnEvict::default();
+        let state = Arc::clone(&evictions.0);
+        if capacity == 0 {
+            return ByteCache {
+                cache: None,
+                evictions: state,
+                capacity,
+            };
+        }
+        let estimated_items = (capacity / (ENTRY_OVERHEAD + 1024)).clamp(64, 1 << 24) as usize;
+        let options = OptionsBuilder::new()
+            .estimated_items_capacity(estimated_items)
+            .weight_capacity(capacity)
+            .build()
+            .expect("estimated items and weight capacity are set");
+        let cache =
+            Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), evictions);
+        // Shards round their share of the capacity up; take the rounding back so the sum
+        // of the shards' capacities is within ours.
+        let shards = cache.num_shards() as u64;
+        if cache.shard_capacity() * shards > capacity {
+            cache.set_capacity(capacity.saturating_sub(shards - 1));
+        }
+        ByteCache {
+            cache: Some(cache),
+            evictions: state,
+            capacity,
+        }
+    }
+
+    /// The fresh value of `key`, if held. An expired one is removed.
+    #[inline]
+    pub(crate) fn get(&self, key: &str, clock: &dyn Clock) -> Option<Value> {
+        let entry = self.cache.as_ref()?.get(key)?;
+        if entry.value.expires_at().is_none() {
+            return Some(entry.value);
+        }
+        let now = clock.now();
+        if entry.value.is_expired_at(now) {
+            self.remove_expired(key, clock);
+            return None;
+        }
+        Some(entry.value)
+    }
+
+    #[cold]
+    fn remove_expired(&self, key: &str, clock: &dyn Clock) {
+        if let Some(cache) = &self.cache {
+            let now = clock.now();
+            cache.remove_if(key, |e| e.value.is_expired_at(now));
+        }
+    }
+
+    pub(crate) fn insert(&self, key: &str, value: Value, qps: f32) {
+        if let Some(cache) = &self.cache {
+            cache.insert(key.into(), Entry { value, qps });
+        }
+    }
+
+    pub(crate) fn remove(&self, key: &str) -> bool {
+        self.cache.as_ref().is_some_and(|c| c.remove(key).is_some())
+    }
+
+    pub(crate) fn bytes(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.weight())
+    }
+
+    pub(crate) fn entries(&self) -> u64 {
+        self.cache.as_ref().map_or(0, |c| c.len() as u64)
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    pub(crate) fn evictions(&self) -> u64 {
+        self.evictions.count.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn coldest_qps(&self) -> f64 {
+        f64::from_bits(self.evictions.coldest_qps.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ManualClock;
+    use proptest::prelude::*;
+    use std::time::Duration;
+
+    #[test]
+    fn expired_values_are_never_returned() {
+        let clock = ManualClock::new();
+        let cache = ByteCache::new(1 << 20);
+        let at = clock.now() + Duration::from_secs(10);
+        cache.insert("k", Value::expiring("v", at), 0.0);
+        assert!(cache.get("k", &clock).is_some());
+        clock.advance(Duration::from_secs(10));
+        assert!(cache.get("k", &clock).is_none());
+        assert_eq!(cache.entries(), 0, "an expired entry is removed when seen");
+    }
+
+    #[test]
+    fn a_zero_budget_holds_nothing() {
+        let cache = ByteCache::new(0);
+        cache.insert("k", Value::new("v"), 0.0);
+        assert!(cache.get("k", &ManualClock::new()).is_none());
+        assert_eq!(cache.bytes(), 0);
+    }
+
+    #[test]
+    fn evictions_are_counted() {
+        let cache = ByteCache::new(64 * 1024);
+        for i in 0..1000 {
+            cache.insert(&format!("k{i}"), Value::new(vec![0u8; 512]), 1.0);
+        }
+        assert!(cache.evictions() > 0);
+        assert!(cache.bytes() <= 64 * 1024);
+        assert!(cache.coldest_qps() > 0.0);
+    }
+
+    proptest! {
+        #[test]
+        fn never_exceeds_its_budget(
+            capacity in 1u64..200_000,
+            ops in proptest::collection::vec((0u16..500, 0usize..20_000), 1..400),
+        ) {
+            let cache = ByteCache::new(capacity);
+            for (key, len) in ops {
+                cache.insert(&format!("key-{key}"), Value::new(vec![7u8; len]), 0.0);
+                prop_assert!(cache.bytes() <= capacity, "{} > {}", cache.bytes(), capacity);
+            }
+        }
+    }
+}

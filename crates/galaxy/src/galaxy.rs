@@ -1,0 +1,518 @@
+//! The galaxy: a named cache with a maincache, a hotcache and singleflight.
+
+use std::fmt;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use galaxycache_promoter::{self as promoter, DefaultPromoter, HotcacheStats, Promoter};
+use galaxycache_universe::{BoxFuture, FetchResult, GalaxyHandler, Owner, RemoteFetcher, Universe};
+use tokio::time::Instant;
+
+use crate::backend::DynBackend;
+use crate::cache::ByteCache;
+use crate::candidates::Candidates;
+use crate::singleflight::{Group, Role};
+use crate::stats::{Counter, Counters};
+use crate::{BackendGetter, Clock, Codec, Error, ErrorKind, Stats, SystemClock, Value};
+
+/// Keys whose fetch rates are tracked for promotion.
+const CANDIDATE_KEYS: usize = 16 * 1024;
+
+/// A named, peer-sharded, read-through cache.
+///
+/// `get` answers from this node's caches, or loads the key: from the backend when this
+/// node owns it, otherwise from its owner. Cheap to clone; clones share one galaxy.
+///
+/// # Coalescing
+///
+/// However many callers of one node get a missing key at once, the node makes one backend
+/// load or one peer fetch for it; with a stable peer list, the cluster makes one backend
+/// load per key. Every waiting caller gets the same value or the same error. The load does
+/// not belong to the caller that started it: dropping that caller neither cancels the load
+/// nor strands the others. A backend that panics is an [`ErrorKind::Panicked`] error for
+/// every waiter, and the next get loads again.
+///
+/// ```
+/// use galaxycache_galaxy::{Galaxy, Value, Error};
+/// use galaxycache_universe::Universe;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Error> {
+/// let universe = Universe::builder("http://127.0.0.1:8080").build();
+/// let backend = |key: String| async move { Ok(Some(Value::new(key.to_uppercase()))) };
+/// let galaxy = Galaxy::builder(&universe, "shout", 64 << 20, backend).build()?;
+/// assert_eq!(galaxy.get("hello").await?.bytes().as_ref(), b"HELLO");
+/// assert_eq!(galaxy.stats().backend_loads, 1);
+/// galaxy.get("hello").await?;
+/// assert_eq!(galaxy.stats().main_hits, 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Galaxy {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    me: Weak<Inner>,
+    name: Arc<str>,
+    universe: Universe,
+    backend: Box<dyn DynBackend>,
+    main: ByteCache,
+    hot: ByteCache,
+    candidates: Candidates,
+    /// Gets by this node's callers, whoever owns the key.
+    client_loads: Arc<Group>,
+    /// Backend loads, whoever asked: this node's callers, peers, or a fallback.
+    backend_loads: Arc<Group>,
+    counters: Counters,
+    promoter: Box<dyn Promoter>,
+    clock: Arc<dyn Clock>,
+    max_ttl: Option<Duration>,
+    ttl_jitter: Duration,
+    peer_timeout: Duration,
+    fallback_ttl: Duration,
+}
+
+/// Builds a [`Galaxy`]; see [`Galaxy::builder`].
+pub struct GalaxyBuilder {
+    universe: Universe,
+    name: String,
+    budget: u64,
+    backend: Box<dyn DynBackend>,
+    hot_ratio: f64,
+    max_ttl: Option<Duration>,
+    ttl_jitter: Duration,
+    peer_timeout: Duration,
+    fallback_ttl: Duration,
+    promoter: Box<dyn Promoter>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for GalaxyBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GalaxyBuilder")
+            .field("name", &self.name)
+            .field("budget", &self.budget)
+            .field("hot_ratio", &self.hot_ratio)
+            .field("max_ttl", &self.max_ttl)
+            .field("ttl_jitter", &self.ttl_jitter)
+            .field("peer_timeout", &self.peer_timeout)
+            .field("fallback_ttl", &self.fallback_ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+impl GalaxyBuilder {
+    /// Share of the byte budget kept for the hotcache (copies of hot keys owned by other
+    /// peers); the rest is the maincache. Default: 1/8. Must be within 0..=1.
+    pub fn hot_ratio(mut self, ratio: f64) -> Self {
+        self.hot_ratio = ratio;
+        self
+    }
+
+    /// Longest a value is served after it is loaded, whatever its backend said. Default:
+    /// none (a value without expiry lives until evicted, as in groupcache).
+    pub fn max_ttl(mut self, ttl: Duration) -> Self {
+        self.max_ttl = Some(ttl);
+        self
+    }
+
+    /// Up to this much is taken off [`max_ttl`](Self::max_ttl), at random per value, so
+    /// keys loaded together do not all expire together. Default: zero. Capped at max_ttl.
+    pub fn ttl_jitter(mut self, jitter: Duration) -> Self {
+        self.ttl_jitter = jitter;
+        self
+    }
+
+    /// How long to wait for a key's owner before loading the key locally. Default: 1 s.
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.peer_timeout = timeout;
+        self
+    }
+
+    /// When the owner failed and the key was loaded locally, the local copy is kept this
+    /// long at most: long enough that a dead owner does not cause a backend stampede, short
+    /// enough that no long-lived duplicate outlives the owner's recovery. Default: 1 s.
+    pub fn fallback_ttl(mut self, ttl: Duration) -> Self {
+        self.fallback_ttl = ttl;
+        self
+    }
+
+    /// Decides which peer-owned keys are copied into the hotcache. Default:
+    /// [`DefaultPromoter`].
+    pub fn promoter(mut self, promoter: impl Promoter) -> Self {
+        self.promoter = Box::new(promoter);
+        self
+    }
+
+    /// The clock for expiry and request rates. Default: [`SystemClock`].
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The galaxy, registered in its universe so peers can fetch from it.
+    ///
+    /// Fails with [`ErrorKind::Config`] when the name is empty or taken in this universe,
+    /// or the hot ratio is outside 0..=1.
+    pub fn build(self) -> Result<Galaxy, Error> {
+        if self.name.is_empty() {
+            return Err(Error::new(ErrorKind::Config, "a galaxy needs a name"));
+        }
+        if !(0.0..=1.0).contains(&self.hot_ratio) {
+            return Err(Error::new(
+                ErrorKind::Config,
+                format!("hot_ratio {} is outside 0..=1", self.hot_ratio),
+            ));
+        }
+        let hot_bytes = (self.budget as f64 * self.hot_ratio) as u64;
+        let universe = self.universe.clone();
+        let name: Arc<str> = Arc::from(self.name.as_str());
+        let inner = Arc::new_cyclic(|me| Inner {
+            me: me.clone(),
+            name: Arc::clone(&name),
+            universe: self.universe,
+            backend: self.backend,
+            main: ByteCache::new(self.budget - hot_bytes),
+            hot: ByteCache::new(hot_bytes),
+            candidates: Candidates::new(CANDIDATE_KEYS),
+            client_loads: Group::new(),
+            backend_loads: Group::new(),
+            counters: Counters::new(),
+            promoter: self.promoter,
+            clock: self.clock,
+            max_ttl: self.max_ttl,
+            ttl_jitter: self.ttl_jitter.min(self.max_ttl.unwrap_or_default()),
+            peer_timeout: self.peer_timeout,
+            fallback_ttl: self.fallback_ttl,
+        });
+        let handler: Arc<dyn GalaxyHandler> = inner.clone();
+        universe.register(&name, Arc::downgrade(&handler))?;
+        Ok(Galaxy { inner })
+    }
+}
+
+impl Galaxy {
+    /// Start building a galaxy called `name` in `universe`, holding at most `budget_bytes`
+    /// (maincache and hotcache together; each entry counts its key, its value and a fixed
+    /// overhead), loading missing keys from `backend`.
+    pub fn builder(
+        universe: &Universe,
+        name: impl Into<String>,
+        budget_bytes: u64,
+        backend: impl BackendGetter,
+    ) -> GalaxyBuilder {
+        GalaxyBuilder {
+            universe: universe.clone(),
+            name: name.into(),
+            budget: budget_bytes,
+            backend: Box::new(backend),
+            hot_ratio: 1.0 / 8.0,
+            max_ttl: None,
+            ttl_jitter: Duration::ZERO,
+            peer_timeout: Duration::from_secs(1),
+            fallback_ttl: Duration::from_secs(1),
+            promoter: Box::new(DefaultPromoter),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The galaxy's name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The value of `key`: from this node's caches, or loaded (see the type's docs).
+    ///
+    /// Errors: [`ErrorKind::NotFound`] when the data source has no such key (said by this
+    /// node's backend or by the owner); [`ErrorKind::InvalidKey`] for an empty key or one
+    /// longer than the universe allows; otherwise the backend's error.
+    pub async fn get(&self, key: &str) -> Result<Value, Error> {
+        let inner = &self.inner;
+        if let Some(v) = inner.main.get(key, &*inner.clock) {
+            inner.counters.incr(Counter::MainHit);
+            return Ok(v);
+        }
+        if let Some(v) = inner.hot.get(key, &*inner.clock) {
+            inner.counters.incr(Counter::HotHit);
+            return Ok(v);
+        }
+        inner.counters.incr(Counter::Miss);
+        inner.check_key(key)?;
+        let this = Arc::clone(inner);
+        let owned: Arc<str> = Arc::from(key);
+        let (result, role) = inner
+            .client_loads
+            .run(
+                key,
+                move || async move { this.load_for_client(&owned).await },
+            )
+            .await;
+        if role == Role::Waiter {
+            inner.counters.incr(Counter::CoalescedWait);
+        }
+        result
+    }
+
+    /// The value of `key` decoded as `T`; see [`get`](Self::get).
+    pub async fn get_as<T: Codec>(&self, key: &str) -> Result<T, Error> {
+        T::decode(self.get(key).await?.into_bytes())
+    }
+
+    /// Drop this node's copy of `key` (maincache and hotcache). Other nodes keep theirs.
+    /// True if a copy was held.
+    pub fn remove(&self, key: &str) -> bool {
+        let main = self.inner.main.remove(key);
+        let hot = self.inner.hot.remove(key);
+        main || hot
+    }
+
+    /// A snapshot of the counters and cache sizes.
+    pub fn stats(&self) -> Stats {
+        let inner = &self.inner;
+        Stats {
+            main_bytes: inner.main.bytes(),
+            main_entries: inner.main.entries(),
+            hot_bytes: inner.hot.bytes(),
+            hot_entries: inner.hot.entries(),
+            main_evictions: inner.main.evictions(),
+            hot_evictions: inner.hot.evictions(),
+            ..Stats::from_counters(&inner.counters)
+        }
+    }
+
+    /// The byte budget of maincache and hotcache together.
+    pub fn budget_bytes(&self) -> u64 {
+        self.inner.main.capacity() + self.inner.hot.capacity()
+    }
+
+    /// The universe this galaxy lives in.
+    pub fn universe(&self) -> &Universe {
+        &self.inner.universe
+    }
+}
+
+impl fmt::Debug for Galaxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.inner, f)
+    }
+}
+
+impl fmt::Debug for Inner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Galaxy")
+            .field("name", &self.name)
+            .field("universe", &self.universe.self_url())
+            .field("main_capacity", &self.main.capacity())
+            .field("hot_capacity", &self.hot.capacity())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn check_key(&self, key: &str) -> Result<(), Error> {
+        if key.is_empty() {
+            return Err(Error::new(ErrorKind::InvalidKey, "empty key"));
+        }
+        let max = self.universe.max_key_len();
+        if key.len() > max {
+            return Err(Error::new(
+                ErrorKind::InvalidKey,
+                format!(
+                    "key of {} bytes exceeds the limit of {max} bytes",
+                    key.len()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A fresh cached value, without counting a hit.
+    fn cached(&self, key: &str) -> Option<Value> {
+        self.main
+            .get(key, &*self.clock)
+            .or_else(|| self.hot.get(key, &*self.clock))
+    }
+
+    async fn load_for_client(self: Arc<Self>, key: &str) -> Result<Value, Error> {
+        if let Some(v) = self.cached(key) {
+            return Ok(v);
+        }
+        match self.universe.owner(key) {
+            Owner::Local => self.load_locally(key, None).await,
+            Owner::Remote(peer) => self.load_from_peer(key, &*peer).await,
+        }
+    }
+
+    async fn load_from_peer(
+        self: Arc<Self>,
+        key: &str,
+        peer: &dyn RemoteFetcher,
+    ) -> Result<Value, Error> {
+        let deadline = Instant::now() + self.peer_timeout;
+        let fetched =
+            tokio::time::timeout_at(deadline, peer.fetch(&self.name, key, deadline)).await;
+        let failure = match fetched {
+            Ok(Ok(Some(value))) if !value.is_expired_at(self.clock.now()) => {
+                self.counters.incr(Counter::PeerLoad);
+                self.consider_promotion(key, &value);
+                return Ok(value);
+            }
+            Ok(Ok(None)) => {
+                self.counters.incr(Counter::PeerLoad);
+                self.counters.incr(Counter::NotFound);
+                return Err(Error::not_found(key));
+            }
+            Ok(Err(e)) if e.kind() == galaxycache_universe::ErrorKind::Remote => {
+                self.counters.incr(Counter::PeerLoad);
+                return Err(Error::from_owner(&e));
+            }
+            Ok(Ok(Some(_))) => "the owner sent a value that had already expired".to_owned(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {:?}", self.peer_timeout),
+        };
+        self.counters.incr(Counter::PeerError);
+        self.counters.incr(Counter::LocalFallback);
+        tracing::debug!(galaxy = %self.name, key, peer = peer.url(), %failure, "owner failed; loading locally");
+        let fallback_ttl = self.fallback_ttl;
+        self.load_locally(key, Some(fallback_ttl)).await
+    }
+
+    /// Load `key` from the backend through the backend singleflight, storing it in the
+    /// maincache, expiring no later than `ttl_cap` from now when given.
+    async fn load_locally(
+        self: Arc<Self>,
+        key: &str,
+        ttl_cap: Option<Duration>,
+    ) -> Result<Value, Error> {
+        let this = Arc::clone(&self);
+        let owned: Arc<str> = Arc::from(key);
+        let (result, role) = self
+            .backend_loads
+            .run(key, move || async move {
+                this.load_from_backend(&owned, ttl_cap).await
+            })
+            .await;
+        if role == Role::Waiter {
+            self.counters.incr(Counter::CoalescedWait);
+        }
+        result
+    }
+
+    async fn load_from_backend(
+        &self,
+        key: &str,
+        ttl_cap: Option<Duration>,
+    ) -> Result<Value, Error> {
+        if let Some(v) = self.main.get(key, &*self.clock) {
+            return Ok(v);
+        }
+        self.counters.incr(Counter::BackendLoad);
+        let loaded = match self.backend.load(key).await {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                self.counters.incr(Counter::NotFound);
+                return Err(Error::not_found(key));
+            }
+            Err(e) => {
+                self.counters.incr(Counter::BackendError);
+                return Err(e);
+            }
+        };
+        let now = self.clock.now();
+        let value = self.cap_expiry(loaded, now, ttl_cap);
+        if value.is_expired_at(now) {
+            self.counters.incr(Counter::NotFound);
+            return Err(Error::new(
+                ErrorKind::NotFound,
+                format!("the backend's value for {key:?} had already expired"),
+            ));
+        }
+        self.main.insert(key, value.clone(), 0.0);
+        Ok(value)
+    }
+
+    fn cap_expiry(&self, value: Value, now: SystemTime, ttl_cap: Option<Duration>) -> Value {
+        let jittered = self.max_ttl.map(|ttl| {
+            let jitter = if self.ttl_jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                Duration::from_nanos(fastrand::u64(0..self.ttl_jitter.as_nanos() as u64))
+            };
+            now + (ttl - jitter)
+        });
+        let cap = [jittered, ttl_cap.map(|t| now + t)]
+            .into_iter()
+            .flatten()
+            .min();
+        let expires_at = match (value.expires_at(), cap) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        value.with_expiry(expires_at)
+    }
+
+    fn consider_promotion(&self, key: &str, value: &Value) {
+        if self.hot.capacity() == 0 {
+            return;
+        }
+        let (qps, fetches) = self.candidates.record(key, self.clock.now());
+        let hotcache = HotcacheStats::new(
+            self.hot.bytes(),
+            self.hot.capacity(),
+            self.hot.entries(),
+            self.hot.coldest_qps(),
+        );
+        if self
+            .promoter
+            .should_promote(key, &promoter::Stats::new(qps, fetches, hotcache))
+        {
+            self.hot.insert(key, value.clone(), qps as f32);
+            self.counters.incr(Counter::Promotion);
+        }
+    }
+
+    async fn serve(&self, key: &str, deadline: Option<Instant>) -> FetchResult {
+        self.counters.incr(Counter::ServerRequest);
+        if let Some(v) = self.cached(key) {
+            return Ok(Some(v));
+        }
+        let this = self.me.upgrade().ok_or_else(|| {
+            galaxycache_universe::Error::new(
+                galaxycache_universe::ErrorKind::UnknownGalaxy,
+                format!("galaxy {:?} is shutting down", self.name),
+            )
+        })?;
+        let load = this.load_locally(key, None);
+        let result = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline, load).await {
+                Ok(result) => result,
+                Err(_) => Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the asking peer's deadline passed",
+                )),
+            },
+            None => load.await,
+        };
+        match result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e.to_wire()),
+        }
+    }
+}
+
+impl GalaxyHandler for Inner {
+    fn serve_get<'a>(
+        &'a self,
+        key: &'a str,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, FetchResult> {
+        Box::pin(self.serve(key, deadline))
+    }
+
+    fn serve_peek(&self, key: &str) -> Option<Value> {
+        self.cached(key)
+    }
+}

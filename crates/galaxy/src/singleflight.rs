@@ -1,0 +1,346 @@
+//! One load per key, however many callers ask at once.
+//!
+//! The first caller of a key (the leader) starts the load; later callers wait for its
+//! result. The load does not belong to the leader: if the leader's caller is dropped
+//! mid-load, the load moves to a task of its own and finishes for the others. A load that
+//! panics ends as an error for every waiter, and the key can be loaded again.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+
+use quick_cache::DefaultHashBuilder;
+use tokio::sync::Notify;
+
+use crate::{Error, ErrorKind, Value};
+
+type LoadResult = Result<Value, Error>;
+type BoxedLoad = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+const SHARDS: usize = 16;
+
+#[derive(Default)]
+struct Flight {
+    result: OnceLock<LoadResult>,
+    done: Notify,
+}
+
+impl Flight {
+    async fn wait(&self) -> LoadResult {
+        loop {
+            let notified = self.done.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(result) = self.result.get() {
+                return result.clone();
+            }
+            notified.await;
+        }
+    }
+}
+
+/// In-flight loads by key.
+pub(crate) struct Group {
+    shards: Box<[Mutex<HashMap<Box<str>, Arc<Flight>>>]>,
+    hasher: DefaultHashBuilder,
+}
+
+enum Joined {
+    Leader(Arc<Flight>),
+    Waiter(Arc<Flight>),
+}
+
+/// How a caller got its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Role {
+    /// This caller started the load.
+    Leader,
+    /// This caller waited on a load another caller had started.
+    Waiter,
+}
+
+impl Group {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Group {
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: DefaultHashBuilder::default(),
+        })
+    }
+
+    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, Arc<Flight>>> {
+        &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
+    }
+
+    /// Run `load` for `key` unless a load of `key` is in flight; either way, its result.
+    ///
+    /// `load` is called only by the leader, and the future it returns may outlive the
+    /// caller (hence `'static`).
+    pub(crate) async fn run<F, Fut>(self: &Arc<Self>, key: &str, load: F) -> (LoadResult, Role)
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = LoadResult> + Send + 'static,
+    {
+        let flight = match self.join(key) {
+            Joined::Waiter(flight) => return (flight.wait().await, Role::Waiter),
+            Joined::Leader(flight) => flight,
+        };
+        let finish = Finish {
+            group: Arc::clone(self),
+            key: key.into(),
+            flight: Arc::clone(&flight),
+            finished: false,
+        };
+        let load = CatchUnwind(Box::pin(load()));
+        let task: BoxedLoad = Box::pin(async move {
+            let mut finish = finish;
+            let result = load.await;
+            finish.finish(result);
+        });
+        Detached(Some(task)).await;
+        let result = flight
+            .result
+            .get()
+            .cloned()
+            .unwrap_or_else(|| Err(abandoned()));
+        (result, Role::Leader)
+    }
+
+    fn join(&self, key: &str) -> Joined {
+        let mut flights = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(flight) = flights.get(key) {
+            return Joined::Waiter(Arc::clone(flight));
+        }
+        let flight = Arc::new(Flight::default());
+        flights.insert(key.into(), Arc::clone(&flight));
+        Joined::Leader(flight)
+    }
+
+    #[cfg(test)]
+    pub(crate) fn in_flight(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).len())
+            .sum()
+    }
+}
+
+fn abandoned() -> Error {
+    Error::new(
+        ErrorKind::Abandoned,
+        "the load was dropped before it finished (runtime shutting down?)",
+    )
+}
+
+/// Publishes a flight's result, removes the flight and wakes its waiters; on drop without
+/// a result (the load future was dropped), publishes [`ErrorKind::Abandoned`].
+struct Finish {
+    group: Arc<Group>,
+    key: Box<str>,
+    flight: Arc<Flight>,
+    finished: bool,
+}
+
+impl Finish {
+    fn finish(&mut self, result: LoadResult) {
+        self.finished = true;
+        let _ = self.flight.result.set(result);
+        {
+            let mut flights = self
+                .group
+                .shard(&self.key)
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            if flights
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                flights.remove(&self.key);
+            }
+        }
+        self.flight.done.notify_waiters();
+    }
+}
+
+impl Drop for Finish {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.finish(Err(abandoned()));
+        }
+    }
+}
+
+/// Drives a load in the leader's task; if the leader is dropped first, the rest of the load
+/// moves to a task of its own so the waiters still get their value.
+struct Detached(Option<BoxedLoad>);
+
+impl Future for Detached {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(task) = self.0.as_mut() else {
+            return Poll::Ready(());
+        };
+        let polled = task.as_mut().poll(cx);
+        if polled.is_ready() {
+            self.0 = None;
+        }
+        polled
+    }
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(task);
+        }
+        // Without a runtime the task is dropped here, and its `Finish` reports Abandoned.
+    }
+}
+
+/// Turns a panic while polling the load into an error result.
+struct CatchUnwind<F>(Pin<Box<F>>);
+
+impl<F: Future<Output = LoadResult>> Future for CatchUnwind<F> {
+    type Output = LoadResult;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LoadResult> {
+        let fut = self.0.as_mut();
+        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
+            Ok(polled) => polled,
+            Err(payload) => Poll::Ready(Err(Error::new(
+                ErrorKind::Panicked,
+                panic_message(payload.as_ref()),
+            ))),
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "the load panicked".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    #[tokio::test(start_paused = true)]
+    async fn concurrent_callers_share_one_load() {
+        let group = Group::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..100 {
+            let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
+            tasks.push(tokio::spawn(async move {
+                group
+                    .run("k", || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(Value::new("v"))
+                    })
+                    .await
+            }));
+        }
+        let mut leaders = 0;
+        for t in tasks {
+            let (result, role) = t.await.unwrap();
+            assert_eq!(result.unwrap().bytes().as_ref(), b"v");
+            leaders += usize::from(role == Role::Leader);
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        assert_eq!(leaders, 1);
+        assert_eq!(group.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_leader_does_not_strand_the_waiters() {
+        let group = Group::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let load = |calls: Arc<AtomicUsize>| async move {
+            calls.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Ok(Value::new("v"))
+        };
+        let leader = {
+            let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
+            tokio::spawn(async move { group.run("k", || load(calls)).await })
+        };
+        tokio::task::yield_now().await;
+        assert_eq!(group.in_flight(), 1, "the leader has started");
+        let waiter = {
+            let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
+            tokio::spawn(async move { group.run("k", || load(calls)).await })
+        };
+        tokio::task::yield_now().await;
+        leader.abort();
+        assert!(leader.await.unwrap_err().is_cancelled());
+        let (result, role) = waiter.await.unwrap();
+        assert_eq!(role, Role::Waiter);
+        assert_eq!(result.unwrap().bytes().as_ref(), b"v");
+        assert_eq!(calls.load(Ordering::SeqCst), 1, "the load was not repeated");
+        assert_eq!(group.in_flight(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_panicking_load_is_an_error_for_everyone_and_the_key_loads_again() {
+        let group = Group::new();
+        let mut tasks = Vec::new();
+        for _ in 0..10 {
+            let group = Arc::clone(&group);
+            tasks.push(tokio::spawn(async move {
+                group
+                    .run("k", || async {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        panic!("backend exploded");
+                    })
+                    .await
+                    .0
+            }));
+        }
+        for t in tasks {
+            let err = t.await.unwrap().unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Panicked);
+            assert!(err.message().contains("backend exploded"));
+        }
+        let (again, _) = group.run("k", || async { Ok(Value::new("ok")) }).await;
+        assert_eq!(again.unwrap().bytes().as_ref(), b"ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_are_shared() {
+        let group = Group::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
+            tasks.push(tokio::spawn(async move {
+                group
+                    .run("k", || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                        Err(Error::backend("db down"))
+                    })
+                    .await
+                    .0
+            }));
+        }
+        for t in tasks {
+            assert_eq!(t.await.unwrap().unwrap_err(), Error::backend("db down"));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+}

@@ -1,0 +1,191 @@
+//! Counters cheap enough for the hit path, and the snapshot users read.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Stripes of counters; a thread always uses the same one. A power of two.
+const STRIPES: usize = 16;
+
+/// Which counter a path bumps.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Counter {
+    MainHit,
+    HotHit,
+    Miss,
+    PeerLoad,
+    PeerError,
+    BackendLoad,
+    BackendError,
+    NotFound,
+    CoalescedWait,
+    ServerRequest,
+    LocalFallback,
+    Promotion,
+}
+
+const COUNTERS: usize = 12;
+
+/// One thread's counters, alone on their cache lines so that two cores never write the
+/// same line: a shared atomic would make every hit bounce a line between cores.
+#[repr(align(128))]
+#[derive(Default)]
+struct Stripe([AtomicU64; COUNTERS]);
+
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+fn stripe_index() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static INDEX: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    INDEX.with(|i| {
+        if i.get() == usize::MAX {
+            i.set(NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES);
+        }
+        i.get()
+    })
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            stripes: (0..STRIPES).map(|_| Stripe::default()).collect(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn incr(&self, c: Counter) {
+        self.stripes[stripe_index()].0[c as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self, c: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[c as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A snapshot of a galaxy's counters and cache sizes. Fields may be added.
+///
+/// `gets` is every [`Galaxy::get`](crate::Galaxy::get); each one is a main hit, a hot hit
+/// or a miss. A miss is then a coalesced wait, or a load from the owner (a peer load) or
+/// from the backend.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Gets by callers of this node.
+    pub gets: u64,
+    /// Gets answered by the maincache.
+    pub main_hits: u64,
+    /// Gets answered by the hotcache.
+    pub hot_hits: u64,
+    /// Gets that found no fresh value in either cache.
+    pub misses: u64,
+    /// Values fetched from the peer that owns them.
+    pub peer_loads: u64,
+    /// Fetches from owners that failed (timeout, refused, server error).
+    pub peer_errors: u64,
+    /// Loads from this node's backend (for its own keys, for peers, and as fallback).
+    pub backend_loads: u64,
+    /// Backend loads that failed (not counting NotFound).
+    pub backend_errors: u64,
+    /// Loads that ended in NotFound, from the backend or the owner.
+    pub not_found: u64,
+    /// Gets that waited on a load another caller had started, instead of loading.
+    pub coalesced_waits: u64,
+    /// Requests from peers served by this node.
+    pub server_requests: u64,
+    /// Owner failed, so this node loaded the key from its own backend.
+    pub local_fallbacks: u64,
+    /// Keys copied into the hotcache.
+    pub promotions: u64,
+    /// Bytes held by the maincache (keys, values, per-entry overhead).
+    pub main_bytes: u64,
+    /// Entries in the maincache.
+    pub main_entries: u64,
+    /// Bytes held by the hotcache.
+    pub hot_bytes: u64,
+    /// Entries in the hotcache.
+    pub hot_entries: u64,
+    /// Entries the maincache evicted to stay within its budget.
+    pub main_evictions: u64,
+    /// Entries the hotcache evicted to stay within its budget.
+    pub hot_evictions: u64,
+}
+
+impl Stats {
+    pub(crate) fn from_counters(c: &Counters) -> Self {
+        let main_hits = c.get(Counter::MainHit);
+        let hot_hits = c.get(Counter::HotHit);
+        let misses = c.get(Counter::Miss);
+        Stats {
+            gets: main_hits + hot_hits + misses,
+            main_hits,
+            hot_hits,
+            misses,
+            peer_loads: c.get(Counter::PeerLoad),
+            peer_errors: c.get(Counter::PeerError),
+            backend_loads: c.get(Counter::BackendLoad),
+            backend_errors: c.get(Counter::BackendError),
+            not_found: c.get(Counter::NotFound),
+            coalesced_waits: c.get(Counter::CoalescedWait),
+            server_requests: c.get(Counter::ServerRequest),
+            local_fallbacks: c.get(Counter::LocalFallback),
+            promotions: c.get(Counter::Promotion),
+            ..Stats::default()
+        }
+    }
+
+    /// Every stat by name, counters first, then cache sizes: for exporters.
+    pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+        [
+            ("gets", self.gets),
+            ("main_hits", self.main_hits),
+            ("hot_hits", self.hot_hits),
+            ("misses", self.misses),
+            ("peer_loads", self.peer_loads),
+            ("peer_errors", self.peer_errors),
+            ("backend_loads", self.backend_loads),
+            ("backend_errors", self.backend_errors),
+            ("not_found", self.not_found),
+            ("coalesced_waits", self.coalesced_waits),
+            ("server_requests", self.server_requests),
+            ("local_fallbacks", self.local_fallbacks),
+            ("promotions", self.promotions),
+            ("main_evictions", self.main_evictions),
+            ("hot_evictions", self.hot_evictions),
+            ("main_bytes", self.main_bytes),
+            ("main_entries", self.main_entries),
+            ("hot_bytes", self.hot_bytes),
+            ("hot_entries", self.hot_entries),
+        ]
+        .into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_from_many_threads_add_up() {
+        let c = Counters::new();
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    for _ in 0..10_000 {
+                        c.incr(Counter::MainHit);
+                    }
+                    c.incr(Counter::Miss);
+                });
+            }
+        });
+        let stats = Stats::from_counters(&c);
+        assert_eq!(stats.main_hits, 40_000);
+        assert_eq!(stats.gets, 40_004);
+        assert_eq!(stats.fields().count(), 19);
+    }
+}
