@@ -24,6 +24,9 @@ type BoxedLoad = Pin<Box<dyn Future<Output = ()> + Send>>;
 
 const SHARDS: usize = 16;
 
+/// One shard of the in-flight loads.
+type Flights = Mutex<HashMap<Box<str>, Arc<Flight>>>;
+
 #[derive(Default)]
 struct Flight {
     result: OnceLock<LoadResult>,
@@ -46,7 +49,7 @@ impl Flight {
 
 /// In-flight loads by key.
 pub(crate) struct Group {
-    shards: Box<[Mutex<HashMap<Box<str>, Arc<Flight>>>]>,
+    shards: Box<[Flights]>,
     hasher: DefaultHashBuilder,
 }
 
@@ -72,7 +75,7 @@ impl Group {
         })
     }
 
-    fn shard(&self, key: &str) -> &Mutex<HashMap<Box<str>, Arc<Flight>>> {
+    fn shard(&self, key: &str) -> &Flights {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 

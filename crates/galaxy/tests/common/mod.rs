@@ -78,6 +78,19 @@ impl Cluster {
     where
         B: galaxycache_galaxy::BackendGetter + Clone,
     {
+        Self::with_budget(n, 64 << 20, backend, tune, loads)
+    }
+
+    pub fn with_budget<B>(
+        n: usize,
+        budget: u64,
+        backend: B,
+        tune: impl Fn(GalaxyBuilder) -> GalaxyBuilder,
+        loads: Loads,
+    ) -> Self
+    where
+        B: galaxycache_galaxy::BackendGetter + Clone,
+    {
         let net = InProcessNetwork::new();
         let urls: Vec<String> = (0..n).map(|i| format!("inproc://node-{i}")).collect();
         let nodes = urls
@@ -88,14 +101,9 @@ impl Cluster {
                     .build();
                 net.attach(&universe);
                 universe.set_peers(&urls).unwrap();
-                let galaxy = tune(Galaxy::builder(
-                    &universe,
-                    GALAXY,
-                    64 << 20,
-                    backend.clone(),
-                ))
-                .build()
-                .unwrap();
+                let galaxy = tune(Galaxy::builder(&universe, GALAXY, budget, backend.clone()))
+                    .build()
+                    .unwrap();
                 Node {
                     url: url.clone(),
                     universe,
