@@ -1,1 +1,33 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
+
+#[cfg(feature = "json")]
+pub use galaxycache_galaxy::Json;
+#[cfg(feature = "protobuf")]
+pub use galaxycache_galaxy::Proto;
+pub use galaxycache_galaxy::{
+    BackendGetter, Clock, Codec, ENTRY_OVERHEAD, Error, ErrorKind, Galaxy, GalaxyBuilder,
+    ManualClock, Stats, SystemClock, Value,
+};
+pub use galaxycache_universe::{InProcessNetwork, Ring, Universe, UniverseBuilder};
+
+/// Peers, the ring, and the traits a peer protocol implements.
+pub mod universe {
+    pub use galaxycache_universe::*;
+}
+
+/// Promoters: which peer-owned keys are copied into the hotcache.
+pub mod promoter {
+    pub use galaxycache_promoter::*;
+}
+
+/// The HTTP peer protocol (galaxycache and groupcache dialects).
+#[cfg(feature = "http")]
+pub mod http {
+    pub use galaxycache_http::*;
+}
+
+/// The gRPC peer protocol.
+#[cfg(feature = "grpc")]
+pub mod grpc {
+    pub use galaxycache_grpc::*;
+}

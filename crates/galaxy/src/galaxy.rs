@@ -238,6 +238,12 @@ impl Galaxy {
             inner.counters.incr(Counter::HotHit);
             return Ok(v);
         }
+        // Out of line and boxed, so the future of a hit stays small.
+        Box::pin(self.get_missing(key)).await
+    }
+
+    async fn get_missing(&self, key: &str) -> Result<Value, Error> {
+        let inner = &self.inner;
         inner.counters.incr(Counter::Miss);
         inner.check_key(key)?;
         let this = Arc::clone(inner);
