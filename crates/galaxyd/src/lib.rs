@@ -1,1 +1,43 @@
-//! placeholder
+//! galaxyd: galaxycache as a standalone node, and the tools around it.
+//!
+//! - `galaxyd serve`: one node — a peer listener (HTTP, gRPC or groupcache's HTTP
+//!   dialect) and a client API (`GET /v1/galaxies/{galaxy}/keys/{key}`, `/v1/stats`,
+//!   `/metrics`, `/healthz`), in front of a synthetic, SQLite or HTTP backend.
+//! - `galaxyd owner`: which peer owns each key.
+//! - `galaxyd demo`: a 3-node cluster in this process, in front of SQLite, under a
+//!   skewed workload.
+//! - `galaxyd bench`: a load generator against the client APIs of running nodes.
+//!
+//! The library exists so the binary's parts can be tested; its API follows the binary.
+
+mod api;
+mod backend;
+mod bench;
+mod cli;
+mod client;
+mod config;
+mod demo;
+mod histogram;
+mod load;
+mod metrics;
+mod node;
+mod owner;
+mod units;
+mod workload;
+
+pub use api::{GALAXY_STATUS_HEADER, router};
+pub use backend::{
+    Backend, BackendOptions, BackendSpec, DEFAULT_QUERY, is_synthetic_value, synthetic_value,
+};
+pub use bench::{BenchConfig, BenchReport, TargetReport, run_bench};
+pub use cli::{BenchArgs, Cli, Command, DemoArgs, OwnerArgs, ServeArgs};
+pub use client::{HttpClient, Response};
+pub use config::{GalaxyConfig, NodeConfig, Protocol};
+pub use demo::{DEMO_GALAXY, DemoConfig, DemoSummary, NodeSummary, create_database, run_demo};
+pub use histogram::{HistogramSnapshot, LATENCY_BUCKETS, LatencyHistogram};
+pub use load::Percentiles;
+pub use metrics::{ClientMetrics, GalaxyReport, Outcome, render_prometheus};
+pub use node::Node;
+pub use owner::{run as run_owner, write_owners};
+pub use units::{format_size, human_size, parse_duration, parse_size};
+pub use workload::{Dist, KeySampler, key_name};

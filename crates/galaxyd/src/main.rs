@@ -1,1 +1,121 @@
-fn main() {}
+//! galaxyd: a galaxycache node (`serve`), and tools for a cluster of them (`owner`,
+//! `demo`, `bench`). `galaxyd --help` says how to use each.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use galaxyd::{
+    BenchArgs, BenchConfig, Cli, Command, DemoArgs, DemoConfig, Node, ServeArgs, run_bench,
+    run_demo, run_owner,
+};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    // A node logs what it does; the tools that draw progress bars only warn.
+    let default_level = match cli.command {
+        Command::Serve(_) => "info",
+        _ => "warn",
+    };
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("galaxyd: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<()> {
+    if let Command::Owner(args) = &command {
+        return run_owner(&args.peers, args.replicas, &args.keys);
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        match command {
+            Command::Serve(args) => serve(&args).await,
+            Command::Demo(args) => demo(&args).await,
+            Command::Bench(args) => bench(&args).await,
+            Command::Owner(_) => Ok(()),
+        }
+    })
+}
+
+async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = args.node_config().map_err(anyhow::Error::msg)?;
+    let node = Node::start(&config).await?;
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    node.shutdown().await
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r.context("cannot watch SIGINT")?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c()
+        .await
+        .context("cannot watch Ctrl-C")?;
+    Ok(())
+}
+
+async fn demo(args: &DemoArgs) -> anyhow::Result<()> {
+    let config = DemoConfig {
+        keys: args.keys,
+        requests: args.requests,
+        concurrency: args.concurrency,
+        dist: args.dist,
+        value_size: args.value_size,
+        progress: true,
+    };
+    eprintln!(
+        "galaxyd demo: {} rows in SQLite, 3 nodes on loopback, {} requests ({})",
+        config.keys, config.requests, config.dist
+    );
+    let summary = run_demo(&config).await?;
+    print!("{summary}");
+    summary.check()
+}
+
+async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
+    let config = BenchConfig::from(args);
+    let report = run_bench(&config).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{report}");
+    }
+    anyhow::ensure!(
+        report.value_mismatches == 0,
+        "{} values were not their key's synthetic value",
+        report.value_mismatches
+    );
+    anyhow::ensure!(
+        report.ok + report.not_found > 0,
+        "no request succeeded: {}",
+        report
+            .first_error
+            .as_deref()
+            .unwrap_or("no request was sent")
+    );
+    Ok(())
+}

@@ -1,0 +1,215 @@
+//! Peer fetches over loopback: 1 KiB values already cached at the owner, 1 and 32
+//! concurrent callers, for each protocol, beside a raw TCP echo of the same size (the
+//! floor). Prints fetches/s and p50/p99 latency.
+//!
+//! `cargo bench --bench peer_fetch` (`-- --seconds N` to change the time per case)
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use galaxycache::grpc::{GrpcProtocol, GrpcServer};
+use galaxycache::http::{Dialect, HttpProtocol, PeerService};
+use galaxycache::universe::{FetchProtocol, RemoteFetcher};
+use galaxycache::{Error, Galaxy, Universe, Value};
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+
+const VALUE_SIZE: usize = 1024;
+const GALAXY: &str = "bench";
+const KEY: &str = "the-cached-key";
+
+struct Report {
+    fetches: u64,
+    elapsed: Duration,
+    latency: Histogram<u64>,
+}
+
+impl Report {
+    fn print(&self, name: &str, callers: usize) {
+        let us = |q: f64| self.latency.value_at_quantile(q) as f64 / 1000.0;
+        println!(
+            "{name:<26} {callers:>3} callers {:>10.0} fetches/s   p50 {:>7.1} us   p99 {:>7.1} us",
+            self.fetches as f64 / self.elapsed.as_secs_f64(),
+            us(0.50),
+            us(0.99),
+        );
+    }
+}
+
+/// Runs `callers` loops of `call` for `duration`; every call's latency in nanoseconds.
+async fn drive<F, Fut>(callers: usize, duration: Duration, call: F) -> Report
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let call = Arc::new(call);
+    let start = Instant::now();
+    let end = start + duration;
+    let tasks: Vec<_> = (0..callers)
+        .map(|i| {
+            let call = Arc::clone(&call);
+            tokio::spawn(async move {
+                let mut h = Histogram::<u64>::new(3).unwrap();
+                let mut n = 0;
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    call(i).await;
+                    h.record(t.elapsed().as_nanos() as u64).unwrap();
+                    n += 1;
+                }
+                (n, h)
+            })
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new(3).unwrap();
+    let mut fetches = 0;
+    for t in tasks {
+        let (n, h) = t.await.unwrap();
+        fetches += n;
+        latency.add(h).unwrap();
+    }
+    Report {
+        fetches,
+        elapsed: start.elapsed(),
+        latency,
+    }
+}
+
+/// A length-prefixed echo of a 1 KiB answer: what any protocol costs at the least.
+async fn raw_echo(callers: usize, duration: Duration) -> Report {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            sock.set_nodelay(true).unwrap();
+            tokio::spawn(async move {
+                let value = vec![b'v'; VALUE_SIZE];
+                let mut req = [0u8; 64];
+                loop {
+                    let Ok(len) = sock.read_u8().await else {
+                        return;
+                    };
+                    if sock.read_exact(&mut req[..len as usize]).await.is_err()
+                        || sock.write_all(&value).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let mut conns = Vec::new();
+    for _ in 0..callers {
+        let s = TcpStream::connect(addr).await.unwrap();
+        s.set_nodelay(true).unwrap();
+        conns.push(Arc::new(tokio::sync::Mutex::new(s)));
+    }
+    let report = drive(callers, duration, move |i| {
+        let conn = Arc::clone(&conns[i]);
+        async move {
+            let mut s = conn.lock().await;
+            let mut msg = vec![KEY.len() as u8];
+            msg.extend_from_slice(KEY.as_bytes());
+            s.write_all(&msg).await.unwrap();
+            let mut buf = [0u8; VALUE_SIZE];
+            s.read_exact(&mut buf).await.unwrap();
+        }
+    })
+    .await;
+    server.abort();
+    report
+}
+
+/// An owner with `KEY` cached, serving on loopback; a fetcher to it.
+async fn owner(protocol: &str) -> (Arc<dyn RemoteFetcher>, oneshot::Sender<()>, Galaxy) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let universe = Universe::builder(url.clone()).build();
+    let value = Value::new(vec![b'v'; VALUE_SIZE]);
+    let backend = move |_: String| {
+        let value = value.clone();
+        async move { Ok::<_, Error>(Some(value)) }
+    };
+    let galaxy = Galaxy::builder(&universe, GALAXY, 64 << 20, backend)
+        .build()
+        .unwrap();
+    galaxy.get(KEY).await.unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let stopped = async move {
+        stopped.await.ok();
+    };
+    let client: Arc<dyn FetchProtocol> = match protocol {
+        "grpc" => {
+            tokio::spawn(GrpcServer::new(universe).serve(listener, stopped));
+            Arc::new(GrpcProtocol::new())
+        }
+        dialect => {
+            let (dialect, h2) = match dialect {
+                "http" => (Dialect::Galaxycache, false),
+                "http2" => (Dialect::Galaxycache, true),
+                _ => (Dialect::Groupcache, false),
+            };
+            tokio::spawn(PeerService::new(universe, dialect).serve(listener, stopped));
+            Arc::new(HttpProtocol::builder().dialect(dialect).http2(h2).build())
+        }
+    };
+    (client.connect(&url).unwrap(), stop, galaxy)
+}
+
+async fn protocol(name: &str, callers: usize, duration: Duration) -> Report {
+    let (fetcher, stop, galaxy) = owner(name).await;
+    let report = drive(callers, duration, move |_| {
+        let fetcher = Arc::clone(&fetcher);
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+            let v = fetcher.fetch(GALAXY, KEY, deadline).await.unwrap().unwrap();
+            assert_eq!(v.len(), VALUE_SIZE);
+        }
+    })
+    .await;
+    assert_eq!(
+        galaxy.stats().backend_loads,
+        1,
+        "every fetch was served from the cache"
+    );
+    stop.send(()).ok();
+    report
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seconds = args
+        .iter()
+        .position(|a| a == "--seconds")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3.0);
+    let duration = Duration::from_secs_f64(seconds);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        for callers in [1, 32] {
+            raw_echo(callers, duration)
+                .await
+                .print("raw TCP echo (floor)", callers);
+            for (name, label) in [
+                ("http", "HTTP/1.1 galaxycache"),
+                ("http2", "HTTP/2 galaxycache"),
+                ("groupcache", "HTTP/1.1 groupcache"),
+                ("grpc", "gRPC"),
+            ] {
+                protocol(name, callers, duration)
+                    .await
+                    .print(label, callers);
+            }
+        }
+    });
+}

@@ -1,0 +1,385 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::backend::{BackendOptions, BackendSpec, DEFAULT_QUERY};
+use crate::config::{
+    DEFAULT_CACHE_BYTES, FileConfig, GalaxyConfig, NodeConfig, Protocol, TopLevel, parse_addr,
+};
+use crate::units::{parse_duration, parse_size};
+use crate::workload::Dist;
+
+/// galaxyd: a galaxycache node, and tools to look at a cluster of them.
+#[derive(Debug, Parser)]
+#[command(name = "galaxyd", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run one node: a peer listener and a client API.
+    Serve(Box<ServeArgs>),
+    /// Print `KEY<TAB>OWNER` for each key (keys from stdin when none are given).
+    Owner(OwnerArgs),
+    /// Start a 3-node cluster in this process in front of SQLite and drive a skewed
+    /// workload through it.
+    Demo(DemoArgs),
+    /// Generate load against the client APIs of running nodes.
+    Bench(BenchArgs),
+}
+
+fn size(text: &str) -> Result<u64, String> {
+    parse_size(text)
+}
+
+fn usize_size(text: &str) -> Result<usize, String> {
+    let bytes = parse_size(text)?;
+    usize::try_from(bytes).map_err(|_| format!("size {text:?} is too large"))
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+fn addr(text: &str) -> Result<SocketAddr, String> {
+    parse_addr(text, "address")
+}
+
+/// Flags of `galaxyd serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML file with the node's settings and its `[[galaxy]]` tables; flags given too
+    /// override its top-level settings.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// This node's peer URL, as the other peers list it; the peer listener binds its
+    /// port [default: http://127.0.0.1:9001].
+    #[arg(long = "self", value_name = "URL")]
+    pub self_url: Option<String>,
+    /// Every peer's URL, this node's included, comma-separated.
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    pub peers: Option<Vec<String>>,
+    /// Bind the peer listener here instead of at the port of --self.
+    #[arg(long, value_name = "ADDR", value_parser = addr)]
+    pub peer_listen: Option<SocketAddr>,
+    /// Address of the client API [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR", value_parser = addr)]
+    pub listen: Option<SocketAddr>,
+    /// Peer protocol: http, grpc or groupcache [default: http].
+    #[arg(long, value_name = "PROTOCOL")]
+    pub protocol: Option<Protocol>,
+    /// Ring points per peer [default: 50].
+    #[arg(long, value_name = "N")]
+    pub replicas: Option<usize>,
+    /// Longest key accepted from clients and peers; every node should agree
+    /// [default: 65536].
+    #[arg(long, value_name = "SIZE", value_parser = usize_size)]
+    pub max_key_len: Option<usize>,
+    /// How long a client get may take before it is answered 504 [default: 10s].
+    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    pub request_timeout: Option<Duration>,
+    /// Name of the galaxy (without --config).
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "default",
+        conflicts_with = "config"
+    )]
+    pub galaxy: String,
+    /// Byte budget of the galaxy's caches, e.g. 64MiB.
+    #[arg(long, value_name = "SIZE", value_parser = size, default_value_t = DEFAULT_CACHE_BYTES,
+          conflicts_with = "config")]
+    pub cache_bytes: u64,
+    /// Data source: synthetic, sqlite:PATH or http:URL_TEMPLATE ({key} is replaced by the
+    /// percent-encoded key).
+    #[arg(
+        long,
+        value_name = "SPEC",
+        default_value = "synthetic",
+        conflicts_with = "config"
+    )]
+    pub backend: BackendSpec,
+    /// Synthetic backend: bytes per value.
+    #[arg(long, value_name = "SIZE", value_parser = usize_size, default_value = "1KiB",
+          conflicts_with = "config")]
+    pub value_size: usize,
+    /// Synthetic backend: simulated latency of each load, e.g. 50ms.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0",
+          conflicts_with = "config")]
+    pub backend_delay: Duration,
+    /// SQLite backend: the query; ?1 is the key, the first column the value.
+    #[arg(long, value_name = "SQL", default_value = DEFAULT_QUERY, conflicts_with = "config")]
+    pub query: String,
+    /// How long a fetch from the key's owner may take before this node loads it itself.
+    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "config")]
+    pub peer_timeout: Option<Duration>,
+}
+
+impl ServeArgs {
+    /// The node's configuration: the file's (when given) with the flags applied.
+    pub fn node_config(&self) -> Result<NodeConfig, String> {
+        let flags = TopLevel {
+            self_url: self.self_url.clone(),
+            peers: self.peers.clone(),
+            peer_listen: self.peer_listen,
+            listen: self.listen,
+            protocol: self.protocol,
+            replicas: self.replicas,
+            max_key_len: self.max_key_len,
+            request_timeout: self.request_timeout,
+        };
+        match &self.config {
+            Some(path) => {
+                let file = FileConfig::read(path)?;
+                let top = TopLevel::from_file(&file)
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?;
+                let galaxies = file
+                    .galaxies()
+                    .map_err(|e| format!("config file {}: {e}", path.display()))?;
+                top.overridden_by(flags).resolve(galaxies)
+            }
+            None => flags.resolve(vec![self.galaxy_config()]),
+        }
+    }
+
+    fn galaxy_config(&self) -> GalaxyConfig {
+        GalaxyConfig {
+            name: self.galaxy.clone(),
+            cache_bytes: self.cache_bytes,
+            backend: self.backend.clone(),
+            backend_options: BackendOptions {
+                value_size: self.value_size,
+                delay: self.backend_delay,
+                query: self.query.clone(),
+                ..BackendOptions::default()
+            },
+            peer_timeout: self.peer_timeout,
+            hot_ratio: None,
+        }
+    }
+}
+
+/// Flags of `galaxyd owner`.
+#[derive(Debug, Args)]
+pub struct OwnerArgs {
+    /// Every peer's URL, comma-separated, exactly as the nodes are given them.
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub peers: Vec<String>,
+    /// Ring points per peer.
+    #[arg(long, value_name = "N", default_value_t = galaxycache_universe::DEFAULT_REPLICAS)]
+    pub replicas: usize,
+    /// Keys to look up; read from stdin, one a line, when none are given.
+    #[arg(value_name = "KEY")]
+    pub keys: Vec<String>,
+}
+
+/// Flags of `galaxyd demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Rows in the demo database (keys `key-0` ...).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub keys: u64,
+    /// Requests to send, spread over the three nodes.
+    #[arg(long, value_name = "N", default_value_t = 40_000)]
+    pub requests: u64,
+    /// Requests in flight at once.
+    #[arg(long, value_name = "N", default_value_t = 32)]
+    pub concurrency: usize,
+    /// Key distribution: uniform or zipf:S.
+    #[arg(long, value_name = "DIST", default_value = "zipf:1.1")]
+    pub dist: Dist,
+    /// Bytes per value.
+    #[arg(long, value_name = "SIZE", value_parser = usize_size, default_value = "256")]
+    pub value_size: usize,
+}
+
+/// Flags of `galaxyd bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Client API base URLs of the nodes, comma-separated, e.g. http://127.0.0.1:8080.
+    #[arg(
+        long,
+        value_name = "URL,URL,...",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub targets: Vec<String>,
+    /// The galaxy to read.
+    #[arg(long, value_name = "NAME", default_value = "default")]
+    pub galaxy: String,
+    /// Number of distinct keys (`key-0` ...).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    pub keys: u64,
+    /// Key distribution: uniform or zipf:S.
+    #[arg(long, value_name = "DIST", default_value = "zipf:1.1")]
+    pub dist: Dist,
+    /// Requests in flight at once (one keep-alive connection each).
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub concurrency: usize,
+    /// How long to measure.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    pub duration: Duration,
+    /// How long to send load before measuring.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0")]
+    pub warmup: Duration,
+    /// Check that every value is the synthetic backend's value of its key.
+    #[arg(long)]
+    pub value_check: bool,
+    /// Print the report as JSON, without a progress bar.
+    #[arg(long)]
+    pub json: bool,
+    /// How long one request may take before it counts as an error.
+    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    pub timeout: Duration,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("galaxyd").chain(args.iter().copied()))
+    }
+
+    fn serve(args: &[&str]) -> ServeArgs {
+        let mut full = vec!["serve"];
+        full.extend_from_slice(args);
+        match parse(&full).unwrap().command {
+            Command::Serve(s) => *s,
+            other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn serve_flags_for_one_galaxy() {
+        let s = serve(&[
+            "--self",
+            "http://127.0.0.1:9002",
+            "--peers",
+            "http://127.0.0.1:9001,http://127.0.0.1:9002",
+            "--listen",
+            "127.0.0.1:8082",
+            "--protocol",
+            "groupcache",
+            "--galaxy",
+            "users",
+            "--cache-bytes",
+            "32MiB",
+            "--backend",
+            "synthetic",
+            "--value-size",
+            "2KiB",
+            "--backend-delay",
+            "50ms",
+        ]);
+        let c = s.node_config().unwrap();
+        assert_eq!(c.self_url, "http://127.0.0.1:9002");
+        assert_eq!(c.peers.len(), 2);
+        assert_eq!(c.peer_listen, "127.0.0.1:9002".parse().unwrap());
+        assert_eq!(c.listen, "127.0.0.1:8082".parse().unwrap());
+        assert_eq!(c.protocol, Protocol::Groupcache);
+        let g = &c.galaxies[0];
+        assert_eq!((g.name.as_str(), g.cache_bytes), ("users", 32 << 20));
+        assert_eq!(g.backend_options.value_size, 2048);
+        assert_eq!(g.backend_options.delay, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn serve_defaults() {
+        let c = serve(&[]).node_config().unwrap();
+        assert_eq!(c.galaxies[0].name, "default");
+        assert_eq!(c.galaxies[0].backend, BackendSpec::Synthetic);
+        assert_eq!(c.galaxies[0].backend_options.value_size, 1024);
+        assert_eq!(c.protocol, Protocol::Http);
+        assert_eq!(c.peers, [crate::config::DEFAULT_SELF]);
+    }
+
+    #[test]
+    fn bad_flags_are_clear_errors() {
+        let message = |args: &[&str]| parse(args).unwrap_err().to_string();
+        let e = message(&["serve", "--cache-bytes", "64XB"]);
+        assert!(
+            e.contains("--cache-bytes") && e.contains("unknown size suffix"),
+            "{e}"
+        );
+        let e = message(&["serve", "--backend-delay", "50"]);
+        assert!(e.contains("no unit"), "{e}");
+        let e = message(&["serve", "--backend", "mysql:db"]);
+        assert!(
+            e.contains("unknown backend") && e.contains("sqlite:PATH"),
+            "{e}"
+        );
+        let e = message(&["serve", "--protocol", "smtp"]);
+        assert!(e.contains("expected http, grpc or groupcache"), "{e}");
+        let e = message(&["serve", "--config", "x.toml", "--galaxy", "g"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = message(&["bench", "--targets", "http://a", "--dist", "zipf:x"]);
+        assert!(e.contains("zipf exponent"), "{e}");
+        let e = message(&["owner"]);
+        assert!(e.contains("--peers"), "{e}");
+        let e = serve(&["--config", "/nonexistent/galaxyd.toml"]).node_config();
+        assert!(e.unwrap_err().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn owner_and_bench_flags() {
+        let Command::Owner(o) = parse(&["owner", "--peers", "a,b", "--replicas", "3", "k1", "k2"])
+            .unwrap()
+            .command
+        else {
+            panic!("not owner")
+        };
+        assert_eq!(
+            (o.peers, o.replicas, o.keys),
+            (
+                vec!["a".into(), "b".into()],
+                3,
+                vec!["k1".into(), "k2".into()]
+            )
+        );
+        let Command::Bench(b) = parse(&[
+            "bench",
+            "--targets",
+            "http://a:1,http://b:2",
+            "--galaxy",
+            "g",
+            "--keys",
+            "1000",
+            "--dist",
+            "uniform",
+            "--concurrency",
+            "4",
+            "--duration",
+            "2s",
+            "--warmup",
+            "500ms",
+            "--value-check",
+            "--json",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!(b.targets.len(), 2);
+        assert_eq!((b.keys, b.dist, b.concurrency), (1000, Dist::Uniform, 4));
+        assert_eq!(
+            (b.duration, b.warmup),
+            (Duration::from_secs(2), Duration::from_millis(500))
+        );
+        assert!(b.value_check && b.json);
+    }
+}

@@ -1,0 +1,476 @@
+//! A node's configuration: from flags for one galaxy, or from a TOML file for several.
+//!
+//! ```toml
+//! self = "http://10.0.0.1:9001"          # this node's peer URL; the peer listener binds its port
+//! peers = ["http://10.0.0.1:9001", "http://10.0.0.2:9001"]
+//! listen = "0.0.0.0:8080"                # client API
+//! protocol = "http"                      # http | grpc | groupcache
+//!
+//! [[galaxy]]
+//! name = "users"
+//! cache_bytes = "64MiB"
+//! backend = "sqlite:/var/lib/users.db"
+//! query = "SELECT body FROM users WHERE id = ?1"
+//!
+//! [[galaxy]]
+//! name = "pages"
+//! cache_bytes = "16MiB"
+//! backend = "synthetic"
+//! value_size = "4KiB"
+//! backend_delay = "20ms"
+//! ```
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use http::Uri;
+use serde::Deserialize;
+
+use crate::backend::{BackendOptions, BackendSpec};
+use crate::units::{parse_duration, parse_size};
+
+/// The peer URL a node has when none is given.
+pub(crate) const DEFAULT_SELF: &str = "http://127.0.0.1:9001";
+/// The client API address when none is given.
+pub(crate) const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
+/// A galaxy's byte budget when none is given: 64 MiB.
+pub(crate) const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+
+/// The peer protocol of a node.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP, galaxycache dialect.
+    #[default]
+    Http,
+    /// gRPC.
+    Grpc,
+    /// HTTP, golang/groupcache's dialect: joins a ring of Go groupcache nodes.
+    Groupcache,
+}
+
+impl FromStr for Protocol {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "http" => Ok(Protocol::Http),
+            "grpc" => Ok(Protocol::Grpc),
+            "groupcache" => Ok(Protocol::Groupcache),
+            _ => Err(format!(
+                "unknown protocol {text:?}: expected http, grpc or groupcache"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Protocol::Http => "http",
+            Protocol::Grpc => "grpc",
+            Protocol::Groupcache => "groupcache",
+        })
+    }
+}
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NodeConfig {
+    /// This node's peer URL, as the other peers list it.
+    pub self_url: String,
+    /// Every peer's URL, this node's included.
+    pub peers: Vec<String>,
+    /// Where the peer listener binds (from the port of `self_url` unless told).
+    pub peer_listen: SocketAddr,
+    /// Where the client API listens.
+    pub listen: SocketAddr,
+    /// The peer protocol.
+    pub protocol: Protocol,
+    /// Ring points per peer.
+    pub replicas: usize,
+    /// Longest key accepted, from clients and peers alike; every node should agree.
+    pub max_key_len: usize,
+    /// How long a client get may take before it is answered 504.
+    pub request_timeout: Duration,
+    /// The galaxies, at least one.
+    pub galaxies: Vec<GalaxyConfig>,
+}
+
+/// One galaxy of a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct GalaxyConfig {
+    /// The name peers and clients use.
+    pub name: String,
+    /// The byte budget of its caches.
+    pub cache_bytes: u64,
+    /// Its data source.
+    pub backend: BackendSpec,
+    /// Settings of the data source.
+    pub backend_options: BackendOptions,
+    /// How long a fetch from the owner may take before this node loads the key itself;
+    /// the core's default when `None`.
+    pub peer_timeout: Option<Duration>,
+    /// The hotcache's share of the budget; the core's default when `None`.
+    pub hot_ratio: Option<f64>,
+}
+
+impl GalaxyConfig {
+    /// A galaxy named `name` over `backend` with default settings.
+    pub fn new(name: impl Into<String>, backend: BackendSpec) -> Self {
+        GalaxyConfig {
+            name: name.into(),
+            cache_bytes: DEFAULT_CACHE_BYTES,
+            backend,
+            backend_options: BackendOptions::default(),
+            peer_timeout: None,
+            hot_ratio: None,
+        }
+    }
+}
+
+/// A size written as a number of bytes or as text like "64MiB".
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum SizeField {
+    Bytes(u64),
+    Text(String),
+}
+
+impl SizeField {
+    fn bytes(&self, field: &str) -> Result<u64, String> {
+        match self {
+            SizeField::Bytes(n) => Ok(*n),
+            SizeField::Text(t) => parse_size(t).map_err(|e| format!("{field}: {e}")),
+        }
+    }
+}
+
+fn duration_field(text: &Option<String>, field: &str) -> Result<Option<Duration>, String> {
+    text.as_deref()
+        .map(|t| parse_duration(t).map_err(|e| format!("{field}: {e}")))
+        .transpose()
+}
+
+/// The TOML file, as written.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    #[serde(rename = "self")]
+    pub(crate) self_url: Option<String>,
+    pub(crate) peers: Option<Vec<String>>,
+    pub(crate) peer_listen: Option<String>,
+    pub(crate) listen: Option<String>,
+    pub(crate) protocol: Option<String>,
+    pub(crate) replicas: Option<usize>,
+    pub(crate) max_key_len: Option<usize>,
+    pub(crate) request_timeout: Option<String>,
+    #[serde(default, rename = "galaxy")]
+    galaxies: Vec<FileGalaxy>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileGalaxy {
+    name: String,
+    cache_bytes: Option<SizeField>,
+    backend: Option<String>,
+    value_size: Option<SizeField>,
+    backend_delay: Option<String>,
+    query: Option<String>,
+    connections: Option<usize>,
+    backend_timeout: Option<String>,
+    peer_timeout: Option<String>,
+    hot_ratio: Option<f64>,
+}
+
+impl FileGalaxy {
+    fn resolve(self) -> Result<GalaxyConfig, String> {
+        let at = format!("galaxy {:?}", self.name);
+        let backend = match &self.backend {
+            Some(spec) => spec.parse().map_err(|e| format!("{at}: {e}"))?,
+            None => BackendSpec::Synthetic,
+        };
+        let mut galaxy = GalaxyConfig::new(self.name, backend);
+        if let Some(size) = &self.cache_bytes {
+            galaxy.cache_bytes = size.bytes(&format!("{at}: cache_bytes"))?;
+        }
+        let options = &mut galaxy.backend_options;
+        if let Some(size) = &self.value_size {
+            let bytes = size.bytes(&format!("{at}: value_size"))?;
+            options.value_size = usize::try_from(bytes).map_err(|e| format!("{at}: {e}"))?;
+        }
+        if let Some(d) = duration_field(&self.backend_delay, &format!("{at}: backend_delay"))? {
+            options.delay = d;
+        }
+        if let Some(query) = self.query {
+            options.query = query;
+        }
+        if let Some(n) = self.connections {
+            options.connections = n;
+        }
+        if let Some(d) = duration_field(&self.backend_timeout, &format!("{at}: backend_timeout"))? {
+            options.timeout = d;
+        }
+        galaxy.peer_timeout = duration_field(&self.peer_timeout, &format!("{at}: peer_timeout"))?;
+        galaxy.hot_ratio = self.hot_ratio;
+        Ok(galaxy)
+    }
+}
+
+impl FileConfig {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub(crate) fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read config file {}: {e}", path.display()))?;
+        Self::parse(&text).map_err(|e| format!("config file {}: {e}", path.display()))
+    }
+
+    pub(crate) fn galaxies(self) -> Result<Vec<GalaxyConfig>, String> {
+        self.galaxies.into_iter().map(FileGalaxy::resolve).collect()
+    }
+}
+
+/// The top-level settings before defaults, from a file, flags, or both (flags win).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct TopLevel {
+    pub(crate) self_url: Option<String>,
+    pub(crate) peers: Option<Vec<String>>,
+    pub(crate) peer_listen: Option<SocketAddr>,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) protocol: Option<Protocol>,
+    pub(crate) replicas: Option<usize>,
+    pub(crate) max_key_len: Option<usize>,
+    pub(crate) request_timeout: Option<Duration>,
+}
+
+impl TopLevel {
+    pub(crate) fn from_file(file: &FileConfig) -> Result<Self, String> {
+        let addr = |text: &Option<String>, what: &str| {
+            text.as_deref().map(|t| parse_addr(t, what)).transpose()
+        };
+        Ok(TopLevel {
+            self_url: file.self_url.clone(),
+            peers: file.peers.clone(),
+            peer_listen: addr(&file.peer_listen, "peer_listen")?,
+            listen: addr(&file.listen, "listen")?,
+            protocol: file.protocol.as_deref().map(str::parse).transpose()?,
+            replicas: file.replicas,
+            max_key_len: file.max_key_len,
+            request_timeout: duration_field(&file.request_timeout, "request_timeout")?,
+        })
+    }
+
+    /// `self` with every field that `flags` sets replaced.
+    pub(crate) fn overridden_by(self, flags: TopLevel) -> Self {
+        TopLevel {
+            self_url: flags.self_url.or(self.self_url),
+            peers: flags.peers.or(self.peers),
+            peer_listen: flags.peer_listen.or(self.peer_listen),
+            listen: flags.listen.or(self.listen),
+            protocol: flags.protocol.or(self.protocol),
+            replicas: flags.replicas.or(self.replicas),
+            max_key_len: flags.max_key_len.or(self.max_key_len),
+            request_timeout: flags.request_timeout.or(self.request_timeout),
+        }
+    }
+
+    /// Apply defaults and check everything.
+    pub(crate) fn resolve(self, galaxies: Vec<GalaxyConfig>) -> Result<NodeConfig, String> {
+        let self_url = self.self_url.unwrap_or_else(|| DEFAULT_SELF.to_owned());
+        let self_url = self_url.trim_end_matches('/').to_owned();
+        let peer_listen = match self.peer_listen {
+            Some(addr) => addr,
+            None => listen_addr_of(&self_url)?,
+        };
+        let mut peers: Vec<String> = self
+            .peers
+            .unwrap_or_default()
+            .iter()
+            .map(|p| p.trim().trim_end_matches('/').to_owned())
+            .filter(|p| !p.is_empty())
+            .collect();
+        if !peers.contains(&self_url) {
+            peers.push(self_url.clone());
+        }
+        let replicas = self
+            .replicas
+            .unwrap_or(galaxycache_universe::DEFAULT_REPLICAS);
+        if replicas == 0 {
+            return Err("replicas must be at least 1".to_owned());
+        }
+        if galaxies.is_empty() {
+            return Err("no galaxy configured (add a [[galaxy]] table)".to_owned());
+        }
+        let mut names: Vec<&str> = galaxies.iter().map(|g| g.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("galaxy {:?} is configured twice", w[0]));
+        }
+        if let Some(g) = galaxies.iter().find(|g| g.name.is_empty()) {
+            return Err(format!("a galaxy has an empty name ({})", g.backend));
+        }
+        Ok(NodeConfig {
+            self_url,
+            peers,
+            peer_listen,
+            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
+            protocol: self.protocol.unwrap_or_default(),
+            replicas,
+            max_key_len: self
+                .max_key_len
+                .unwrap_or(galaxycache_universe::DEFAULT_MAX_KEY_LEN),
+            request_timeout: self.request_timeout.unwrap_or(Duration::from_secs(10)),
+            galaxies,
+        })
+    }
+}
+
+/// Parse `IP:PORT`, naming `what` in the error.
+pub(crate) fn parse_addr(text: &str, what: &str) -> Result<SocketAddr, String> {
+    text.parse()
+        .map_err(|_| format!("invalid {what} {text:?}: expected IP:PORT, e.g. 127.0.0.1:8080"))
+}
+
+/// Where to bind the peer listener for peer URL `url`: its IP (all interfaces when the
+/// host is a name) and its port.
+fn listen_addr_of(url: &str) -> Result<SocketAddr, String> {
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid self URL {url:?}: {e}"))?;
+    if uri.scheme_str() != Some("http") {
+        return Err(format!(
+            "invalid self URL {url:?}: expected http://HOST:PORT"
+        ));
+    }
+    let host = uri.host().unwrap_or_default();
+    let ip = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    Ok(SocketAddr::new(ip, uri.port_u16().unwrap_or(80)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = r#"
+        self = "http://10.0.0.1:9001"
+        peers = ["http://10.0.0.1:9001", "http://10.0.0.2:9001/"]
+        listen = "0.0.0.0:8080"
+        protocol = "grpc"
+
+        [[galaxy]]
+        name = "users"
+        cache_bytes = "64MiB"
+        backend = "sqlite:/var/lib/users.db"
+        query = "SELECT body FROM users WHERE id = ?1"
+        peer_timeout = "250ms"
+
+        [[galaxy]]
+        name = "pages"
+        cache_bytes = 1048576
+        value_size = "4KiB"
+        backend_delay = "20ms"
+        hot_ratio = 0.25
+    "#;
+
+    fn resolve(text: &str) -> Result<NodeConfig, String> {
+        let file = FileConfig::parse(text)?;
+        let top = TopLevel::from_file(&file)?;
+        top.resolve(file.galaxies()?)
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = resolve(EXAMPLE).unwrap();
+        assert_eq!(c.self_url, "http://10.0.0.1:9001");
+        assert_eq!(c.peers, ["http://10.0.0.1:9001", "http://10.0.0.2:9001"]);
+        assert_eq!(c.peer_listen, "10.0.0.1:9001".parse().unwrap());
+        assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
+        assert_eq!(c.protocol, Protocol::Grpc);
+        assert_eq!(c.replicas, 50);
+        let [users, pages] = &c.galaxies[..] else {
+            panic!("two galaxies expected: {:?}", c.galaxies)
+        };
+        assert_eq!(users.cache_bytes, 64 << 20);
+        assert_eq!(
+            users.backend,
+            BackendSpec::Sqlite("/var/lib/users.db".into())
+        );
+        assert_eq!(
+            users.backend_options.query,
+            "SELECT body FROM users WHERE id = ?1"
+        );
+        assert_eq!(users.peer_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(pages.cache_bytes, 1 << 20);
+        assert_eq!(pages.backend, BackendSpec::Synthetic);
+        assert_eq!(pages.backend_options.value_size, 4096);
+        assert_eq!(pages.backend_options.delay, Duration::from_millis(20));
+        assert_eq!(pages.hot_ratio, Some(0.25));
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let file = FileConfig::parse(EXAMPLE).unwrap();
+        let flags = TopLevel {
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            protocol: Some(Protocol::Http),
+            ..TopLevel::default()
+        };
+        let c = TopLevel::from_file(&file)
+            .unwrap()
+            .overridden_by(flags)
+            .resolve(file.galaxies().unwrap())
+            .unwrap();
+        assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(c.protocol, Protocol::Http);
+        assert_eq!(c.self_url, "http://10.0.0.1:9001");
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = resolve("[[galaxy]]\nname = \"g\"\ncache_bytes = \"12 parsecs\"\n").unwrap_err();
+        assert!(
+            e.contains("galaxy \"g\": cache_bytes") && e.contains("suffix"),
+            "{e}"
+        );
+        let e = resolve("[[galaxy]]\nname = \"g\"\nbackend = \"redis:x\"\n").unwrap_err();
+        assert!(
+            e.contains("galaxy \"g\"") && e.contains("unknown backend"),
+            "{e}"
+        );
+        let e = resolve("[[galaxy]]\nname = \"g\"\nbackend_delay = \"5\"\n").unwrap_err();
+        assert!(e.contains("backend_delay") && e.contains("no unit"), "{e}");
+        let e = resolve("[[galaxy]]\nname = \"g\"\ncolour = 1\n").unwrap_err();
+        assert!(e.contains("colour"), "{e}");
+        let e = resolve("protocol = \"smtp\"\n[[galaxy]]\nname = \"g\"\n").unwrap_err();
+        assert!(e.contains("unknown protocol"), "{e}");
+        let e = resolve("self = \"https://x:1\"\n[[galaxy]]\nname = \"g\"\n").unwrap_err();
+        assert!(e.contains("self URL"), "{e}");
+        assert!(resolve("").unwrap_err().contains("no galaxy"));
+        let twice = "[[galaxy]]\nname = \"g\"\n[[galaxy]]\nname = \"g\"\n";
+        assert!(resolve(twice).unwrap_err().contains("configured twice"));
+    }
+
+    #[test]
+    fn defaults_and_self_always_among_peers() {
+        let c = resolve("peers = [\"http://b:9001\"]\n[[galaxy]]\nname = \"g\"\n").unwrap();
+        assert_eq!(c.self_url, DEFAULT_SELF);
+        assert_eq!(c.peers, ["http://b:9001", DEFAULT_SELF]);
+        assert_eq!(c.peer_listen, "127.0.0.1:9001".parse().unwrap());
+        assert_eq!(c.galaxies[0].cache_bytes, DEFAULT_CACHE_BYTES);
+        assert_eq!(
+            listen_addr_of("http://cache-1.internal:7000"),
+            Ok("0.0.0.0:7000".parse().unwrap())
+        );
+    }
+}

@@ -1,0 +1,109 @@
+//! `galaxyd owner`: which peer owns each key, exactly as every node's ring says.
+
+use std::io::{self, BufRead, Write};
+
+use galaxycache_universe::Ring;
+
+/// Write `KEY<TAB>OWNER` for each key, owners from a ring of `peers` with `replicas`
+/// points each.
+pub fn write_owners<W, I, K>(
+    out: &mut W,
+    peers: &[String],
+    replicas: usize,
+    keys: I,
+) -> io::Result<()>
+where
+    W: Write,
+    I: IntoIterator<Item = K>,
+    K: AsRef<str>,
+{
+    let ring = Ring::new(replicas, peers);
+    for key in keys {
+        let key = key.as_ref();
+        let owner = ring.owner(key.as_bytes()).unwrap_or("");
+        writeln!(out, "{key}\t{owner}")?;
+    }
+    Ok(())
+}
+
+/// Run the `owner` command: keys from the arguments, or from stdin (one a line) when
+/// none are given.
+pub fn run(peers: &[String], replicas: usize, keys: &[String]) -> anyhow::Result<()> {
+    anyhow::ensure!(!peers.is_empty(), "--peers needs at least one peer URL");
+    anyhow::ensure!(replicas > 0, "--replicas must be at least 1");
+    let stdout = io::stdout();
+    let mut out = io::BufWriter::new(stdout.lock());
+    if keys.is_empty() {
+        let lines = io::stdin().lock().lines().collect::<io::Result<Vec<_>>>()?;
+        write_owners(&mut out, peers, replicas, lines)?;
+    } else {
+        write_owners(&mut out, peers, replicas, keys)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owners(peers: &[&str], replicas: usize, keys: &[&str]) -> String {
+        let peers: Vec<String> = peers.iter().map(|p| p.to_string()).collect();
+        let mut out = Vec::new();
+        write_owners(&mut out, &peers, replicas, keys).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn one_line_per_key_as_the_ring_says() {
+        let peers = [
+            "http://10.0.0.1:8080",
+            "http://10.0.0.2:8080",
+            "http://10.0.0.3:8080",
+        ];
+        let keys: Vec<String> = (0..200).map(|i| format!("key-{i}")).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let text = owners(&peers, 50, &keys);
+        let ring = Ring::new(50, peers);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), keys.len());
+        for (line, key) in lines.iter().zip(&keys) {
+            let expected = format!("{key}\t{}", ring.owner(key.as_bytes()).unwrap());
+            assert_eq!(*line, expected);
+        }
+        let used: std::collections::HashSet<_> = lines
+            .iter()
+            .map(|l| l.split('\t').nth(1).unwrap())
+            .collect();
+        assert_eq!(used.len(), 3, "200 keys should reach all three peers");
+    }
+
+    #[test]
+    fn agrees_with_golang_groupcache() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../universe/tests/data/groupcache-ring.json"
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        let cases: Vec<serde_json::Value> = serde_json::from_str(&text).unwrap();
+        let mut checked = 0;
+        for case in &cases {
+            let replicas = case["replicas"].as_u64().unwrap() as usize;
+            let peers: Vec<&str> = case["peers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| p.as_str().unwrap())
+                .collect();
+            let expected = case["owners"].as_object().unwrap();
+            let keys: Vec<&str> = expected.keys().map(String::as_str).collect();
+            let text = owners(&peers, replicas, &keys);
+            for line in text.lines() {
+                let (key, owner) = line.split_once('\t').unwrap();
+                assert_eq!(owner, expected[key].as_str().unwrap(), "key {key:?}");
+                checked += 1;
+            }
+        }
+        assert!(checked > 1000, "only {checked} owners checked");
+    }
+}

@@ -1,0 +1,166 @@
+//! Which keys a load generator asks for: uniform or Zipf-skewed over `key-0..key-{n-1}`.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// How keys are drawn.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Dist {
+    /// Every key equally likely.
+    Uniform,
+    /// Key of rank `k` (1-based; `key-0` is rank 1) drawn with probability proportional to
+    /// `1 / k^s`.
+    Zipf(f64),
+}
+
+impl FromStr for Dist {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            None if text == "uniform" => Ok(Dist::Uniform),
+            None if text == "zipf" => Ok(Dist::Zipf(1.0)),
+            Some(("zipf", s)) => match s.parse::<f64>() {
+                Ok(s) if s.is_finite() && s >= 0.0 => Ok(Dist::Zipf(s)),
+                _ => Err(format!(
+                    "invalid zipf exponent {s:?}: expected a number >= 0, e.g. zipf:1.1"
+                )),
+            },
+            _ => Err(format!(
+                "unknown distribution {text:?}: expected uniform or zipf:S (e.g. zipf:1.1)"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Dist {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Dist::Uniform => f.write_str("uniform"),
+            Dist::Zipf(s) => write!(f, "zipf:{s}"),
+        }
+    }
+}
+
+/// Draws key indexes in `0..n` from a [`Dist`].
+///
+/// Zipf draws invert a precomputed cumulative table (8 bytes per key): exact, and each
+/// draw is one binary search.
+#[derive(Clone)]
+pub struct KeySampler {
+    n: u64,
+    cdf: Option<Vec<f64>>,
+}
+
+impl fmt::Debug for KeySampler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySampler")
+            .field("n", &self.n)
+            .field("zipf", &self.cdf.is_some())
+            .finish()
+    }
+}
+
+impl KeySampler {
+    /// A sampler over `n` keys (at least one).
+    pub fn new(dist: Dist, n: u64) -> Self {
+        let n = n.max(1);
+        let cdf = match dist {
+            Dist::Uniform => None,
+            Dist::Zipf(s) => {
+                let mut total = 0.0;
+                let mut cdf: Vec<f64> = (1..=n)
+                    .map(|k| {
+                        total += (k as f64).powf(-s);
+                        total
+                    })
+                    .collect();
+                cdf.iter_mut().for_each(|c| *c /= total);
+                Some(cdf)
+            }
+        };
+        KeySampler { n, cdf }
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> u64 {
+        self.n
+    }
+
+    /// Always false: a sampler has at least one key.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// The index of the next key.
+    pub fn sample(&self, rng: &mut fastrand::Rng) -> u64 {
+        match &self.cdf {
+            None => rng.u64(..self.n),
+            Some(cdf) => {
+                let u = rng.f64();
+                (cdf.partition_point(|&c| c < u) as u64).min(self.n - 1)
+            }
+        }
+    }
+}
+
+/// The key of index `i`, as the load generators and the demo database name them.
+pub fn key_name(i: u64) -> String {
+    format!("key-{i}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(dist: Dist, n: u64, draws: usize) -> Vec<u64> {
+        let sampler = KeySampler::new(dist, n);
+        let mut rng = fastrand::Rng::with_seed(7);
+        let mut counts = vec![0u64; n as usize];
+        for _ in 0..draws {
+            counts[sampler.sample(&mut rng) as usize] += 1;
+        }
+        counts
+    }
+
+    #[test]
+    fn zipf_is_skewed_towards_low_ranks() {
+        let c = counts(Dist::Zipf(1.1), 1000, 100_000);
+        // P(rank 1) = 1 / sum_{k<=1000} k^-1.1 ~= 0.18; rank 10 is 10^1.1 ~= 12.6x rarer.
+        let top = c[0] as f64 / 100_000.0;
+        assert!((0.15..0.21).contains(&top), "top key share {top}");
+        assert!(c[0] > 8 * c[9], "rank 1 {} vs rank 10 {}", c[0], c[9]);
+        let head: u64 = c[..10].iter().sum();
+        let tail: u64 = c[500..].iter().sum();
+        assert!(head > 3 * tail, "head {head} tail {tail}");
+    }
+
+    #[test]
+    fn uniform_is_flat() {
+        let c = counts(Dist::Uniform, 1000, 100_000);
+        let (min, max) = (c.iter().min().unwrap(), c.iter().max().unwrap());
+        assert!(*min > 50 && *max < 150, "min {min} max {max}");
+    }
+
+    #[test]
+    fn zipf_zero_is_uniform_and_every_draw_is_in_range() {
+        let c = counts(Dist::Zipf(0.0), 10, 10_000);
+        assert!(c.iter().all(|&n| (800..1200).contains(&n)), "{c:?}");
+        assert_eq!(counts(Dist::Zipf(3.0), 1, 100), [100]);
+    }
+
+    #[test]
+    fn parse_distributions() {
+        assert_eq!("uniform".parse(), Ok(Dist::Uniform));
+        assert_eq!("zipf:1.1".parse(), Ok(Dist::Zipf(1.1)));
+        assert_eq!("zipf".parse(), Ok(Dist::Zipf(1.0)));
+        assert!("zipf:-1".parse::<Dist>().unwrap_err().contains("exponent"));
+        assert!(
+            "pareto"
+                .parse::<Dist>()
+                .unwrap_err()
+                .contains("unknown distribution")
+        );
+        assert_eq!(Dist::Zipf(1.1).to_string().parse(), Ok(Dist::Zipf(1.1)));
+    }
+}

@@ -1,0 +1,195 @@
+//! The client API over loopback: values, the 4xx/5xx paths, stats, metrics, health.
+
+use std::time::Duration;
+
+use galaxycache_galaxy::{Error, Galaxy, Stats, Value};
+use galaxycache_universe::Universe;
+use galaxyd::{
+    BackendSpec, GALAXY_STATUS_HEADER, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol,
+    Response, create_database,
+};
+use tokio::net::TcpListener;
+
+const SHA256_A: &str = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
+
+async fn get(client: &HttpClient, base: &str, path: &str) -> Response {
+    client
+        .get(format!("{base}{path}").parse().unwrap())
+        .await
+        .unwrap()
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+fn status_header(r: &Response) -> Option<&str> {
+    r.headers
+        .get(GALAXY_STATUS_HEADER)
+        .map(|v| v.to_str().unwrap())
+}
+
+/// One node with a synthetic galaxy and an SQLite galaxy of five rows.
+async fn start_node(db: &std::path::Path) -> Node {
+    create_database(db, 5, 16).unwrap();
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let self_url = format!("http://{}", peer.local_addr().unwrap());
+    let mut synthetic = GalaxyConfig::new("synthetic", BackendSpec::Synthetic);
+    synthetic.backend_options.value_size = 100;
+    let sql = GalaxyConfig::new("sql", BackendSpec::Sqlite(db.to_owned()));
+    let config = NodeConfig {
+        self_url: self_url.clone(),
+        peers: vec![self_url],
+        peer_listen: peer.local_addr().unwrap(),
+        listen: api.local_addr().unwrap(),
+        protocol: Protocol::Http,
+        replicas: 50,
+        max_key_len: 1024,
+        request_timeout: Duration::from_secs(10),
+        galaxies: vec![synthetic, sql],
+    };
+    Node::start_on(&config, peer, api).await.unwrap()
+}
+
+#[tokio::test]
+async fn values_missing_keys_bad_keys_stats_and_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = start_node(&dir.path().join("kv.db")).await;
+    let base = format!("http://{}", node.api_addr());
+    let client = HttpClient::new(4, Duration::from_secs(10));
+
+    // 200: the synthetic value, computed here independently.
+    let r = get(&client, &base, "/v1/galaxies/synthetic/keys/a").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(text(&r), format!("{SHA256_A}{}", &SHA256_A[..36]));
+    assert_eq!(r.headers["content-type"], "application/octet-stream");
+    // A percent-encoded key is decoded, `/` included.
+    let r = get(&client, &base, "/v1/galaxies/synthetic/keys/a%2Fb%20c").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, galaxyd::synthetic_value("a/b c", 100));
+    let r = get(&client, &base, "/v1/galaxies/sql/keys/key-3").await;
+    assert_eq!((r.status.as_u16(), r.body.len()), (200, 16));
+
+    // 404: missing key and missing galaxy, told apart.
+    let r = get(&client, &base, "/v1/galaxies/sql/keys/key-99").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(status_header(&r), Some("Found"));
+    assert!(
+        text(&r).contains("no value for key \"key-99\""),
+        "{}",
+        text(&r)
+    );
+    let r = get(&client, &base, "/v1/galaxies/nope/keys/a").await;
+    assert_eq!(r.status, 404);
+    assert_eq!(status_header(&r), Some("Not Found"));
+    assert!(
+        text(&r).contains("no galaxy named \"nope\""),
+        "{}",
+        text(&r)
+    );
+
+    // 400: empty key, oversized key, bad encoding.
+    for path in [
+        "/v1/galaxies/synthetic/keys/",
+        "/v1/galaxies/synthetic/keys",
+    ] {
+        let r = get(&client, &base, path).await;
+        assert_eq!(r.status, 400, "{path}");
+        assert!(text(&r).contains("empty key"), "{}", text(&r));
+    }
+    let long = "x".repeat(1025);
+    let r = get(
+        &client,
+        &base,
+        &format!("/v1/galaxies/synthetic/keys/{long}"),
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(text(&r).contains("invalid key"), "{}", text(&r));
+    let r = get(&client, &base, "/v1/galaxies/synthetic/keys/%FF%FE").await;
+    assert_eq!(r.status, 400, "{}", text(&r));
+
+    // /v1/stats: every stat of the core, per galaxy.
+    let r = get(&client, &base, "/v1/stats").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(json["node"], node.universe().self_url());
+    let galaxies = json["galaxies"].as_object().unwrap();
+    assert_eq!(galaxies.keys().collect::<Vec<_>>(), ["sql", "synthetic"]);
+    for (name, _) in Stats::default().fields() {
+        assert!(galaxies["synthetic"][name].is_u64(), "stat {name} missing");
+    }
+    assert_eq!(galaxies["synthetic"]["backend_loads"], 2);
+    assert_eq!(galaxies["sql"]["backend_loads"], 2);
+
+    // /metrics: the same stats and the client latency, labelled by galaxy.
+    let r = get(&client, &base, "/metrics").await;
+    assert_eq!(r.status, 200);
+    let m = text(&r);
+    assert!(
+        m.contains("galaxycache_backend_loads_total{galaxy=\"synthetic\"} 2\n"),
+        "{m}"
+    );
+    assert!(m.contains("galaxyd_client_gets_total{galaxy=\"sql\",outcome=\"not_found\"} 1\n"));
+    assert!(m.contains("galaxyd_client_get_duration_seconds_count{galaxy=\"synthetic\"} "));
+
+    let r = get(&client, &base, "/healthz").await;
+    assert_eq!((r.status.as_u16(), text(&r).trim()), (200, "ok"));
+    let r = get(&client, &base, "/nowhere").await;
+    assert_eq!(r.status, 404);
+
+    node.shutdown().await.unwrap();
+    let refused = client.get(format!("{base}/healthz").parse().unwrap()).await;
+    assert!(
+        refused.is_err(),
+        "the client API still answers after shutdown"
+    );
+}
+
+/// A failing backend is 503; a load slower than the request timeout is 504.
+#[tokio::test]
+async fn failed_and_slow_loads() {
+    let universe = Universe::builder("http://127.0.0.1:1").build();
+    let backend = |key: String| async move {
+        match key.as_str() {
+            "fail" => Err(Error::backend("database on fire")),
+            "hang" => std::future::pending().await,
+            _ => Ok(Some(Value::new(key))),
+        }
+    };
+    let galaxy = Galaxy::builder(&universe, "g", 1 << 20, backend)
+        .build()
+        .unwrap();
+    let router = galaxyd::router("http://127.0.0.1:1", &[galaxy], Duration::ZERO);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                stopped.await.ok();
+            })
+            .into_future(),
+    );
+    let client = HttpClient::new(2, Duration::from_secs(10));
+
+    let r = get(&client, &base, "/v1/galaxies/g/keys/fail").await;
+    assert_eq!(r.status, 503);
+    assert!(text(&r).contains("database on fire"), "{}", text(&r));
+    let r = get(&client, &base, "/v1/galaxies/g/keys/hang").await;
+    assert_eq!(r.status, 504, "{}", text(&r));
+    let m = text(&get(&client, &base, "/metrics").await);
+    assert!(
+        m.contains("galaxyd_client_gets_total{galaxy=\"g\",outcome=\"error\"} 1\n"),
+        "{m}"
+    );
+    assert!(
+        m.contains("galaxyd_client_gets_total{galaxy=\"g\",outcome=\"timeout\"} 1\n"),
+        "{m}"
+    );
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+}

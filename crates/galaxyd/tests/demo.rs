@@ -1,0 +1,37 @@
+//! A shortened demo: three nodes over loopback HTTP in front of SQLite.
+
+use galaxyd::{DemoConfig, Dist, run_demo};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_demo_keeps_the_cluster_invariants() {
+    let config = DemoConfig {
+        keys: 500,
+        requests: 3_000,
+        concurrency: 8,
+        dist: Dist::Zipf(1.1),
+        value_size: 64,
+        progress: false,
+    };
+    let summary = run_demo(&config).await.unwrap();
+    summary.check().unwrap();
+
+    assert_eq!(summary.requests, 3_000);
+    assert_eq!((summary.errors, summary.mismatches), (0, 0));
+    assert_eq!(summary.nodes.len(), 3);
+    for node in &summary.nodes {
+        assert!(node.requests > 0 && node.stats.gets > 0, "{node:?}");
+    }
+    let loads = summary.backend_loads();
+    assert!(
+        loads > 0 && loads <= summary.distinct_keys,
+        "{loads} loads, {} keys",
+        summary.distinct_keys
+    );
+    assert!(summary.distinct_keys <= 500);
+    // Round-robin over three nodes: every key owned by one node is fetched by the others.
+    let peer_loads: u64 = summary.nodes.iter().map(|n| n.stats.peer_loads).sum();
+    assert!(peer_loads > 0, "no key crossed the network");
+    assert!(summary.latency.p50 > 0.0 && summary.latency.p50 <= summary.latency.p99);
+    let text = summary.to_string();
+    assert!(text.contains("backend loads"), "{text}");
+}

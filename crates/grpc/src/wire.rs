@@ -1,0 +1,141 @@
+//! Conversions between the wire messages and the universe's types: keys, expiries and the
+//! `grpc-timeout` header.
+
+use std::time::{Duration, SystemTime};
+
+use galaxycache_universe::{Error, ErrorKind, Value};
+use prost_types::Timestamp;
+use tonic::metadata::MetadataMap;
+
+/// The metadata entry that carries the caller's remaining time (gRPC over HTTP/2 spec).
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// A request's key as a `&str`; keys travel as `bytes` but galaxycache keys are strings.
+pub(crate) fn key_str(key: &[u8]) -> Result<&str, Error> {
+    std::str::from_utf8(key).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidRequest,
+            format!("key is not valid UTF-8 (byte {})", e.valid_up_to()),
+        )
+    })
+}
+
+/// A value's expiry as it travels: absent when the value does not expire.
+pub(crate) fn expiry_to_wire(value: &Value) -> Option<Timestamp> {
+    value.expires_at().map(Timestamp::from)
+}
+
+/// A value received from a peer, with its expiry.
+pub(crate) fn value_from_wire(
+    bytes: bytes::Bytes,
+    expiry: Option<Timestamp>,
+) -> Result<Value, Error> {
+    let expires_at = expiry.map(expiry_from_wire).transpose()?;
+    Ok(Value::new(bytes).with_expiry(expires_at))
+}
+
+/// First and last second a `google.protobuf.Timestamp` may hold: years 1 to 9999.
+const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
+
+fn expiry_from_wire(ts: Timestamp) -> Result<SystemTime, Error> {
+    let unusable = |why: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::Protocol,
+            format!("peer sent an unusable expiry {ts}: {why}"),
+        )
+    };
+    if !TIMESTAMP_SECONDS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
+        return Err(unusable(&"outside the range of google.protobuf.Timestamp"));
+    }
+    SystemTime::try_from(ts).map_err(|e| unusable(&e))
+}
+
+/// The time the caller gives the request, from its `grpc-timeout` metadata: `None` when
+/// absent or malformed (a malformed one is ignored, as tonic's own timeout layer does).
+pub(crate) fn request_timeout(metadata: &MetadataMap) -> Option<Duration> {
+    parse_grpc_timeout(metadata.get(GRPC_TIMEOUT)?.to_str().ok()?)
+}
+
+/// Parse a `grpc-timeout` value: 1 to 8 ASCII digits and a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &str) -> Option<Duration> {
+    let split = text.len().checked_sub(1)?;
+    if !text.is_char_boundary(split) {
+        return None;
+    }
+    let (digits, unit) = text.split_at(split);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_per_the_spec() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+        for bad in [
+            "",
+            "S",
+            "123456789S",
+            "12x",
+            "-1S",
+            "+1S",
+            "1.5S",
+            "1 S",
+            "é",
+            "1é",
+        ] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_timeout_is_read_from_metadata() {
+        let mut md = MetadataMap::new();
+        assert_eq!(request_timeout(&md), None);
+        md.insert(GRPC_TIMEOUT, "1500m".parse().unwrap());
+        assert_eq!(request_timeout(&md), Some(Duration::from_millis(1500)));
+    }
+
+    #[test]
+    fn expiry_round_trips_and_a_bad_one_is_a_protocol_error() {
+        let at = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
+        let v = Value::expiring("x", at);
+        let back = value_from_wire(v.bytes().clone(), expiry_to_wire(&v)).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(expiry_to_wire(&Value::new("x")), None);
+        for (seconds, nanos) in [(i64::MAX, 0), (i64::MIN, 0), (0, -1), (0, 1_000_000_000)] {
+            let bad = Timestamp { seconds, nanos };
+            let e = value_from_wire("x".into(), Some(bad)).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+        }
+    }
+
+    #[test]
+    fn keys_must_be_utf8() {
+        assert_eq!(key_str("a b/%+é".as_bytes()).unwrap(), "a b/%+é");
+        let e = key_str(&[b'a', 0xff]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        assert!(e.message().contains("UTF-8"), "{e}");
+    }
+}

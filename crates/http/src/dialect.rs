@@ -1,0 +1,204 @@
+//! The two URL dialects: path prefixes, and how a galaxy name and a key become path segments
+//! and back.
+
+use std::borrow::Cow;
+
+/// Which HTTP peer protocol a node speaks. Every node of a ring speaks the same one, client
+/// and server alike.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Dialect {
+    /// galaxycache's own: `GET {peer}/_galaxycache/{galaxy}/{key}`, segments path-escaped
+    /// (as Go's `url.PathEscape`), raw value bytes, `Expires` header, and a 404 that says
+    /// whether the key or the galaxy is missing.
+    #[default]
+    Galaxycache,
+    /// golang/groupcache's `HTTPPool`: `GET {peer}/_groupcache/{group}/{key}`, segments
+    /// escaped as Go's `url.QueryEscape` (a space becomes `+`), a protobuf `GetResponse`
+    /// body. A Rust node speaking it can share a ring with Go groupcache nodes.
+    ///
+    /// The quirk this keeps: the server percent-decodes the path without turning `+` back
+    /// into a space (that is what Go's HTTP server does to a path), so a key containing a
+    /// space reaches the owner with `+` in its place, and keys `"a b"` and `"a+b"` are the
+    /// same key there.
+    Groupcache,
+}
+
+impl Dialect {
+    /// The path prefix this dialect's requests start with: `/_galaxycache/` or
+    /// `/_groupcache/`.
+    pub fn path_prefix(self) -> &'static str {
+        match self {
+            Dialect::Galaxycache => "/_galaxycache/",
+            Dialect::Groupcache => "/_groupcache/",
+        }
+    }
+
+    /// Append `segment`, escaped as this dialect wants, to `out`.
+    pub(crate) fn encode_into(self, segment: &str, out: &mut String) {
+        match self {
+            Dialect::Galaxycache => escape(segment, out, is_path_segment_safe, false),
+            Dialect::Groupcache => escape(segment, out, is_unreserved, true),
+        }
+    }
+
+    /// The galaxy name and key of the path that follows [`Dialect::path_prefix`].
+    pub(crate) fn decode_path(
+        self,
+        rest: &str,
+    ) -> Result<(Cow<'_, str>, Cow<'_, str>), &'static str> {
+        match self {
+            // Split first, so a `/` in either segment (sent as %2F) survives.
+            Dialect::Galaxycache => {
+                let (galaxy, key) = rest.split_once('/').ok_or(MISSING_KEY)?;
+                Ok((percent_decode(galaxy)?, percent_decode(key)?))
+            }
+            // Go's server decodes the whole path, then splits at the first `/`.
+            Dialect::Groupcache => match percent_decode(rest)? {
+                Cow::Borrowed(s) => {
+                    let (g, k) = s.split_once('/').ok_or(MISSING_KEY)?;
+                    Ok((Cow::Borrowed(g), Cow::Borrowed(k)))
+                }
+                Cow::Owned(mut galaxy) => {
+                    let slash = galaxy.find('/').ok_or(MISSING_KEY)?;
+                    let key = galaxy[slash + 1..].to_owned();
+                    galaxy.truncate(slash);
+                    Ok((Cow::Owned(galaxy), Cow::Owned(key)))
+                }
+            },
+        }
+    }
+}
+
+const MISSING_KEY: &str = "the path must be {prefix}{galaxy}/{key}";
+
+/// RFC 3986 unreserved characters: what Go's `url.QueryEscape` leaves alone.
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~')
+}
+
+/// What Go's `url.PathEscape` leaves alone.
+fn is_path_segment_safe(b: u8) -> bool {
+    is_unreserved(b) || matches!(b, b'$' | b'&' | b'+' | b':' | b'=' | b'@')
+}
+
+fn escape(segment: &str, out: &mut String, safe: fn(u8) -> bool, space_as_plus: bool) {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    out.reserve(segment.len());
+    for &b in segment.as_bytes() {
+        if safe(b) {
+            out.push(char::from(b));
+        } else if space_as_plus && b == b' ' {
+            out.push('+');
+        } else {
+            out.push('%');
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0xf)]));
+        }
+    }
+}
+
+/// Strict percent-decoding: every `%` must start a two-hex-digit escape, the result must be
+/// UTF-8, and `+` stays `+`. Borrows when there is nothing to decode.
+pub(crate) fn percent_decode(s: &str) -> Result<Cow<'_, str>, &'static str> {
+    if !s.contains('%') {
+        return Ok(Cow::Borrowed(s));
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hi = bytes.get(i + 1).copied().and_then(hex_value);
+            let lo = bytes.get(i + 2).copied().and_then(hex_value);
+            let (Some(hi), Some(lo)) = (hi, lo) else {
+                return Err("malformed percent-encoding");
+            };
+            out.push(hi << 4 | lo);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out)
+        .map(Cow::Owned)
+        .map_err(|_| "percent-decoded path is not UTF-8")
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    char::from(b)
+        .to_digit(16)
+        .and_then(|d| u8::try_from(d).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn enc(d: Dialect, s: &str) -> String {
+        let mut out = String::new();
+        d.encode_into(s, &mut out);
+        out
+    }
+
+    #[test]
+    fn galaxycache_escapes_as_go_path_escape() {
+        // Expected strings are what Go's url.PathEscape returns for these inputs.
+        assert_eq!(enc(Dialect::Galaxycache, "a b/c"), "a%20b%2Fc");
+        assert_eq!(enc(Dialect::Galaxycache, "$&+:=@-_.~"), "$&+:=@-_.~");
+        assert_eq!(enc(Dialect::Galaxycache, "?#%;,"), "%3F%23%25%3B%2C");
+        assert_eq!(enc(Dialect::Galaxycache, "é"), "%C3%A9");
+    }
+
+    #[test]
+    fn groupcache_escapes_as_go_query_escape() {
+        // Expected strings are what Go's url.QueryEscape returns for these inputs.
+        assert_eq!(enc(Dialect::Groupcache, "a b+c/d"), "a+b%2Bc%2Fd");
+        assert_eq!(enc(Dialect::Groupcache, "$&:=@-_.~"), "%24%26%3A%3D%40-_.~");
+        assert_eq!(enc(Dialect::Groupcache, "é"), "%C3%A9");
+    }
+
+    #[test]
+    fn decoding_is_strict_and_keeps_plus() {
+        assert_eq!(percent_decode("a+b%20c%2F").unwrap(), "a+b c/");
+        assert!(matches!(
+            percent_decode("plain").unwrap(),
+            Cow::Borrowed("plain")
+        ));
+        assert!(percent_decode("%zz").is_err());
+        assert!(percent_decode("%4").is_err());
+        assert!(percent_decode("%").is_err());
+        assert!(
+            percent_decode("%ff").is_err(),
+            "invalid UTF-8 must be refused"
+        );
+    }
+
+    #[test]
+    fn paths_split_per_dialect() {
+        let (g, k) = Dialect::Galaxycache.decode_path("g%2Fx/a%2Fb/c").unwrap();
+        assert_eq!((&*g, &*k), ("g/x", "a/b/c"));
+        let (g, k) = Dialect::Groupcache.decode_path("g/a%2Fb+c").unwrap();
+        assert_eq!((&*g, &*k), ("g", "a/b+c"));
+        // As Go: a `/` in a group name would split there.
+        let (g, k) = Dialect::Groupcache.decode_path("g%2Fx/k").unwrap();
+        assert_eq!((&*g, &*k), ("g", "x/k"));
+        assert!(Dialect::Galaxycache.decode_path("only-galaxy").is_err());
+    }
+
+    #[test]
+    fn every_byte_round_trips() {
+        let all: String = (1..=0x7f_u8).map(char::from).chain("üñ✓".chars()).collect();
+        for d in [Dialect::Galaxycache, Dialect::Groupcache] {
+            let encoded = enc(d, &all);
+            assert!(encoded.bytes().all(|b| b.is_ascii_graphic()));
+            let decoded = percent_decode(&encoded).unwrap();
+            let expected = match d {
+                Dialect::Galaxycache => all.clone(),
+                Dialect::Groupcache => all.replace(' ', "+"),
+            };
+            assert_eq!(decoded, expected);
+        }
+    }
+}

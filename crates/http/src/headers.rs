@@ -1,0 +1,97 @@
+//! The headers of the peer protocol, and how their values are written and read.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::HeaderValue;
+use tokio::time::Instant;
+
+/// Request header carrying the time the asking peer still waits, in whole milliseconds
+/// (rounded up). The server turns it into the deadline it gives the galaxy, and answers
+/// `504` when it passes. Go groupcache servers ignore it.
+pub const TIMEOUT_HEADER: &str = "x-galaxycache-timeout-ms";
+
+/// Response header of a `404`: `Found` when the galaxy exists but has no such key,
+/// `Not Found` when there is no such galaxy.
+pub const GALAXY_STATUS_HEADER: &str = "x-galaxycache-galaxy-status";
+
+/// [`GALAXY_STATUS_HEADER`] value: the galaxy exists, the key does not.
+pub(crate) const GALAXY_FOUND: &str = "Found";
+/// [`GALAXY_STATUS_HEADER`] value: there is no such galaxy.
+pub(crate) const GALAXY_NOT_FOUND: &str = "Not Found";
+
+/// The last instant an HTTP-date can name: 9999-12-31T23:59:59Z.
+const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
+
+/// An `Expires` value for `at`, truncated to the second (so a copy never outlives the
+/// original) and clamped to the range an HTTP-date can express.
+pub(crate) fn fmt_expires(at: SystemTime) -> HeaderValue {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    let clamped = UNIX_EPOCH + since_epoch.min(LAST_HTTP_DATE);
+    let text = httpdate::fmt_http_date(clamped);
+    HeaderValue::try_from(text).expect("an HTTP-date is a valid header value")
+}
+
+/// The instant an `Expires` header names.
+pub(crate) fn parse_expires(value: &HeaderValue) -> Option<SystemTime> {
+    httpdate::parse_http_date(value.to_str().ok()?).ok()
+}
+
+/// A [`TIMEOUT_HEADER`] value for `remaining`, rounded up to the millisecond.
+pub(crate) fn fmt_timeout(remaining: Duration) -> HeaderValue {
+    let ms = remaining.as_nanos().div_ceil(1_000_000);
+    HeaderValue::from(u64::try_from(ms).unwrap_or(u64::MAX))
+}
+
+/// The deadline a [`TIMEOUT_HEADER`] value names, counted from `now`. A timeout too long
+/// to represent is no deadline.
+pub(crate) fn parse_timeout(value: &HeaderValue, now: Instant) -> Result<Option<Instant>, ()> {
+    let text = value.to_str().map_err(drop)?;
+    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(());
+    }
+    let Ok(ms) = text.parse::<u64>() else {
+        return Ok(None); // more digits than a u64 holds: effectively forever
+    };
+    Ok(now.checked_add(Duration::from_millis(ms)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_truncates_and_clamps() {
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_900);
+        let v = fmt_expires(at);
+        assert_eq!(v, "Tue, 14 Nov 2023 22:13:20 GMT");
+        assert_eq!(
+            parse_expires(&v),
+            Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000))
+        );
+        let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(parse_expires(&fmt_expires(before_epoch)), Some(UNIX_EPOCH));
+        let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
+        assert_eq!(
+            parse_expires(&fmt_expires(far)),
+            Some(UNIX_EPOCH + LAST_HTTP_DATE)
+        );
+        assert_eq!(parse_expires(&HeaderValue::from_static("soon")), None);
+    }
+
+    #[test]
+    fn timeout_rounds_up_and_parses_strictly() {
+        assert_eq!(fmt_timeout(Duration::from_micros(1)), "1");
+        assert_eq!(fmt_timeout(Duration::from_millis(250)), "250");
+        let now = Instant::now();
+        let parse = |s: &'static str| parse_timeout(&HeaderValue::from_static(s), now);
+        assert_eq!(parse("250"), Ok(Some(now + Duration::from_millis(250))));
+        assert_eq!(parse("99999999999999999999999"), Ok(None));
+        assert!(
+            parse("18446744073709551615").is_ok(),
+            "u64::MAX must not panic"
+        );
+        for bad in ["", "-1", "1.5", " 1", "1s"] {
+            assert_eq!(parse(bad), Err(()), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Bad requests sent as raw bytes: each gets a clear 4xx (or, for HTTP/2 garbage, a
+//! GOAWAY), and the server keeps serving.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::Node;
+use galaxycache_http::Dialect;
+use galaxycache_universe::Universe;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Everything the server sends back before it closes the connection (bounded).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_all)
+        .await
+        .expect("the server neither answered nor closed the connection");
+    out
+}
+
+/// Status line, headers and body of a `GET {path}` with `headers`, as text.
+async fn get(addr: SocketAddr, path: &str, headers: &str) -> String {
+    let request =
+        format!("GET {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n{headers}\r\n");
+    String::from_utf8_lossy(&exchange(addr, request.as_bytes()).await).into_owned()
+}
+
+fn status(response: &str) -> &str {
+    response.get(9..12).unwrap_or(response)
+}
+
+async fn assert_still_serving(node: &Node, prefix: &str) {
+    let ok = get(node.addr, &format!("{prefix}g/fine"), "").await;
+    assert_eq!(status(&ok), "200", "{ok}");
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
+    let node = Node::start_with(
+        Dialect::Galaxycache,
+        Universe::builder("http://self").max_key_len(100),
+    )
+    .await;
+    let long = "k".repeat(101);
+    let very_long = "k".repeat(10_000);
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("/_galaxycache/g/%zz".into(), "", "400"),
+        ("/_galaxycache/g/%ff".into(), "", "400"),
+        ("/_galaxycache/g/%C3".into(), "", "400"),
+        ("/_galaxycache/g/%".into(), "", "400"),
+        ("/_galaxycache/%zz/k".into(), "", "400"),
+        ("/_galaxycache/g/".into(), "", "400"),
+        ("/_galaxycache/g".into(), "", "400"),
+        ("/_galaxycache/".into(), "", "400"),
+        (format!("/_galaxycache/g/{long}"), "", "400"),
+        (format!("/_galaxycache/g/{very_long}"), "", "414"),
+        ("/_galaxycache/nope/k".into(), "", "404"),
+        ("/_galaxycache/g/missing".into(), "", "404"),
+        ("/other".into(), "", "404"),
+        ("/".into(), "", "404"),
+        (
+            "/_galaxycache/g/k".into(),
+            "X-Galaxycache-Timeout-Ms: soon\r\n",
+            "400",
+        ),
+        (
+            "/_galaxycache/g/k".into(),
+            "X-Galaxycache-Timeout-Ms: -5\r\n",
+            "400",
+        ),
+    ];
+    for (path, headers, want) in &cases {
+        let response = get(node.addr, path, headers).await;
+        assert_eq!(status(&response), *want, "GET {path}: {response}");
+        assert_still_serving(&node, "/_galaxycache/").await;
+    }
+    let unknown = get(node.addr, "/_galaxycache/nope/k", "").await;
+    assert!(
+        unknown.contains("x-galaxycache-galaxy-status: Not Found"),
+        "{unknown}"
+    );
+    let missing = get(node.addr, "/_galaxycache/g/missing", "").await;
+    assert!(
+        missing.contains("x-galaxycache-galaxy-status: Found"),
+        "{missing}"
+    );
+    let elsewhere = get(node.addr, "/other", "").await;
+    assert!(
+        !elsewhere.contains("x-galaxycache-galaxy-status"),
+        "{elsewhere}"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn groupcache_dialect_answers_as_go_does() {
+    let node = Node::start(Dialect::Groupcache).await;
+    let unknown = get(node.addr, "/_groupcache/nope/k", "").await;
+    assert_eq!(status(&unknown), "404", "{unknown}");
+    assert!(
+        unknown.ends_with("\r\n\r\nno such group: nope\n"),
+        "{unknown}"
+    );
+    let bad = get(node.addr, "/_groupcache/g", "").await;
+    assert_eq!(status(&bad), "400", "{bad}");
+    assert!(bad.contains("\r\n\r\nbad request"), "{bad}");
+    let ok = get(node.addr, "/_groupcache/g/a+b", "").await;
+    assert_eq!(status(&ok), "200", "{ok}");
+    assert!(ok.contains("content-type: application/x-protobuf"), "{ok}");
+    assert!(ok.ends_with("\r\n\r\n\x0a\x03a+b"), "{ok:?}");
+    let fail = get(node.addr, "/_groupcache/g/fail", "").await;
+    assert_eq!(status(&fail), "500", "{fail}");
+    assert!(fail.contains("backend exploded"), "{fail}");
+    assert_still_serving(&node, "/_groupcache/").await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_http_gets_400() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    let garbage: [&[u8]; 5] = [
+        b"GARBAGE\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET /_galaxycache/g/k HTTP/9.9\r\n\r\n",
+        b"GET /_galaxycache/g/a b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        b"GET /_galaxycache/g/\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ];
+    for request in garbage {
+        let response = exchange(node.addr, request).await;
+        let response = String::from_utf8_lossy(&response);
+        assert!(
+            response.starts_with("HTTP/1.1 4"),
+            "{:?} -> {response:?}",
+            String::from_utf8_lossy(request)
+        );
+        assert_still_serving(&node, "/_galaxycache/").await;
+    }
+    // Unescaped UTF-8 in a path is not what our clients send, but it is unambiguous: the
+    // key is taken as written.
+    let raw = b"GET /_galaxycache/g/\xc3\xa9 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let response = exchange(node.addr, raw).await;
+    assert!(response.starts_with(b"HTTP/1.1 200"));
+    assert_eq!(node.fake.last_seen().0, "é");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_methods_get_405() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    for method in ["POST", "PUT", "DELETE", "HEAD"] {
+        let request = format!(
+            "{method} /_galaxycache/g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let response =
+            String::from_utf8_lossy(&exchange(node.addr, request.as_bytes()).await).into_owned();
+        assert_eq!(status(&response), "405", "{method}: {response}");
+        assert!(response.contains("allow: GET"), "{response}");
+    }
+    assert_still_serving(&node, "/_galaxycache/").await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn garbage_after_the_h2_preface_is_refused() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    // A DATA frame on stream 1 where the SETTINGS frame must come.
+    let mut request = preface.to_vec();
+    request.extend_from_slice(b"\x00\x00\x05\x00\x00\x00\x00\x00\x01hello");
+    let response = exchange(node.addr, &request).await;
+    // The server's SETTINGS, then a GOAWAY (frame type 7), then it closes.
+    let goaway = response
+        .windows(4)
+        .any(|w| w[3] == 0x07 && w[0..3] == [0, 0, 8]);
+    assert!(goaway, "no GOAWAY in {response:?}");
+    // A preface cut short and followed by garbage is not HTTP/2; as HTTP/1 it is garbage.
+    let response = exchange(node.addr, b"PRI * HTTP/2.0\r\n\r\nXX\r\n\r\n garbage").await;
+    assert!(
+        response.starts_with(b"HTTP/1.1 4") || response.starts_with(b"HTTP/1.1 505"),
+        "{:?}",
+        String::from_utf8_lossy(&response)
+    );
+    assert_still_serving(&node, "/_galaxycache/").await;
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_passed_deadline_gets_504() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    let response = get(
+        node.addr,
+        "/_galaxycache/g/hang",
+        "X-Galaxycache-Timeout-Ms: 50\r\n",
+    )
+    .await;
+    assert_eq!(status(&response), "504", "{response}");
+    assert_still_serving(&node, "/_galaxycache/").await;
+    node.stop().await;
+}

@@ -1,0 +1,269 @@
+//! The client against peers that misbehave: raw listeners that answer with canned bytes,
+//! hang, or are not there. Every fetch ends with the right error, never a hang.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, fetcher, soon};
+use galaxycache_http::{Dialect, HttpProtocol};
+use galaxycache_universe::{ErrorKind, FetchProtocol, FetchResult};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+/// What a fake peer does after writing its canned answer.
+#[derive(Clone, Copy)]
+enum Then {
+    Close,
+    Hang,
+}
+
+/// A peer that reads each request's head, writes `answer`, then closes or hangs.
+struct FakePeer {
+    url: String,
+    task: JoinHandle<()>,
+}
+
+impl FakePeer {
+    async fn start(answer: Vec<u8>, then: Then) -> FakePeer {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            loop {
+                let Ok((mut stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = stream.write_all(&answer).await;
+                if let Then::Hang = then {
+                    held.push(stream);
+                }
+            }
+        });
+        FakePeer { url, task }
+    }
+
+    async fn fetch(&self, dialect: Dialect, max: usize, deadline: Instant) -> FetchResult {
+        let protocol = HttpProtocol::builder()
+            .dialect(dialect)
+            .max_response_bytes(max)
+            .build();
+        fetcher(protocol, &self.url).fetch("g", "k", deadline).await
+    }
+}
+
+impl Drop for FakePeer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn kind(result: FetchResult) -> ErrorKind {
+    result.expect_err("the fetch should have failed").kind()
+}
+
+#[tokio::test]
+async fn a_claimed_huge_body_is_too_large_before_reading() {
+    let peer = FakePeer::start(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\nxx".to_vec(),
+        Then::Hang,
+    )
+    .await;
+    assert_eq!(
+        kind(peer.fetch(Dialect::Galaxycache, 1024, soon()).await),
+        ErrorKind::TooLarge
+    );
+}
+
+#[tokio::test]
+async fn a_streamed_huge_body_is_cut_at_the_bound() {
+    let mut answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..16 {
+        answer.extend_from_slice(b"400\r\n");
+        answer.extend_from_slice(&[b'x'; 0x400]);
+        answer.extend_from_slice(b"\r\n");
+    }
+    // No last chunk, and the peer hangs: only counting the bytes ends this fetch.
+    let peer = FakePeer::start(answer, Then::Hang).await;
+    let start = Instant::now();
+    let result = peer.fetch(Dialect::Galaxycache, 4096, soon()).await;
+    assert_eq!(kind(result), ErrorKind::TooLarge);
+    assert!(start.elapsed() < Duration::from_secs(5));
+    // Under the bound the same answer would be fine, were it finished.
+    let small = FakePeer::start(
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n".to_vec(),
+        Then::Hang,
+    )
+    .await;
+    let v = small
+        .fetch(Dialect::Galaxycache, 3, soon())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.bytes().as_ref(), b"abc");
+}
+
+#[tokio::test]
+async fn a_body_cut_short_is_an_error_not_a_hang() {
+    let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten!!".to_vec();
+    let closed = FakePeer::start(answer.clone(), Then::Close).await;
+    assert_eq!(
+        kind(closed.fetch(Dialect::Galaxycache, 1024, soon()).await),
+        ErrorKind::Unavailable
+    );
+    let hung = FakePeer::start(answer, Then::Hang).await;
+    let start = Instant::now();
+    let result = hung
+        .fetch(
+            Dialect::Galaxycache,
+            1024,
+            start + Duration::from_millis(200),
+        )
+        .await;
+    assert_eq!(kind(result), ErrorKind::Timeout);
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_hanging_peer_times_out_at_the_deadline() {
+    let peer = FakePeer::start(Vec::new(), Then::Hang).await;
+    let start = Instant::now();
+    let result = peer
+        .fetch(
+            Dialect::Galaxycache,
+            1024,
+            start + Duration::from_millis(200),
+        )
+        .await;
+    assert_eq!(kind(result), ErrorKind::Timeout);
+    assert!(start.elapsed() >= Duration::from_millis(200));
+    assert!(start.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let err = client(Dialect::Galaxycache, &url)
+        .fetch("g", "k", soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.message().contains(&url), "{err}");
+}
+
+#[tokio::test]
+async fn malformed_answers_are_protocol_errors() {
+    let cases: [(&[u8], Dialect); 4] = [
+        (b"HTTP/1.1 banana\r\n\r\n", Dialect::Galaxycache),
+        (
+            b"HTTP/1.1 200 OK\r\nExpires: whenever\r\nContent-Length: 1\r\n\r\nx",
+            Dialect::Galaxycache,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n\x0a\x05x",
+            Dialect::Groupcache,
+        ),
+        (
+            b"HTTP/1.1 302 Found\r\nLocation: /\r\nContent-Length: 0\r\n\r\n",
+            Dialect::Galaxycache,
+        ),
+    ];
+    for (answer, dialect) in cases {
+        let peer = FakePeer::start(answer.to_vec(), Then::Close).await;
+        let result = peer.fetch(dialect, 1024, soon()).await;
+        assert_eq!(
+            kind(result),
+            ErrorKind::Protocol,
+            "{:?}",
+            String::from_utf8_lossy(answer)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_proxys_5xx_means_the_owner_did_not_answer() {
+    let bad_gateway = b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 3\r\n\r\nbad";
+    let peer = FakePeer::start(bad_gateway.to_vec(), Then::Close).await;
+    assert_eq!(
+        kind(peer.fetch(Dialect::Galaxycache, 1024, soon()).await),
+        ErrorKind::Unavailable
+    );
+    let busy = b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\n\r\nbusy";
+    let peer = FakePeer::start(busy.to_vec(), Then::Close).await;
+    assert_eq!(
+        kind(peer.fetch(Dialect::Galaxycache, 1024, soon()).await),
+        ErrorKind::Overloaded
+    );
+}
+
+#[tokio::test]
+async fn answers_of_go_groupcache_servers() {
+    // What golang/groupcache's HTTPPool sends, byte for byte in the parts that matter.
+    let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x02hi";
+    let peer = FakePeer::start(ok.to_vec(), Then::Close).await;
+    let v = peer
+        .fetch(Dialect::Groupcache, 1024, soon())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((v.bytes().as_ref(), v.expires_at()), (&b"hi"[..], None));
+
+    let no_group = b"HTTP/1.1 404 Not Found\r\nContent-Length: 17\r\n\r\nno such group: g\n";
+    let peer = FakePeer::start(no_group.to_vec(), Then::Close).await;
+    assert_eq!(
+        kind(peer.fetch(Dialect::Groupcache, 1024, soon()).await),
+        ErrorKind::UnknownGalaxy
+    );
+
+    // Go has no NotFound answer: a getter's "not found" is a 500 with its text. That is the
+    // owner's answer that its load failed: the asking galaxy returns it rather than loading
+    // the key from its own backend a second time.
+    let getter_error =
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 10\r\n\r\nnot found\n";
+    let peer = FakePeer::start(getter_error.to_vec(), Then::Close).await;
+    let err = peer
+        .fetch(Dialect::Groupcache, 1024, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Remote);
+    assert_eq!(err.message(), "not found");
+
+    // An empty value is a GetResponse without field 1.
+    let empty = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+    let peer = FakePeer::start(empty.to_vec(), Then::Close).await;
+    let v = peer
+        .fetch(Dialect::Groupcache, 1024, soon())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(v.is_empty());
+}
+
+#[tokio::test]
+async fn unusable_peer_urls_are_config_errors() {
+    let protocol = HttpProtocol::builder().build();
+    for url in [
+        "https://peer:443",
+        "peer:8080",
+        "not a url",
+        "http://peer/?q=1",
+        "/path",
+    ] {
+        let err = protocol.connect(url).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Config, "{url}");
+    }
+    let f = protocol.connect("http://peer:8080/").unwrap();
+    assert_eq!(f.url(), "http://peer:8080/");
+}

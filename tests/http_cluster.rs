@@ -1,0 +1,288 @@
+//! Three nodes over real loopback sockets with the HTTP protocol, in each dialect: one
+//! backend load per key in the cluster, the same values everywhere, an owner that stops
+//! mid-run, and an owner that hangs.
+#![cfg(feature = "http")]
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use galaxycache::http::{Dialect, HttpProtocol, PeerService};
+use galaxycache::{Error, Galaxy, Universe, Value};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+const GALAXY: &str = "users";
+const WORKERS_PER_NODE: usize = 16;
+
+fn value_of(key: &str) -> Value {
+    Value::new(format!("value of {key}"))
+}
+
+/// Backend loads per key, across the whole cluster.
+#[derive(Clone, Default)]
+struct Loads(Arc<Mutex<HashMap<String, u32>>>);
+
+impl Loads {
+    fn backend(
+        &self,
+    ) -> impl Fn(String) -> std::future::Ready<Result<Option<Value>, Error>> + use<> {
+        let loads = self.clone();
+        move |key: String| {
+            let value = value_of(&key);
+            *loads.0.lock().unwrap().entry(key).or_default() += 1;
+            std::future::ready(Ok(Some(value)))
+        }
+    }
+
+    fn per_key(&self) -> HashMap<String, u32> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+struct Node {
+    galaxy: Galaxy,
+    stop: oneshot::Sender<()>,
+    serving: JoinHandle<()>,
+}
+
+impl Node {
+    async fn stop(self) {
+        self.stop.send(()).ok();
+        tokio::time::timeout(Duration::from_secs(10), self.serving)
+            .await
+            .expect("serve() did not return")
+            .unwrap();
+    }
+}
+
+/// `n` nodes, plus peers at `extra_peers` (which nobody serves here), all on one ring.
+async fn cluster(
+    dialect: Dialect,
+    n: usize,
+    extra_peers: &[String],
+    peer_timeout: Duration,
+    loads: &Loads,
+) -> Vec<Node> {
+    let mut listeners = Vec::new();
+    for _ in 0..n {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        listeners.push((listener, url));
+    }
+    let mut peers: Vec<String> = listeners.iter().map(|(_, url)| url.clone()).collect();
+    peers.extend_from_slice(extra_peers);
+    let mut nodes = Vec::new();
+    for (listener, url) in listeners {
+        let protocol = HttpProtocol::builder().dialect(dialect).build();
+        let universe = Universe::builder(&url).protocol(Arc::new(protocol)).build();
+        universe.set_peers(&peers).unwrap();
+        let galaxy = Galaxy::builder(&universe, GALAXY, 64 << 20, loads.backend())
+            .peer_timeout(peer_timeout)
+            .build()
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = PeerService::new(universe, dialect);
+        let serving = tokio::spawn(server.serve(listener, async {
+            stopped.await.ok();
+        }));
+        nodes.push(Node {
+            galaxy,
+            stop,
+            serving,
+        });
+    }
+    nodes
+}
+
+fn keys(n: usize) -> Arc<Vec<String>> {
+    // `/` and non-ASCII travel escaped in both dialects (spaces would not: see Dialect).
+    Arc::new((0..n).map(|i| format!("user/{i}/ü")).collect())
+}
+
+/// Every key from every galaxy, `WORKERS_PER_NODE` gets at a time per galaxy; calls
+/// `on_progress` with the number of gets done after each get. Panics on any failed get.
+async fn get_everything(
+    galaxies: &[Galaxy],
+    keys: &Arc<Vec<String>>,
+    on_progress: Arc<dyn Fn(usize) + Send + Sync>,
+) {
+    let done = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for (node, galaxy) in galaxies.iter().enumerate() {
+        for worker in 0..WORKERS_PER_NODE {
+            let (galaxy, keys, done, on_progress) = (
+                galaxy.clone(),
+                keys.clone(),
+                done.clone(),
+                on_progress.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                for key in keys.iter().skip(worker).step_by(WORKERS_PER_NODE) {
+                    let got = galaxy.get(key).await;
+                    let got = got.unwrap_or_else(|e| panic!("node {node}, key {key}: {e}"));
+                    // Bytes only: a value loaded locally after its owner failed expires soon.
+                    assert_eq!(got.bytes(), value_of(key).bytes(), "node {node}, key {key}");
+                    on_progress(done.fetch_add(1, Ordering::Relaxed) + 1);
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+async fn each_key_is_loaded_once(dialect: Dialect) {
+    let loads = Loads::default();
+    let nodes = cluster(dialect, 3, &[], Duration::from_secs(10), &loads).await;
+    let keys = keys(10_000);
+    let galaxies: Vec<Galaxy> = nodes.iter().map(|n| n.galaxy.clone()).collect();
+    get_everything(&galaxies, &keys, Arc::new(|_| {})).await;
+
+    let per_key = loads.per_key();
+    assert_eq!(per_key.len(), keys.len(), "every key was loaded");
+    let twice: Vec<_> = per_key.iter().filter(|(_, n)| **n != 1).take(5).collect();
+    assert!(twice.is_empty(), "loaded more than once: {twice:?}");
+    for (i, node) in nodes.iter().enumerate() {
+        let s = node.galaxy.stats();
+        assert_eq!(s.gets, keys.len() as u64, "node {i}");
+        assert_eq!(
+            (s.peer_errors, s.local_fallbacks),
+            (0, 0),
+            "node {i}: {s:?}"
+        );
+        assert!(s.peer_loads > 0 && s.server_requests > 0, "node {i}: {s:?}");
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_is_loaded_once_galaxycache_dialect() {
+    each_key_is_loaded_once(Dialect::Galaxycache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_key_is_loaded_once_groupcache_dialect() {
+    each_key_is_loaded_once(Dialect::Groupcache).await;
+}
+
+async fn an_owner_stopping_mid_run_fails_no_get(dialect: Dialect) {
+    let loads = Loads::default();
+    let mut nodes = cluster(dialect, 3, &[], Duration::from_secs(10), &loads).await;
+    let stopped = nodes.pop().unwrap();
+    let keys = keys(3_000);
+    let galaxies: Vec<Galaxy> = nodes.iter().map(|n| n.galaxy.clone()).collect();
+    let total = galaxies.len() * keys.len();
+    // Stop the third node's server (and drop its galaxy) a quarter of the way through.
+    let quarter = Arc::new(Notify::new());
+    let stopping = tokio::spawn({
+        let quarter = quarter.clone();
+        async move {
+            quarter.notified().await;
+            stopped.stop().await;
+        }
+    });
+    let progress = {
+        let quarter = quarter.clone();
+        Arc::new(move |done: usize| {
+            if done == total / 4 {
+                quarter.notify_one();
+            }
+        })
+    };
+    get_everything(&galaxies, &keys, progress).await;
+    stopping.await.unwrap();
+
+    let fallbacks: u64 = nodes.iter().map(|n| n.galaxy.stats().local_fallbacks).sum();
+    assert!(fallbacks > 0, "no get noticed the stopped owner");
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stopping_mid_run_fails_no_get_galaxycache_dialect() {
+    an_owner_stopping_mid_run_fails_no_get(Dialect::Galaxycache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_stopping_mid_run_fails_no_get_groupcache_dialect() {
+    an_owner_stopping_mid_run_fails_no_get(Dialect::Groupcache).await;
+}
+
+/// A peer that accepts connections and never answers.
+async fn hanging_peer() -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    (url, task)
+}
+
+async fn a_hanging_owner_costs_one_peer_timeout(dialect: Dialect) {
+    let peer_timeout = Duration::from_millis(200);
+    let (hanging_url, hanging) = hanging_peer().await;
+    let loads = Loads::default();
+    let nodes = cluster(
+        dialect,
+        2,
+        std::slice::from_ref(&hanging_url),
+        peer_timeout,
+        &loads,
+    )
+    .await;
+    let galaxy = nodes[0].galaxy.clone();
+    let universe = galaxy.universe().clone();
+    let hung_keys: Vec<String> = (0..)
+        .map(|i| format!("key-{i}"))
+        .filter(|k| universe.owner_url(k) == hanging_url)
+        .take(50)
+        .collect();
+    let start = Instant::now();
+    let mut gets = Vec::new();
+    for key in hung_keys.clone() {
+        let galaxy = galaxy.clone();
+        gets.push(tokio::spawn(async move {
+            galaxy.get(&key).await.map(|v| (key, v))
+        }));
+    }
+    for get in gets {
+        let (key, v) = get
+            .await
+            .unwrap()
+            .expect("a hanging owner must not fail a get");
+        assert_eq!(v.bytes(), value_of(&key).bytes());
+    }
+    let elapsed = start.elapsed();
+    assert!(
+        elapsed >= peer_timeout,
+        "{elapsed:?}: the owner was not waited for"
+    );
+    assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
+    let s = galaxy.stats();
+    assert_eq!(s.local_fallbacks, hung_keys.len() as u64, "{s:?}");
+    hanging.abort();
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_owner_costs_one_peer_timeout_galaxycache_dialect() {
+    a_hanging_owner_costs_one_peer_timeout(Dialect::Galaxycache).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hanging_owner_costs_one_peer_timeout_groupcache_dialect() {
+    a_hanging_owner_costs_one_peer_timeout(Dialect::Groupcache).await;
+}
