@@ -209,7 +209,7 @@ mod tests {
         net.set_fault("b", Some(Fault::Fail));
         assert_eq!(
             fetcher.fetch("g", "k", deadline).await.unwrap_err().kind(),
-            ErrorKind::Remote
+            ErrorKind::Unavailable
         );
         net.set_fault("b", Some(Fault::NotFound));
         assert_eq!(fetcher.fetch("g", "k", deadline).await.unwrap(), None);
