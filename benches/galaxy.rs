@@ -21,11 +21,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn node(budget: u64) -> Galaxy {
     let universe = Universe::builder("http://127.0.0.1:1").build();
-    let value = Value::new(vec![b'v'; VALUE_SIZE]);
-    let backend = move |_key: String| {
-        let value = value.clone();
-        async move { Ok::<_, Error>(Some(value)) }
-    };
+    // A value of its own per key, as a real backend gives: entries sharing one allocation
+    // would share one reference count, which two cores would fight over.
+    let backend =
+        |_key: String| async move { Ok::<_, Error>(Some(Value::new(vec![b'v'; VALUE_SIZE]))) };
     Galaxy::builder(&universe, "bench", budget, backend)
         .build()
         .unwrap()
