@@ -6,8 +6,8 @@ use crate::{Error, ErrorKind};
 
 /// A type that a galaxy can store and return: see [`Galaxy::get_as`](crate::Galaxy::get_as).
 ///
-/// Implemented for [`Bytes`], `Vec<u8>` and `String`; [`Json`] (feature `json`) and
-/// [`Proto`] (feature `protobuf`) wrap serde and prost types.
+/// Implemented for [`Bytes`], `Vec<u8>` and `String`; `Json` (feature `json`) and
+/// `Proto` (feature `protobuf`) wrap serde and prost types.
 pub trait Codec: Sized {
     /// The bytes to cache.
     fn encode(&self) -> Result<Bytes, Error>;
