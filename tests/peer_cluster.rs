@@ -1,14 +1,16 @@
-//! Three nodes over real loopback sockets with the HTTP protocol, in each dialect: one
-//! backend load per key in the cluster, the same values everywhere, an owner that stops
-//! mid-run, and an owner that hangs.
-#![cfg(feature = "http")]
+//! Three nodes over real loopback sockets, each its own universe, for each wire: HTTP in
+//! the galaxycache and groupcache dialects, and gRPC. One backend load per key in the
+//! cluster, the same values everywhere, an owner that stops mid-run, an owner that hangs.
+#![cfg(all(feature = "http", feature = "grpc"))]
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use galaxycache::grpc::{GrpcProtocol, GrpcServer};
 use galaxycache::http::{Dialect, HttpProtocol, PeerService};
+use galaxycache::universe::FetchProtocol;
 use galaxycache::{Error, Galaxy, Universe, Value};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
@@ -16,6 +18,40 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 const GALAXY: &str = "users";
+
+/// How the nodes of a cluster speak to each other.
+#[derive(Clone, Copy, Debug)]
+enum Wire {
+    Http(Dialect),
+    Grpc,
+}
+
+impl Wire {
+    fn protocol(self) -> Arc<dyn FetchProtocol> {
+        match self {
+            Wire::Http(dialect) => Arc::new(HttpProtocol::builder().dialect(dialect).build()),
+            Wire::Grpc => Arc::new(GrpcProtocol::new()),
+        }
+    }
+
+    /// Serve `universe`'s peers on `listener` until `shutdown`.
+    fn serve(
+        self,
+        universe: Universe,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> JoinHandle<()> {
+        match self {
+            Wire::Http(dialect) => {
+                tokio::spawn(PeerService::new(universe, dialect).serve(listener, shutdown))
+            }
+            Wire::Grpc => tokio::spawn(async move {
+                let served = GrpcServer::new(universe).serve(listener, shutdown).await;
+                served.expect("the gRPC server failed");
+            }),
+        }
+    }
+}
 const WORKERS_PER_NODE: usize = 16;
 
 fn value_of(key: &str) -> Value {
@@ -61,7 +97,7 @@ impl Node {
 
 /// `n` nodes, plus peers at `extra_peers` (which nobody serves here), all on one ring.
 async fn cluster(
-    dialect: Dialect,
+    wire: Wire,
     n: usize,
     extra_peers: &[String],
     peer_timeout: Duration,
@@ -77,18 +113,16 @@ async fn cluster(
     peers.extend_from_slice(extra_peers);
     let mut nodes = Vec::new();
     for (listener, url) in listeners {
-        let protocol = HttpProtocol::builder().dialect(dialect).build();
-        let universe = Universe::builder(&url).protocol(Arc::new(protocol)).build();
+        let universe = Universe::builder(&url).protocol(wire.protocol()).build();
         universe.set_peers(&peers).unwrap();
         let galaxy = Galaxy::builder(&universe, GALAXY, 64 << 20, loads.backend())
             .peer_timeout(peer_timeout)
             .build()
             .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = PeerService::new(universe, dialect);
-        let serving = tokio::spawn(server.serve(listener, async {
+        let serving = wire.serve(universe, listener, async {
             stopped.await.ok();
-        }));
+        });
         nodes.push(Node {
             galaxy,
             stop,
@@ -99,7 +133,8 @@ async fn cluster(
 }
 
 fn keys(n: usize) -> Arc<Vec<String>> {
-    // `/` and non-ASCII travel escaped in both dialects (spaces would not: see Dialect).
+    // `/` and non-ASCII travel escaped in both HTTP dialects (spaces would not in the
+    // groupcache dialect: see Dialect).
     Arc::new((0..n).map(|i| format!("user/{i}/ü")).collect())
 }
 
@@ -136,9 +171,9 @@ async fn get_everything(
     }
 }
 
-async fn each_key_is_loaded_once(dialect: Dialect) {
+async fn each_key_is_loaded_once(wire: Wire) {
     let loads = Loads::default();
-    let nodes = cluster(dialect, 3, &[], Duration::from_secs(10), &loads).await;
+    let nodes = cluster(wire, 3, &[], Duration::from_secs(10), &loads).await;
     let keys = keys(10_000);
     let galaxies: Vec<Galaxy> = nodes.iter().map(|n| n.galaxy.clone()).collect();
     get_everything(&galaxies, &keys, Arc::new(|_| {})).await;
@@ -162,19 +197,9 @@ async fn each_key_is_loaded_once(dialect: Dialect) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_key_is_loaded_once_galaxycache_dialect() {
-    each_key_is_loaded_once(Dialect::Galaxycache).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_key_is_loaded_once_groupcache_dialect() {
-    each_key_is_loaded_once(Dialect::Groupcache).await;
-}
-
-async fn an_owner_stopping_mid_run_fails_no_get(dialect: Dialect) {
+async fn an_owner_stopping_mid_run_fails_no_get(wire: Wire) {
     let loads = Loads::default();
-    let mut nodes = cluster(dialect, 3, &[], Duration::from_secs(10), &loads).await;
+    let mut nodes = cluster(wire, 3, &[], Duration::from_secs(10), &loads).await;
     let stopped = nodes.pop().unwrap();
     let keys = keys(3_000);
     let galaxies: Vec<Galaxy> = nodes.iter().map(|n| n.galaxy.clone()).collect();
@@ -206,16 +231,6 @@ async fn an_owner_stopping_mid_run_fails_no_get(dialect: Dialect) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_owner_stopping_mid_run_fails_no_get_galaxycache_dialect() {
-    an_owner_stopping_mid_run_fails_no_get(Dialect::Galaxycache).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_owner_stopping_mid_run_fails_no_get_groupcache_dialect() {
-    an_owner_stopping_mid_run_fails_no_get(Dialect::Groupcache).await;
-}
-
 /// A peer that accepts connections and never answers.
 async fn hanging_peer() -> (String, JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -229,12 +244,12 @@ async fn hanging_peer() -> (String, JoinHandle<()>) {
     (url, task)
 }
 
-async fn a_hanging_owner_costs_one_peer_timeout(dialect: Dialect) {
+async fn a_hanging_owner_costs_one_peer_timeout(wire: Wire) {
     let peer_timeout = Duration::from_millis(200);
     let (hanging_url, hanging) = hanging_peer().await;
     let loads = Loads::default();
     let nodes = cluster(
-        dialect,
+        wire,
         2,
         std::slice::from_ref(&hanging_url),
         peer_timeout,
@@ -277,12 +292,29 @@ async fn a_hanging_owner_costs_one_peer_timeout(dialect: Dialect) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_owner_costs_one_peer_timeout_galaxycache_dialect() {
-    a_hanging_owner_costs_one_peer_timeout(Dialect::Galaxycache).await;
+/// One test per scenario and wire.
+macro_rules! for_each_wire {
+    ($($scenario:ident),*) => {
+        mod galaxycache_dialect {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(Wire::Http(Dialect::Galaxycache)).await; })*
+        }
+        mod groupcache_dialect {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(Wire::Http(Dialect::Groupcache)).await; })*
+        }
+        mod grpc {
+            use super::*;
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $scenario() { super::$scenario(Wire::Grpc).await; })*
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_owner_costs_one_peer_timeout_groupcache_dialect() {
-    a_hanging_owner_costs_one_peer_timeout(Dialect::Groupcache).await;
-}
+for_each_wire!(
+    each_key_is_loaded_once,
+    an_owner_stopping_mid_run_fails_no_get,
+    a_hanging_owner_costs_one_peer_timeout
+);
