@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
@@ -110,16 +111,15 @@ impl ByteCache {
         }
         let now = clock.now();
         if entry.value.is_expired_at(now) {
-            self.remove_expired(key, clock);
+            self.remove_expired(key, now);
             return None;
         }
         Some(entry.value)
     }
 
     #[cold]
-    fn remove_expired(&self, key: &str, clock: &dyn Clock) {
+    fn remove_expired(&self, key: &str, now: SystemTime) {
         if let Some(cache) = &self.cache {
-            let now = clock.now();
             cache.remove_if(key, |e| e.value.is_expired_at(now));
         }
     }

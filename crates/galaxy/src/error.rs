@@ -110,13 +110,12 @@ impl std::error::Error for Error {}
 
 impl From<universe::Error> for Error {
     fn from(e: universe::Error) -> Self {
-        let kind = match e.kind() {
-            universe::ErrorKind::Timeout => ErrorKind::Timeout,
-            universe::ErrorKind::InvalidRequest => ErrorKind::InvalidKey,
-            universe::ErrorKind::Config => ErrorKind::Config,
-            _ => ErrorKind::Peer,
-        };
-        Error::new(kind, e.to_string())
+        match e.kind() {
+            universe::ErrorKind::InvalidRequest => Error::new(ErrorKind::InvalidKey, e.message()),
+            universe::ErrorKind::Timeout => Error::new(ErrorKind::Timeout, e.to_string()),
+            universe::ErrorKind::Config => Error::new(ErrorKind::Config, e.to_string()),
+            _ => Error::new(ErrorKind::Peer, e.to_string()),
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The galaxy: a named cache with a maincache, a hotcache and singleflight.
 
 use std::fmt;
+use std::future::Future;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -245,20 +246,12 @@ impl Galaxy {
     async fn get_missing(&self, key: &str) -> Result<Value, Error> {
         let inner = &self.inner;
         inner.counters.incr(Counter::Miss);
-        inner.check_key(key)?;
-        let this = Arc::clone(inner);
-        let owned: Arc<str> = Arc::from(key);
-        let (result, role) = inner
-            .client_loads
-            .run(
-                key,
-                move || async move { this.load_for_client(&owned).await },
-            )
-            .await;
-        if role == Role::Waiter {
-            inner.counters.incr(Counter::CoalescedWait);
-        }
-        result
+        inner.universe.check_key(key)?;
+        inner
+            .coalesce(&inner.client_loads, key, |this, key| async move {
+                this.load_for_client(&key).await
+            })
+            .await
     }
 
     /// The value of `key` decoded as `T`; see [`get`](Self::get).
@@ -317,21 +310,23 @@ impl fmt::Debug for Inner {
 }
 
 impl Inner {
-    fn check_key(&self, key: &str) -> Result<(), Error> {
-        if key.is_empty() {
-            return Err(Error::new(ErrorKind::InvalidKey, "empty key"));
+    /// Join the load of `key` in `group`, or start it with `load`; count a coalesced wait.
+    async fn coalesce<F, Fut>(
+        self: &Arc<Self>,
+        group: &Arc<Group>,
+        key: &str,
+        load: F,
+    ) -> Result<Value, Error>
+    where
+        F: FnOnce(Arc<Self>, Arc<str>) -> Fut,
+        Fut: Future<Output = Result<Value, Error>> + Send + 'static,
+    {
+        let this = Arc::clone(self);
+        let (result, role) = group.run(key, move |key| load(this, key)).await;
+        if role == Role::Waiter {
+            self.counters.incr(Counter::CoalescedWait);
         }
-        let max = self.universe.max_key_len();
-        if key.len() > max {
-            return Err(Error::new(
-                ErrorKind::InvalidKey,
-                format!(
-                    "key of {} bytes exceeds the limit of {max} bytes",
-                    key.len()
-                ),
-            ));
-        }
-        Ok(())
+        result
     }
 
     /// A fresh cached value, without counting a hit.
@@ -392,18 +387,10 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
     ) -> Result<Value, Error> {
-        let this = Arc::clone(&self);
-        let owned: Arc<str> = Arc::from(key);
-        let (result, role) = self
-            .backend_loads
-            .run(key, move || async move {
-                this.load_from_backend(&owned, ttl_cap).await
-            })
-            .await;
-        if role == Role::Waiter {
-            self.counters.incr(Counter::CoalescedWait);
-        }
-        result
+        self.coalesce(&self.backend_loads, key, move |this, key| async move {
+            this.load_from_backend(&key, ttl_cap).await
+        })
+        .await
     }
 
     async fn load_from_backend(

@@ -25,7 +25,7 @@ type BoxedLoad = Pin<Box<dyn Future<Output = ()> + Send>>;
 const SHARDS: usize = 16;
 
 /// One shard of the in-flight loads.
-type Flights = Mutex<HashMap<Box<str>, Arc<Flight>>>;
+type Flights = Mutex<HashMap<Arc<str>, Arc<Flight>>>;
 
 #[derive(Default)]
 struct Flight {
@@ -54,7 +54,8 @@ pub(crate) struct Group {
 }
 
 enum Joined {
-    Leader(Arc<Flight>),
+    /// The flight's key, shared by the map, the load and its `Finish`.
+    Leader(Arc<str>, Arc<Flight>),
     Waiter(Arc<Flight>),
 }
 
@@ -81,24 +82,24 @@ impl Group {
 
     /// Run `load` for `key` unless a load of `key` is in flight; either way, its result.
     ///
-    /// `load` is called only by the leader, and the future it returns may outlive the
-    /// caller (hence `'static`).
+    /// `load` is called only by the leader, with the flight's own copy of the key; the
+    /// future it returns may outlive the caller (hence `'static`).
     pub(crate) async fn run<F, Fut>(self: &Arc<Self>, key: &str, load: F) -> (LoadResult, Role)
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(Arc<str>) -> Fut,
         Fut: Future<Output = LoadResult> + Send + 'static,
     {
-        let flight = match self.join(key) {
+        let (key, flight) = match self.join(key) {
             Joined::Waiter(flight) => return (flight.wait().await, Role::Waiter),
-            Joined::Leader(flight) => flight,
+            Joined::Leader(key, flight) => (key, flight),
         };
+        let load = CatchUnwind(Box::pin(load(Arc::clone(&key))));
         let finish = Finish {
             group: Arc::clone(self),
-            key: key.into(),
+            key,
             flight: Arc::clone(&flight),
             finished: false,
         };
-        let load = CatchUnwind(Box::pin(load()));
         let task: BoxedLoad = Box::pin(async move {
             let mut finish = finish;
             let result = load.await;
@@ -118,9 +119,9 @@ impl Group {
         if let Some(flight) = flights.get(key) {
             return Joined::Waiter(Arc::clone(flight));
         }
-        let flight = Arc::new(Flight::default());
-        flights.insert(key.into(), Arc::clone(&flight));
-        Joined::Leader(flight)
+        let (key, flight): (Arc<str>, _) = (Arc::from(key), Arc::new(Flight::default()));
+        flights.insert(Arc::clone(&key), Arc::clone(&flight));
+        Joined::Leader(key, flight)
     }
 
     #[cfg(test)]
@@ -143,7 +144,7 @@ fn abandoned() -> Error {
 /// a result (the load future was dropped), publishes [`ErrorKind::Abandoned`].
 struct Finish {
     group: Arc<Group>,
-    key: Box<str>,
+    key: Arc<str>,
     flight: Arc<Flight>,
     finished: bool,
 }
@@ -250,7 +251,8 @@ mod tests {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
             tasks.push(tokio::spawn(async move {
                 group
-                    .run("k", || async move {
+                    .run("k", |key| async move {
+                        assert_eq!(&*key, "k", "the load gets the flight's key");
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         Ok(Value::new("v"))
@@ -280,13 +282,13 @@ mod tests {
         };
         let leader = {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
-            tokio::spawn(async move { group.run("k", || load(calls)).await })
+            tokio::spawn(async move { group.run("k", |_| load(calls)).await })
         };
         tokio::task::yield_now().await;
         assert_eq!(group.in_flight(), 1, "the leader has started");
         let waiter = {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
-            tokio::spawn(async move { group.run("k", || load(calls)).await })
+            tokio::spawn(async move { group.run("k", |_| load(calls)).await })
         };
         tokio::task::yield_now().await;
         leader.abort();
@@ -306,7 +308,7 @@ mod tests {
             let group = Arc::clone(&group);
             tasks.push(tokio::spawn(async move {
                 group
-                    .run("k", || async {
+                    .run("k", |_| async {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         panic!("backend exploded");
                     })
@@ -319,7 +321,7 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Panicked);
             assert!(err.message().contains("backend exploded"));
         }
-        let (again, _) = group.run("k", || async { Ok(Value::new("ok")) }).await;
+        let (again, _) = group.run("k", |_| async { Ok(Value::new("ok")) }).await;
         assert_eq!(again.unwrap().bytes().as_ref(), b"ok");
     }
 
@@ -332,7 +334,7 @@ mod tests {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
             tasks.push(tokio::spawn(async move {
                 group
-                    .run("k", || async move {
+                    .run("k", |_| async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         Err(Error::backend("db down"))

@@ -329,7 +329,9 @@ impl Universe {
         names
     }
 
-    fn check_key(&self, key: &str) -> Result<(), Error> {
+    /// Whether `key` may be fetched or served here: not empty, and no longer than
+    /// [`max_key_len`](Self::max_key_len). An [`ErrorKind::InvalidRequest`] error otherwise.
+    pub fn check_key(&self, key: &str) -> Result<(), Error> {
         if key.is_empty() {
             return Err(Error::new(ErrorKind::InvalidRequest, "empty key"));
         }
