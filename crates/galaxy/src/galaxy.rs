@@ -466,7 +466,9 @@ impl Inner {
         }
     }
 
-    async fn serve(&self, key: &str, deadline: Option<Instant>) -> FetchResult {
+    /// Answer a peer from the caches or the backend; the asking peer's deadline is
+    /// enforced around this by `Universe::serve_get`.
+    async fn serve(&self, key: &str) -> FetchResult {
         self.counters.incr(Counter::ServerRequest);
         if let Some(v) = self.cached(key) {
             return Ok(Some(v));
@@ -477,18 +479,7 @@ impl Inner {
                 format!("galaxy {:?} is shutting down", self.name),
             )
         })?;
-        let load = this.load_locally(key, None);
-        let result = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline, load).await {
-                Ok(result) => result,
-                Err(_) => Err(Error::new(
-                    ErrorKind::Timeout,
-                    "the asking peer's deadline passed",
-                )),
-            },
-            None => load.await,
-        };
-        match result {
+        match this.load_locally(key, None).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.to_wire()),
@@ -500,9 +491,9 @@ impl GalaxyHandler for Inner {
     fn serve_get<'a>(
         &'a self,
         key: &'a str,
-        deadline: Option<Instant>,
+        _deadline: Option<Instant>,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.serve(key, deadline))
+        Box::pin(self.serve(key))
     }
 
     fn serve_peek(&self, key: &str) -> Option<Value> {

@@ -100,7 +100,9 @@ impl UniverseBuilder {
         self
     }
 
-    /// Longest key accepted from a peer or sent to one. Default: 64 KiB.
+    /// Longest key accepted from a peer or sent to one. Default: 64 KiB, capped at the
+    /// protocol's own bound ([`FetchProtocol::max_key_len`]) so that every valid key can
+    /// reach its owner. Every node of a cluster must agree.
     pub fn max_key_len(mut self, bytes: usize) -> Self {
         self.max_key_len = bytes;
         self
@@ -117,18 +119,20 @@ impl UniverseBuilder {
     pub fn build(self) -> Universe {
         let self_url: Arc<str> = Arc::from(self.self_url.as_str());
         let ring = Ring::new(self.replicas, [&*self_url]);
+        let protocol = self.protocol.unwrap_or_else(|| Arc::new(NoProtocol));
+        let max_key_len = self.max_key_len.min(protocol.max_key_len());
         Universe {
             inner: Arc::new(Inner {
                 self_url,
                 replicas: self.replicas,
-                protocol: self.protocol.unwrap_or_else(|| Arc::new(NoProtocol)),
+                protocol,
                 peers: ArcSwap::from_pointee(PeerState {
                     ring,
                     fetchers: vec![None],
                 }),
                 peers_write: Mutex::new(()),
                 galaxies: RwLock::new(HashMap::new()),
-                max_key_len: self.max_key_len,
+                max_key_len,
                 serve_permits: Semaphore::new(self.max_concurrent_serves),
             }),
         }
@@ -360,7 +364,10 @@ impl Universe {
     /// Answer a peer's fetch: what protocol servers call for every request.
     ///
     /// Validates the key, finds the galaxy, bounds concurrent work, and asks the galaxy,
-    /// which answers from its caches or its backend and never forwards.
+    /// which answers from its caches or its backend and never forwards. When the asking
+    /// peer said how long it waits, the answer is an [`ErrorKind::Timeout`] once that
+    /// `deadline` passes (a load in progress goes on for whoever else waits on it); this
+    /// is the one place a server enforces it, whatever the protocol.
     pub async fn serve_get(
         &self,
         galaxy: &str,
@@ -373,7 +380,18 @@ impl Universe {
             self.inner.serve_permits.try_acquire().map_err(|_| {
                 Error::new(ErrorKind::Overloaded, "too many peer requests in progress")
             })?;
-        handler.serve_get(key, deadline).await
+        let serve = handler.serve_get(key, deadline);
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, serve)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "the asking peer's deadline passed",
+                    ))
+                }),
+            None => serve.await,
+        }
     }
 
     /// Answer a peer's peek: the cached value, if any; never loads.
@@ -476,6 +494,63 @@ mod tests {
             }
             assert!(reader.join().unwrap() > 0);
         });
+    }
+
+    #[derive(Debug)]
+    struct ShortKeys;
+    impl FetchProtocol for ShortKeys {
+        fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
+            NoProtocol.connect(url)
+        }
+        fn max_key_len(&self) -> usize {
+            100
+        }
+    }
+
+    #[test]
+    fn the_key_bound_is_capped_at_the_protocols() {
+        let u = Universe::builder("a").protocol(Arc::new(ShortKeys)).build();
+        assert_eq!(u.max_key_len(), 100);
+        assert!(u.check_key(&"k".repeat(100)).is_ok());
+        assert_eq!(
+            u.check_key(&"k".repeat(101)).unwrap_err().kind(),
+            ErrorKind::InvalidRequest
+        );
+        let u = Universe::builder("a")
+            .protocol(Arc::new(ShortKeys))
+            .max_key_len(10)
+            .build();
+        assert_eq!(u.max_key_len(), 10);
+    }
+
+    #[derive(Debug)]
+    struct Slow;
+    impl GalaxyHandler for Slow {
+        fn serve_get<'a>(
+            &'a self,
+            _: &'a str,
+            _: Option<Instant>,
+        ) -> crate::BoxFuture<'a, FetchResult> {
+            Box::pin(async {
+                tokio::time::sleep(std::time::Duration::from_secs(60)).await;
+                Ok(None)
+            })
+        }
+        fn serve_peek(&self, _: &str) -> Option<Value> {
+            None
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn serve_get_answers_timeout_at_the_asking_peers_deadline() {
+        let u = Universe::builder("a").build();
+        let slow: Arc<dyn GalaxyHandler> = Arc::new(Slow);
+        u.register("g", Arc::downgrade(&slow)).unwrap();
+        let start = Instant::now();
+        let deadline = start + std::time::Duration::from_millis(250);
+        let e = u.serve_get("g", "k", Some(deadline)).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(start.elapsed(), std::time::Duration::from_millis(250));
     }
 
     #[tokio::test]
