@@ -93,13 +93,14 @@ impl Group {
             Joined::Waiter(flight) => return (flight.wait().await, Role::Waiter),
             Joined::Leader(key, flight) => (key, flight),
         };
-        let load = CatchUnwind(Box::pin(load(Arc::clone(&key))));
+        // The guard first: should even `load` itself panic, the waiters are released.
         let finish = Finish {
             group: Arc::clone(self),
-            key,
+            key: Arc::clone(&key),
             flight: Arc::clone(&flight),
             finished: false,
         };
+        let load = CatchUnwind(Box::pin(load(key)));
         let task: BoxedLoad = Box::pin(async move {
             let mut finish = finish;
             let result = load.await;
@@ -323,6 +324,25 @@ mod tests {
         }
         let (again, _) = group.run("k", |_| async { Ok(Value::new("ok")) }).await;
         assert_eq!(again.unwrap().bytes().as_ref(), b"ok");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_load_that_panics_before_its_future_exists_releases_the_key() {
+        let group = Group::new();
+        let g = Arc::clone(&group);
+        let panicked = tokio::spawn(async move {
+            g.run("k", |_| -> std::future::Ready<LoadResult> {
+                panic!("no future")
+            })
+            .await
+        });
+        assert!(panicked.await.unwrap_err().is_panic());
+        assert_eq!(group.in_flight(), 0, "the flight was finished by its guard");
+        let (again, role) = group.run("k", |_| async { Ok(Value::new("ok")) }).await;
+        assert_eq!(
+            (again.unwrap().bytes().as_ref(), role),
+            (&b"ok"[..], Role::Leader)
+        );
     }
 
     #[tokio::test(start_paused = true)]
