@@ -67,75 +67,45 @@ impl Server {
     }
 }
 
-/// Everything the server sends before closing the connection, as text (bounded wait).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> String {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), read_all)
-        .await
-        .expect("the server neither answered nor closed the connection");
-    String::from_utf8_lossy(&out).into_owned()
-}
-
+/// Everything the server answers to `{method} {path}`, as text (bounded wait).
 async fn request(addr: SocketAddr, method: &str, path: &str) -> String {
     let head = format!("{method} {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n\r\n");
-    exchange(addr, head.as_bytes()).await
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut out))
+        .await
+        .expect("the server neither answered nor closed the connection")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn status(response: &str) -> &str {
     response.get(9..12).unwrap_or(response)
 }
 
+/// What a real galaxy makes of bad requests: none reaches its backend or its caches, and
+/// its own outcomes still come through. (The status of each bad request is the HTTP
+/// crate's business: crates/http/tests/bad_input.rs.)
 async fn bad_input_is_refused(dialect: Dialect) {
     let server = start(dialect).await;
     let p = dialect.path_prefix();
     let long_key = "k".repeat(65);
-    let huge_key = "k".repeat(100_000);
-    let cases: Vec<(&str, String, &str)> = vec![
-        ("GET", format!("{p}g/%zz"), "400"),
-        ("GET", format!("{p}g/%ff"), "400"),
-        ("GET", format!("{p}g/"), "400"),
-        ("GET", format!("{p}g"), "400"),
-        ("GET", format!("{p}g/{long_key}"), "400"),
-        ("GET", format!("{p}g/{huge_key}"), "414"),
-        ("GET", format!("{p}nope/k"), "404"),
-        ("GET", "/not/ours".to_owned(), "404"),
-        ("POST", format!("{p}g/k"), "405"),
-        ("DELETE", format!("{p}g/k"), "405"),
+    let bad = [
+        ("GET", format!("{p}g/%zz")),
+        ("GET", format!("{p}g/%ff")),
+        ("GET", format!("{p}g/")),
+        ("GET", format!("{p}g/{long_key}")),
+        ("GET", format!("{p}nope/k")),
+        ("POST", format!("{p}g/k")),
     ];
-    for (method, path, want) in &cases {
+    for (method, path) in &bad {
         let response = request(server.addr, method, path).await;
-        let shown = &path[..path.len().min(60)];
-        assert_eq!(
-            status(&response),
-            *want,
-            "{method} {shown}: {response:.200}"
-        );
-    }
-    for garbage in [
-        &b"GARBAGE\r\n\r\n"[..],
-        b"GET / HTTP/7.0\r\n\r\n",
-        b"\x00\x01\x02\r\n\r\n",
-    ] {
-        let response = exchange(server.addr, garbage).await;
         assert!(
-            response.starts_with("HTTP/1.1 4"),
-            "{garbage:?}: {response}"
+            status(&response).starts_with('4'),
+            "{method} {path}: {response}"
         );
     }
-    let h2_garbage = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x05\x00\x00\x00\x00\x00\x01hello";
-    exchange(server.addr, h2_garbage).await; // a GOAWAY; the point is what follows
-
     let stats = server.galaxy.stats();
     assert_eq!(server.backend_calls.load(Ordering::Relaxed), 0, "{stats:?}");
     assert_eq!((stats.main_entries, stats.hot_entries), (0, 0), "{stats:?}");

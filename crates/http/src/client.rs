@@ -3,16 +3,18 @@
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
 use galaxycache_universe::{
-    BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, RemoteFetcher, Value,
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult,
+    RemoteFetcher, Value,
 };
 use http::header::EXPIRES;
-use http::{HeaderName, Request, Response, StatusCode, Uri};
+use http::uri::{self, Authority, PathAndQuery, Scheme};
+use http::{HeaderMap, Request, Response, StatusCode, Uri};
 use http_body::Body as _;
-use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use http_body_util::{BodyExt, Collected, Empty, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,20 +22,27 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message as _;
 use tokio::time::Instant;
 
-use crate::Dialect;
+use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
-    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER, fmt_timeout,
-    parse_expires,
+    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
+    fmt_timeout, parse_expires, parse_expires_ms,
 };
 use crate::pb::GetResponse;
+use crate::{DEFAULT_POOL_IDLE_TIMEOUT, Dialect};
 
-/// Default of [`HttpProtocolBuilder::max_response_bytes`]: 64 MiB.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 /// Default of [`HttpProtocolBuilder::pool_max_idle_per_host`].
-pub const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
+const DEFAULT_POOL_MAX_IDLE_PER_HOST: usize = 256;
 
 /// The most of an error response's body that is kept as the error's message.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Room kept in a request path for the peer URL's own path, the dialect's prefix and the
+/// escaped galaxy name.
+const PATH_RESERVE: usize = 2_048;
+
+/// [`HttpProtocol`]'s [`FetchProtocol::max_key_len`]: 21,162 bytes, so that a key of which
+/// every byte travels as a 3-byte escape still fits in a request path.
+const MAX_KEY_LEN: usize = (MAX_PATH_LEN - PATH_RESERVE) / 3;
 
 type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 
@@ -41,24 +50,36 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// [`UniverseBuilder::protocol`](galaxycache_universe::UniverseBuilder::protocol).
 ///
 /// All peers share one pool of keep-alive connections. Peer URLs look like
-/// `http://10.0.0.2:8080` (a path after the authority is kept as a prefix); `https` is not
-/// supported.
+/// `http://10.0.0.2:8080` (a path after the authority is kept as a prefix; a query or a
+/// fragment is refused); `https` is not supported.
 ///
-/// How answers map to results:
+/// Keys travel in the request path, which hyper and `http::Uri` bound at 65,534 bytes, and
+/// each byte of a key may take three there: so keys are at most 21,162 bytes
+/// ([`FetchProtocol::max_key_len`]; 2,048 bytes of the path are kept for the peer URL's own
+/// path, the dialect's prefix and the galaxy name), and a universe using this protocol caps
+/// its own key bound at that.
+///
+/// The fetcher sends the time left before the fetch's deadline to the owner, which stops
+/// there; it keeps no timer of its own (the caller enforces the deadline) but refuses to
+/// send once the deadline has passed. How answers map to results:
 ///
 /// | answer | result |
 /// | --- | --- |
-/// | `200` | the value (with its expiry when `Expires` is sent) |
+/// | `200` | the value, with its expiry when one is sent ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER), else `Expires`) |
 /// | `404` saying the galaxy exists | `Ok(None)`: NotFound |
 /// | `404` saying there is no such galaxy, or `no such group: …` | [`ErrorKind::UnknownGalaxy`] |
 /// | `400`, `414` | [`ErrorKind::InvalidRequest`] |
-/// | `500` | [`ErrorKind::Remote`], its message the body alone: the owner's load error as the owner's own callers see it |
+/// | `500` | [`ErrorKind::Remote`], its message the body alone (its first 64 KiB): the owner's load error as the owner's own callers see it |
+/// | `500` whose body cannot be read | the read failure's kind ([`ErrorKind::Unavailable`], say): that is no answer |
 /// | `503` | [`ErrorKind::Overloaded`] |
-/// | `504`, or no answer by the deadline | [`ErrorKind::Timeout`] |
+/// | `504`, or a deadline passed before sending | [`ErrorKind::Timeout`] |
 /// | other `5xx` (a proxy's 502, say) | [`ErrorKind::Unavailable`]: the owner did not answer, so the asking node loads the key itself |
 /// | refused, reset, or closed mid-answer | [`ErrorKind::Unavailable`] |
 /// | a body over [`max_response_bytes`](HttpProtocolBuilder::max_response_bytes) | [`ErrorKind::TooLarge`] |
-/// | anything else (unparsable, other statuses, bad protobuf or `Expires`) | [`ErrorKind::Protocol`] |
+/// | anything else (unparsable, other statuses, bad protobuf or expiry header) | [`ErrorKind::Protocol`] |
+///
+/// A value's bytes are copied out of hyper's read buffers into an allocation of their own
+/// length, since caches count a value by its length.
 #[derive(Clone, Debug)]
 pub struct HttpProtocol {
     client: HttpClient,
@@ -85,14 +106,9 @@ impl HttpProtocol {
             http2: false,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
-            pool_idle_timeout: Duration::from_secs(90),
+            pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             connect_timeout: Duration::from_secs(1),
         }
-    }
-
-    /// The dialect this protocol speaks.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
     }
 }
 
@@ -113,7 +129,9 @@ impl HttpProtocolBuilder {
 
     /// Largest response body accepted from a peer; a larger one is
     /// [`ErrorKind::TooLarge`], refused from its `Content-Length` or as soon as that many
-    /// bytes have arrived. Default: 64 MiB.
+    /// bytes have arrived. Default:
+    /// [`DEFAULT_MAX_RESPONSE_BYTES`](galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES)
+    /// (64 MiB), as every protocol.
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
         self
@@ -128,14 +146,18 @@ impl HttpProtocolBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept. Default: 90 s.
+    /// How long an idle pooled connection is kept. Keep it below the peers' own idle
+    /// timeout ([`SERVER_IDLE_TIMEOUT`](crate::SERVER_IDLE_TIMEOUT) for
+    /// [`PeerService::serve`](crate::PeerService::serve)), or a request may go out on a
+    /// connection the peer is closing, and fail. Default:
+    /// [`DEFAULT_POOL_IDLE_TIMEOUT`] (20 s).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.pool_idle_timeout = timeout;
         self
     }
 
-    /// How long connecting to a peer may take; longer is [`ErrorKind::Unavailable`]. The
-    /// fetch's deadline bounds it too. Default: 1 s.
+    /// How long connecting to a peer may take; longer is [`ErrorKind::Unavailable`].
+    /// Default: 1 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -150,7 +172,6 @@ impl HttpProtocolBuilder {
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
             .http2_only(self.http2)
             .build(connector);
         HttpProtocol {
@@ -172,22 +193,32 @@ impl FetchProtocol for HttpProtocol {
         let config_error =
             |why: &str| Error::new(ErrorKind::Config, format!("peer URL {url:?}: {why}"));
         let uri: Uri = url.parse().map_err(|_| config_error("not a URL"))?;
-        if uri.scheme_str() != Some("http") {
+        if uri.scheme() != Some(&Scheme::HTTP) {
             return Err(config_error("the scheme must be http"));
         }
-        if uri.authority().is_none() {
+        let Some(authority) = uri.authority().cloned() else {
             return Err(config_error("no host"));
-        }
+        };
         if uri.query().is_some() {
             return Err(config_error("a peer URL has no query"));
         }
-        let mut base = url.trim_end_matches('/').to_owned();
-        base.push_str(self.dialect.path_prefix());
+        // `Uri` drops a fragment silently; refuse it rather than send to another path.
+        if url.contains('#') {
+            return Err(config_error("a peer URL has no fragment"));
+        }
+        let mut path_prefix = uri.path().trim_end_matches('/').to_owned();
+        path_prefix.push_str(self.dialect.path_prefix());
         Ok(Arc::new(HttpFetcher {
             url: url.to_owned(),
-            base,
+            authority,
+            path_prefix,
             protocol: self.clone(),
         }))
+    }
+
+    /// 21,162 bytes: see [`HttpProtocol`].
+    fn max_key_len(&self) -> usize {
+        MAX_KEY_LEN
     }
 }
 
@@ -195,8 +226,10 @@ impl FetchProtocol for HttpProtocol {
 #[derive(Debug)]
 struct HttpFetcher {
     url: String,
-    /// `{url}{path prefix}`: what every request URI starts with.
-    base: String,
+    authority: Authority,
+    /// The peer URL's own path (without a trailing `/`), then the dialect's prefix: what
+    /// every request path starts with.
+    path_prefix: String,
     protocol: HttpProtocol,
 }
 
@@ -207,12 +240,7 @@ impl RemoteFetcher for HttpFetcher {
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(async move {
-            match tokio::time::timeout_at(deadline, self.fetch_inner(galaxy, key, deadline)).await {
-                Ok(result) => result,
-                Err(_) => Err(self.error(ErrorKind::Timeout, "no answer before the deadline")),
-            }
-        })
+        Box::pin(self.get(galaxy, key, deadline))
     }
 
     fn url(&self) -> &str {
@@ -221,17 +249,17 @@ impl RemoteFetcher for HttpFetcher {
 }
 
 impl HttpFetcher {
-    async fn fetch_inner(&self, galaxy: &str, key: &str, deadline: Instant) -> FetchResult {
+    /// The fetch; the caller bounds it by `deadline`, which the request carries.
+    async fn get(&self, galaxy: &str, key: &str, deadline: Instant) -> FetchResult {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(self.error(ErrorKind::Timeout, "the deadline passed before sending"));
         }
         let mut request = Request::new(Empty::new());
         *request.uri_mut() = self.uri(galaxy, key)?;
-        request.headers_mut().insert(
-            HeaderName::from_static(TIMEOUT_HEADER),
-            fmt_timeout(remaining),
-        );
+        request
+            .headers_mut()
+            .insert(TIMEOUT_HEADER, fmt_timeout(remaining));
         let response = self
             .protocol
             .client
@@ -241,78 +269,107 @@ impl HttpFetcher {
         self.answer(response).await
     }
 
-    /// `{base}{galaxy}/{key}`, escaped, built in one string.
+    /// `http://{authority}{path prefix}{galaxy}/{key}`, escaped: only the path is built
+    /// per request.
     fn uri(&self, galaxy: &str, key: &str) -> Result<Uri, Error> {
         let dialect = self.protocol.dialect;
-        let mut s = String::with_capacity(self.base.len() + 3 * (galaxy.len() + key.len()) + 1);
-        s.push_str(&self.base);
-        dialect.encode_into(galaxy, &mut s);
-        s.push('/');
-        dialect.encode_into(key, &mut s);
-        Uri::try_from(s).map_err(|e| self.error(ErrorKind::InvalidRequest, e))
+        let mut path =
+            String::with_capacity(self.path_prefix.len() + 3 * (galaxy.len() + key.len()) + 1);
+        path.push_str(&self.path_prefix);
+        dialect.encode_into(galaxy, &mut path);
+        path.push('/');
+        dialect.encode_into(key, &mut path);
+        let path =
+            PathAndQuery::try_from(path).map_err(|e| self.error(ErrorKind::InvalidRequest, e))?;
+        let mut parts = uri::Parts::default();
+        parts.scheme = Some(Scheme::HTTP);
+        parts.authority = Some(self.authority.clone());
+        parts.path_and_query = Some(path);
+        Uri::from_parts(parts).map_err(|e| self.error(ErrorKind::InvalidRequest, e))
     }
 
     async fn answer(&self, response: Response<Incoming>) -> FetchResult {
         let (parts, body) = response.into_parts();
-        if parts.status != StatusCode::OK {
-            let text = self.error_text(body).await;
-            return self.status_error(parts.status, &parts.headers, text);
+        let galaxy_status = parts
+            .headers
+            .get(GALAXY_STATUS_HEADER)
+            .map(|v| v.as_bytes());
+        match parts.status {
+            StatusCode::OK => self.value(&parts.headers, body).await.map(Some),
+            StatusCode::NOT_FOUND if galaxy_status == Some(GALAXY_FOUND.as_bytes()) => {
+                drain(body).await;
+                Ok(None)
+            }
+            StatusCode::INTERNAL_SERVER_ERROR => {
+                // The owner's load failed: its message alone, as the owner's callers see
+                // it. A body that cannot be read is no such answer: `?` keeps the read
+                // failure's kind, and the asking node loads the key itself.
+                let text = self.error_text(body).await?;
+                let message = text.strip_suffix('\n').unwrap_or(&text);
+                Err(Error::new(ErrorKind::Remote, message))
+            }
+            status => {
+                let text = match self.error_text(body).await {
+                    Ok(text) => text,
+                    Err(e) => format!("(unreadable body: {})", e.message()),
+                };
+                let kind = match status {
+                    StatusCode::NOT_FOUND
+                        if galaxy_status == Some(GALAXY_NOT_FOUND.as_bytes())
+                            || text.starts_with("no such group") =>
+                    {
+                        ErrorKind::UnknownGalaxy
+                    }
+                    StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG => ErrorKind::InvalidRequest,
+                    StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Overloaded,
+                    StatusCode::GATEWAY_TIMEOUT => ErrorKind::Timeout,
+                    // 502 and the like come from whatever stands between us and the owner:
+                    // the owner did not answer, so this node loads the key itself.
+                    s if s.is_server_error() => ErrorKind::Unavailable,
+                    _ => ErrorKind::Protocol,
+                };
+                Err(self.error(kind, format!("{status}: {}", text.trim_end())))
+            }
         }
-        let bytes = self
-            .read_body(body, self.protocol.max_response_bytes)
-            .await?;
-        let expires_at = match parts.headers.get(EXPIRES) {
-            None => None,
-            Some(v) => Some(
-                parse_expires(v)
-                    .ok_or_else(|| self.error(ErrorKind::Protocol, "malformed Expires header"))?,
-            ),
-        };
-        let bytes = match self.protocol.dialect {
-            Dialect::Galaxycache => bytes,
-            Dialect::Groupcache => GetResponse::decode(bytes)
-                .map_err(|e| self.error(ErrorKind::Protocol, format!("bad GetResponse: {e}")))?
-                .value
-                .unwrap_or_default(),
-        };
-        Ok(Some(Value::new(bytes).with_expiry(expires_at)))
     }
 
-    fn status_error(
-        &self,
-        status: StatusCode,
-        headers: &http::HeaderMap,
-        text: String,
-    ) -> FetchResult {
-        let galaxy_status = headers.get(GALAXY_STATUS_HEADER).map(|v| v.as_bytes());
-        let kind = match status {
-            StatusCode::NOT_FOUND if galaxy_status == Some(GALAXY_FOUND.as_bytes()) => {
-                return Ok(None);
+    /// The value of a `200`: its bytes in an allocation of their own, and its expiry.
+    async fn value(&self, headers: &HeaderMap, body: Incoming) -> Result<Value, Error> {
+        let body = self
+            .read_body(body, self.protocol.max_response_bytes)
+            .await?;
+        let expires_at = self.expiry(headers)?;
+        let bytes = match self.protocol.dialect {
+            Dialect::Galaxycache => copy_out(body),
+            Dialect::Groupcache => {
+                let body = body.to_bytes();
+                // Decoding from a slice copies the value out of it, to its exact length.
+                GetResponse::decode(&body[..])
+                    .map_err(|e| self.error(ErrorKind::Protocol, format!("bad GetResponse: {e}")))?
+                    .value
+                    .unwrap_or_default()
             }
-            StatusCode::NOT_FOUND
-                if galaxy_status == Some(GALAXY_NOT_FOUND.as_bytes())
-                    || text.starts_with("no such group") =>
-            {
-                ErrorKind::UnknownGalaxy
-            }
-            StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG => ErrorKind::InvalidRequest,
-            StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Overloaded,
-            StatusCode::GATEWAY_TIMEOUT => ErrorKind::Timeout,
-            StatusCode::INTERNAL_SERVER_ERROR => {
-                // The owner's load failed: its message alone, as the owner's callers see it.
-                let message = text.strip_suffix('\n').unwrap_or(&text);
-                return Err(Error::new(ErrorKind::Remote, message));
-            }
-            // 502 and the like come from whatever stands between us and the owner: the
-            // owner did not answer, so this node loads the key itself.
-            s if s.is_server_error() => ErrorKind::Unavailable,
-            _ => ErrorKind::Protocol,
         };
-        Err(self.error(kind, format!("{status}: {}", text.trim_end())))
+        Ok(Value::new(bytes).with_expiry(expires_at))
+    }
+
+    /// The expiry a `200` names: to the millisecond when the owner sent
+    /// [`EXPIRES_MS_HEADER`], else to the second from `Expires`.
+    fn expiry(&self, headers: &HeaderMap) -> Result<Option<SystemTime>, Error> {
+        let (parsed, header) = if let Some(v) = headers.get(EXPIRES_MS_HEADER) {
+            (parse_expires_ms(v), "X-Galaxycache-Expires-Ms")
+        } else if let Some(v) = headers.get(EXPIRES) {
+            (parse_expires(v), "Expires")
+        } else {
+            return Ok(None);
+        };
+        parsed
+            .map(Some)
+            .ok_or_else(|| self.error(ErrorKind::Protocol, format!("malformed {header} header")))
     }
 
     /// The whole body, unless it is longer than `limit`.
-    async fn read_body(&self, body: Incoming, limit: usize) -> Result<Bytes, Error> {
+    async fn read_body(&self, body: Incoming, limit: usize) -> Result<Collected<Bytes>, Error> {
         let claimed = body.size_hint().lower();
         if claimed > limit as u64 {
             return Err(self.error(
@@ -321,7 +378,7 @@ impl HttpFetcher {
             ));
         }
         match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
+            Ok(collected) => Ok(collected),
             Err(e) if e.is::<LengthLimitError>() => Err(self.error(
                 ErrorKind::TooLarge,
                 format!("response exceeds the limit of {limit} bytes"),
@@ -330,13 +387,22 @@ impl HttpFetcher {
         }
     }
 
-    /// The start of an error response's body, as text, for the error's message.
-    async fn error_text(&self, body: Incoming) -> String {
+    /// The start of an error response's body (up to 64 KiB; the rest is not read), as
+    /// text, for the error's message; the read failure if it cannot be read.
+    async fn error_text(&self, mut body: Incoming) -> Result<String, Error> {
         let limit = MAX_ERROR_BODY.min(self.protocol.max_response_bytes);
-        match self.read_body(body, limit).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(e) => format!("(unreadable body: {})", e.message()),
+        let mut text = Vec::new();
+        while text.len() < limit {
+            let Some(frame) = body.frame().await else {
+                break;
+            };
+            let frame = frame.map_err(|e| self.error(body_error_kind(&e), error_chain(&e)))?;
+            if let Ok(data) = frame.into_data() {
+                let room = limit - text.len();
+                text.extend_from_slice(&data[..data.len().min(room)]);
+            }
         }
+        Ok(String::from_utf8_lossy(&text).into_owned())
     }
 
     fn request_error(&self, e: &hyper_util::client::legacy::Error) -> Error {
@@ -353,18 +419,38 @@ impl HttpFetcher {
     }
 }
 
+/// The body's bytes in one allocation of exactly their length, never a slice of hyper's
+/// read buffer (which a cached value would keep alive whole, behind the byte budget's back).
+fn copy_out(body: Collected<Bytes>) -> Bytes {
+    let body = body.aggregate();
+    let mut out = Vec::with_capacity(body.remaining());
+    out.put(body);
+    Bytes::from(out)
+}
+
+/// Read a body nobody needs to its end, so its connection goes back to the pool; a long
+/// or broken one is dropped, and its connection with it.
+async fn drain(mut body: Incoming) {
+    let mut left = MAX_ERROR_BODY;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(data) = frame.into_data() {
+            let Some(rest) = left.checked_sub(data.len()) else {
+                return;
+            };
+            left = rest;
+        }
+    }
+}
+
 /// The kind of a failure on an established connection: a response hyper could not parse is
 /// a protocol error; everything else (reset, closed, cut short) is an unavailable peer.
 fn body_error_kind(e: &(dyn StdError + 'static)) -> ErrorKind {
     let mut source: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = source {
-        if let Some(h) = err.downcast_ref::<hyper::Error>() {
-            if h.is_parse() || h.is_parse_status() {
-                return ErrorKind::Protocol;
-            }
-            if h.is_timeout() {
-                return ErrorKind::Timeout;
-            }
+        if let Some(h) = err.downcast_ref::<hyper::Error>()
+            && (h.is_parse() || h.is_parse_status())
+        {
+            return ErrorKind::Protocol;
         }
         source = err.source();
     }

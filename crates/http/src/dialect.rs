@@ -3,13 +3,18 @@
 
 use std::borrow::Cow;
 
+/// Longest request path (with query) that `http::Uri` and hyper's server accept; hyper
+/// answers a longer one with `414`.
+pub(crate) const MAX_PATH_LEN: usize = 65_534;
+
 /// Which HTTP peer protocol a node speaks. Every node of a ring speaks the same one, client
 /// and server alike.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Dialect {
     /// galaxycache's own: `GET {peer}/_galaxycache/{galaxy}/{key}`, segments path-escaped
-    /// (as Go's `url.PathEscape`), raw value bytes, `Expires` header, and a 404 that says
+    /// (as Go's `url.PathEscape`), raw value bytes, the expiry in headers
+    /// ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER) and `Expires`), and a 404 that says
     /// whether the key or the galaxy is missing.
     #[default]
     Galaxycache,

@@ -2,22 +2,29 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::HeaderValue;
+use http::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 /// Request header carrying the time the asking peer still waits, in whole milliseconds
-/// (rounded up). The server turns it into the deadline it gives the galaxy, and answers
+/// (rounded up). The server turns it into the deadline it gives the universe, which answers
 /// `504` when it passes. Go groupcache servers ignore it.
-pub const TIMEOUT_HEADER: &str = "x-galaxycache-timeout-ms";
+pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-timeout-ms");
 
-/// Response header of a `404`: `Found` when the galaxy exists but has no such key,
-/// `Not Found` when there is no such galaxy.
-pub const GALAXY_STATUS_HEADER: &str = "x-galaxycache-galaxy-status";
+/// Response header of a `404`: [`GALAXY_FOUND`] when the galaxy exists but has no such key,
+/// [`GALAXY_NOT_FOUND`] when there is no such galaxy.
+pub const GALAXY_STATUS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-galaxy-status");
 
 /// [`GALAXY_STATUS_HEADER`] value: the galaxy exists, the key does not.
-pub(crate) const GALAXY_FOUND: &str = "Found";
+pub const GALAXY_FOUND: &str = "Found";
 /// [`GALAXY_STATUS_HEADER`] value: there is no such galaxy.
-pub(crate) const GALAXY_NOT_FOUND: &str = "Not Found";
+pub const GALAXY_NOT_FOUND: &str = "Not Found";
+
+/// Response header of a `200` for a value that expires: the instant it expires, in whole
+/// milliseconds since the Unix epoch (truncated, so a copy never outlives the original).
+/// Sent in both dialects next to `Expires`, which names whole seconds only: a value in its
+/// last second would arrive already expired. Clients read it first and fall back to
+/// `Expires` (what humans and other servers send).
+pub const EXPIRES_MS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-expires-ms");
 
 /// The last instant an HTTP-date can name: 9999-12-31T23:59:59Z.
 const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
@@ -36,6 +43,19 @@ pub(crate) fn parse_expires(value: &HeaderValue) -> Option<SystemTime> {
     httpdate::parse_http_date(value.to_str().ok()?).ok()
 }
 
+/// An [`EXPIRES_MS_HEADER`] value for `at`, truncated to the millisecond; an instant before
+/// the epoch is the epoch.
+pub(crate) fn fmt_expires_ms(at: SystemTime) -> HeaderValue {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    HeaderValue::from(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The instant an [`EXPIRES_MS_HEADER`] value names: digits only, and representable.
+pub(crate) fn parse_expires_ms(value: &HeaderValue) -> Option<SystemTime> {
+    let ms = parse_digits(value)?.parse::<u64>().ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
 /// A [`TIMEOUT_HEADER`] value for `remaining`, rounded up to the millisecond.
 pub(crate) fn fmt_timeout(remaining: Duration) -> HeaderValue {
     let ms = remaining.as_nanos().div_ceil(1_000_000);
@@ -45,14 +65,17 @@ pub(crate) fn fmt_timeout(remaining: Duration) -> HeaderValue {
 /// The deadline a [`TIMEOUT_HEADER`] value names, counted from `now`. A timeout too long
 /// to represent is no deadline.
 pub(crate) fn parse_timeout(value: &HeaderValue, now: Instant) -> Result<Option<Instant>, ()> {
-    let text = value.to_str().map_err(drop)?;
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(());
-    }
+    let text = parse_digits(value).ok_or(())?;
     let Ok(ms) = text.parse::<u64>() else {
         return Ok(None); // more digits than a u64 holds: effectively forever
     };
     Ok(now.checked_add(Duration::from_millis(ms)))
+}
+
+/// The value, if it is one or more ASCII digits and nothing else.
+fn parse_digits(value: &HeaderValue) -> Option<&str> {
+    let text = value.to_str().ok()?;
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit())).then_some(text)
 }
 
 #[cfg(test)]
@@ -79,6 +102,29 @@ mod tests {
     }
 
     #[test]
+    fn expires_ms_truncates_and_parses_strictly() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_900_999);
+        let v = fmt_expires_ms(at);
+        assert_eq!(v, "1700000000900");
+        assert_eq!(
+            parse_expires_ms(&v),
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_900))
+        );
+        let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
+        assert_eq!(
+            parse_expires_ms(&fmt_expires_ms(before_epoch)),
+            Some(UNIX_EPOCH)
+        );
+        for bad in ["", "-1", "1.5", " 1", "soon", "99999999999999999999999"] {
+            assert_eq!(
+                parse_expires_ms(&HeaderValue::from_static(bad)),
+                None,
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn timeout_rounds_up_and_parses_strictly() {
         assert_eq!(fmt_timeout(Duration::from_micros(1)), "1");
         assert_eq!(fmt_timeout(Duration::from_millis(250)), "250");
@@ -86,8 +132,9 @@ mod tests {
         let parse = |s: &'static str| parse_timeout(&HeaderValue::from_static(s), now);
         assert_eq!(parse("250"), Ok(Some(now + Duration::from_millis(250))));
         assert_eq!(parse("99999999999999999999999"), Ok(None));
-        assert!(
-            parse("18446744073709551615").is_ok(),
+        assert_eq!(
+            parse("18446744073709551615"),
+            Ok(now.checked_add(Duration::from_millis(u64::MAX))),
             "u64::MAX must not panic"
         );
         for bad in ["", "-1", "1.5", " 1", "1s"] {

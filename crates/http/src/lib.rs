@@ -1,5 +1,5 @@
 //! The HTTP peer protocol of galaxycache (hyper 1.x), in two dialects: galaxycache's own
-//! (`/_galaxycache/`, raw bytes, expiry in `Expires`) and golang/groupcache's
+//! (`/_galaxycache/`, raw bytes, expiry in headers) and golang/groupcache's
 //! (`/_groupcache/`, protobuf bodies), so a Rust node can join a ring of Go groupcache
 //! nodes. See [`Dialect`].
 //!
@@ -37,9 +37,25 @@ mod headers;
 mod pb;
 mod server;
 
-pub use client::{
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_POOL_MAX_IDLE_PER_HOST, HttpProtocol, HttpProtocolBuilder,
-};
+use std::time::Duration;
+
+pub use client::{HttpProtocol, HttpProtocolBuilder};
 pub use dialect::Dialect;
-pub use headers::{GALAXY_STATUS_HEADER, TIMEOUT_HEADER};
-pub use server::{PeerService, ResponseBody};
+pub use headers::{
+    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
+};
+pub use server::PeerService;
+
+/// How long [`PeerService::serve`] keeps a connection on which no request head arrives
+/// (an idle keep-alive connection, say) before it closes it: 30 s.
+///
+/// One of a pair with [`DEFAULT_POOL_IDLE_TIMEOUT`], which must stay below it: a client
+/// that sends a request on a pooled connection the server is closing sees that request
+/// fail. A server of the application's own that mounts a [`PeerService`] should keep idle
+/// connections at least this long too.
+pub const SERVER_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Default of [`HttpProtocolBuilder::pool_idle_timeout`]: 20 s, below
+/// [`SERVER_IDLE_TIMEOUT`], so the client drops an idle pooled connection before the
+/// server closes it under a request.
+pub const DEFAULT_POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(20);

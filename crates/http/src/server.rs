@@ -7,51 +7,53 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use galaxycache_universe::{BoxFuture, Error, ErrorKind, FetchResult, Universe, Value};
+use galaxycache_universe::{BoxFuture, ErrorKind, FetchResult, Universe, Value};
 use http::header::{ALLOW, CONTENT_TYPE, EXPIRES};
 use http::request::Parts;
-use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderValue, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::Dialect;
+use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
-    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER, fmt_expires,
-    parse_timeout,
+    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
+    fmt_expires, fmt_expires_ms, parse_timeout,
 };
 use crate::pb::GetResponse;
+use crate::{Dialect, SERVER_IDLE_TIMEOUT};
 
-/// Room for the galaxy name in the longest request path accepted.
-const MAX_GALAXY_NAME: usize = 1024;
-
-/// The body of every response of a [`PeerService`].
-pub type ResponseBody = Full<Bytes>;
+/// Room for a request's headers other than its path, in the HTTP/2 header list bound.
+const H2_OTHER_HEADERS: usize = 16 * 1024;
 
 /// Answers peers' fetches for a [`Universe`], in one [`Dialect`].
 ///
-/// It is a [`tower::Service`] for requests with any body (the body is never read), so an
-/// application can mount it in its own hyper or axum server, on one port with its other
-/// routes: route every path under [`PeerService::path_prefix`] to it. Or it runs on a
-/// listener of its own with [`PeerService::serve`].
+/// It is a [`tower::Service`] for requests with any body (the body is never read),
+/// answering with a `Response<Full<Bytes>>`, so an application can mount it in its own
+/// hyper or axum server, on one port with its other routes: route every path under the
+/// dialect's [`Dialect::path_prefix`] to it. Or it runs on a listener of its own with
+/// [`PeerService::serve`], which drives the same service.
 ///
 /// Cheap to clone. Answers: `200` with the value; `404` for a missing key or galaxy (see
 /// [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)) or a path outside the prefix;
-/// `400` for a malformed path, key or header; `405` for a method other than GET; `414`
-/// for a path longer than the universe's key bound allows; `503` when the universe is at
-/// its bound of concurrent serves; `504` when the asking peer's deadline passed; `500` with
-/// the error's text when loading failed.
+/// `400` for a malformed path, key or header, or a key longer than the universe's
+/// [`max_key_len`](Universe::max_key_len); `405` for a method other than GET; `503` when the
+/// universe is at its bound of concurrent serves; `504` when the asking peer's deadline
+/// passed (the universe enforces it); `500` with the error's text when loading failed.
+/// (hyper itself answers `414` to a path over 65,534 bytes.)
 ///
 /// In the groupcache dialect a missing key is a `404` with `X-Galaxycache-Galaxy-Status:
 /// Found` too. golang/groupcache has no such answer (its servers send `500` with the
 /// getter's error text), but its clients treat every non-`200` alike, as a failure to fall
 /// back from, so Go nodes lose nothing, while Rust nodes of a mixed ring tell NotFound
-/// from a failed load without guessing from error text. For the same reason an `Expires`
-/// header travels in this dialect too: Go ignores it, Rust clients honour it.
+/// from a failed load without guessing from error text. For the same reason a value's expiry
+/// travels in this dialect too ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER) and
+/// `Expires`): Go ignores it, Rust clients honour it.
 #[derive(Clone, Debug)]
 pub struct PeerService {
     universe: Universe,
@@ -64,26 +66,11 @@ impl PeerService {
         PeerService { universe, dialect }
     }
 
-    /// The dialect this service speaks.
-    pub fn dialect(&self) -> Dialect {
-        self.dialect
-    }
-
-    /// The path prefix of every request this service answers (`/_galaxycache/` or
-    /// `/_groupcache/`).
-    pub fn path_prefix(&self) -> &'static str {
-        self.dialect.path_prefix()
-    }
-
-    /// Answer one request. Never fails and never panics: bad input is an error status.
-    pub async fn handle<B>(&self, request: Request<B>) -> Response<ResponseBody> {
-        let (parts, _) = request.into_parts();
-        self.respond(parts).await
-    }
-
     /// Serve peers on `listener` until `shutdown` resolves, then stop accepting, let the
     /// requests in progress finish, and return once every connection is closed. Accepts
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port; sets `TCP_NODELAY`.
+    /// A connection on which no request head arrives for
+    /// [`SERVER_IDLE_TIMEOUT`](crate::SERVER_IDLE_TIMEOUT) is closed.
     ///
     /// A request in progress ends at the asking peer's deadline when it sent one; wrap this
     /// future in a timeout to bound the wait for the others.
@@ -92,8 +79,13 @@ impl PeerService {
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
-        builder.http2().timer(TokioTimer::new());
+            .header_read_timeout(SERVER_IDLE_TIMEOUT);
+        // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
+        let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_header_list_size(h2_header_list);
         let graceful = GracefulShutdown::new();
         let mut shutdown = pin!(shutdown);
         loop {
@@ -115,13 +107,8 @@ impl PeerService {
             if let Err(e) = stream.set_nodelay(true) {
                 tracing::debug!(error = %e, "peer server: cannot set TCP_NODELAY");
             }
-            let service = self.clone();
-            let service = hyper::service::service_fn(move |request| {
-                let service = service.clone();
-                async move { Ok::<_, Infallible>(service.handle(request).await) }
-            });
             let connection = builder
-                .serve_connection(TokioIo::new(stream), service)
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(self.clone()))
                 .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
@@ -134,8 +121,9 @@ impl PeerService {
         graceful.shutdown().await;
     }
 
-    async fn respond(&self, parts: Parts) -> Response<ResponseBody> {
-        let Some(rest) = parts.uri.path().strip_prefix(self.path_prefix()) else {
+    /// Answer one request. Never fails and never panics: bad input is an error status.
+    async fn respond(&self, parts: Parts) -> Response<Full<Bytes>> {
+        let Some(rest) = parts.uri.path().strip_prefix(self.dialect.path_prefix()) else {
             return text(StatusCode::NOT_FOUND, "not found".into());
         };
         if parts.method != Method::GET {
@@ -144,15 +132,6 @@ impl PeerService {
                 .headers_mut()
                 .insert(ALLOW, HeaderValue::from_static("GET"));
             return response;
-        }
-        // Every byte of the key and the galaxy name may arrive as a 3-byte escape.
-        let max_path = self
-            .universe
-            .max_key_len()
-            .saturating_add(MAX_GALAXY_NAME)
-            .saturating_mul(3);
-        if rest.len() > max_path {
-            return text(StatusCode::URI_TOO_LONG, "request path too long".into());
         }
         let (galaxy, key) = match self.dialect.decode_path(rest) {
             Ok(segments) => segments,
@@ -165,26 +144,12 @@ impl PeerService {
                 Err(()) => return self.bad_request("malformed X-Galaxycache-Timeout-Ms header"),
             },
         };
-        let result = self.serve_get(&galaxy, &key, deadline).await;
+        // The universe checks the key and answers Timeout once the deadline passes.
+        let result = self.universe.serve_get(&galaxy, &key, deadline).await;
         self.answer(&galaxy, result)
     }
 
-    async fn serve_get(&self, galaxy: &str, key: &str, deadline: Option<Instant>) -> FetchResult {
-        let get = self.universe.serve_get(galaxy, key, deadline);
-        match deadline {
-            None => get.await,
-            Some(deadline) => tokio::time::timeout_at(deadline, get)
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::new(
-                        ErrorKind::Timeout,
-                        "the asking peer's deadline passed",
-                    ))
-                }),
-        }
-    }
-
-    fn answer(&self, galaxy: &str, result: FetchResult) -> Response<ResponseBody> {
+    fn answer(&self, galaxy: &str, result: FetchResult) -> Response<Full<Bytes>> {
         match result {
             Ok(Some(value)) => self.value(value),
             Ok(None) => galaxy_status(
@@ -202,25 +167,28 @@ impl PeerService {
                 ErrorKind::InvalidRequest => self.bad_request(e.message()),
                 ErrorKind::Overloaded => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
                 ErrorKind::Timeout => text(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
-                ErrorKind::Remote => {
-                    // The load's own message alone, as groupcache sends it: the asking node
-                    // hands its callers the same error this node's callers get.
+                kind => {
                     tracing::debug!(galaxy, error = %e, "peer server: load failed");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned())
-                }
-                _ => {
-                    tracing::debug!(galaxy, error = %e, "peer server: load failed");
-                    text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+                    // A load error's own message alone, as groupcache sends it: the asking
+                    // node hands its callers the same error this node's callers get.
+                    let body = if kind == ErrorKind::Remote {
+                        e.message().to_owned()
+                    } else {
+                        e.to_string()
+                    };
+                    text(StatusCode::INTERNAL_SERVER_ERROR, body)
                 }
             },
         }
     }
 
-    fn value(&self, value: Value) -> Response<ResponseBody> {
+    fn value(&self, value: Value) -> Response<Full<Bytes>> {
         let expires_at = value.expires_at();
         let (content_type, body) = match self.dialect {
             Dialect::Galaxycache => ("application/octet-stream", value.into_bytes()),
             Dialect::Groupcache => {
+                // Encoding copies the value once into the message; a known cost of this
+                // dialect (the galaxycache dialect sends the cached bytes themselves).
                 let message = GetResponse {
                     value: Some(value.into_bytes()),
                     minute_qps: None,
@@ -235,12 +203,13 @@ impl PeerService {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(at) = expires_at {
+            headers.insert(EXPIRES_MS_HEADER, fmt_expires_ms(at));
             headers.insert(EXPIRES, fmt_expires(at));
         }
         response
     }
 
-    fn bad_request(&self, why: &str) -> Response<ResponseBody> {
+    fn bad_request(&self, why: &str) -> Response<Full<Bytes>> {
         let body = match self.dialect {
             Dialect::Galaxycache => why.to_owned(),
             // Go's servers say exactly "bad request"; the detail follows for humans.
@@ -251,7 +220,7 @@ impl PeerService {
 }
 
 impl<B> tower::Service<Request<B>> for PeerService {
-    type Response = Response<ResponseBody>;
+    type Response = Response<Full<Bytes>>;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
 
@@ -267,7 +236,7 @@ impl<B> tower::Service<Request<B>> for PeerService {
 }
 
 /// A `text/plain` response, newline-terminated as Go's `http.Error` writes it.
-fn text(status: StatusCode, mut body: String) -> Response<ResponseBody> {
+fn text(status: StatusCode, mut body: String) -> Response<Full<Bytes>> {
     body.push('\n');
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -279,12 +248,11 @@ fn text(status: StatusCode, mut body: String) -> Response<ResponseBody> {
 }
 
 fn galaxy_status(
-    mut response: Response<ResponseBody>,
+    mut response: Response<Full<Bytes>>,
     status: &'static str,
-) -> Response<ResponseBody> {
-    response.headers_mut().insert(
-        HeaderName::from_static(GALAXY_STATUS_HEADER),
-        HeaderValue::from_static(status),
-    );
+) -> Response<Full<Bytes>> {
+    response
+        .headers_mut()
+        .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static(status));
     response
 }

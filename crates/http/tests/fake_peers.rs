@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{client, fetcher, soon};
 use galaxycache_http::{Dialect, HttpProtocol};
-use galaxycache_universe::{ErrorKind, FetchProtocol, FetchResult};
+use galaxycache_universe::{Error, ErrorKind, FetchProtocol, FetchResult};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -53,12 +53,17 @@ impl FakePeer {
         FakePeer { url, task }
     }
 
+    /// A fetch bounded by `deadline` as a galaxy bounds it: the fetcher only sends the
+    /// deadline on, so the caller's own timer ends a fetch nobody answers, as a Timeout.
     async fn fetch(&self, dialect: Dialect, max: usize, deadline: Instant) -> FetchResult {
         let protocol = HttpProtocol::builder()
             .dialect(dialect)
             .max_response_bytes(max)
             .build();
-        fetcher(protocol, &self.url).fetch("g", "k", deadline).await
+        let f = fetcher(protocol, &self.url);
+        tokio::time::timeout_at(deadline, f.fetch("g", "k", deadline))
+            .await
+            .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout, "no answer by the deadline")))
     }
 }
 
@@ -209,6 +214,28 @@ async fn a_proxys_5xx_means_the_owner_did_not_answer() {
 }
 
 #[tokio::test]
+async fn a_500_is_the_owners_answer_only_if_its_body_arrives() {
+    // Cut short: no answer at all, so not the owner's load error.
+    let cut = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 100\r\n\r\nonly ten!!";
+    let peer = FakePeer::start(cut.to_vec(), Then::Close).await;
+    let err = peer
+        .fetch(Dialect::Galaxycache, 1024, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    // Longer than the 64 KiB kept as a message: its start is the message.
+    let mut long = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 70000\r\n\r\n".to_vec();
+    long.extend_from_slice(&[b'e'; 70_000]);
+    let peer = FakePeer::start(long, Then::Close).await;
+    let err = peer
+        .fetch(Dialect::Galaxycache, 1 << 20, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Remote);
+    assert_eq!(err.message(), "e".repeat(64 * 1024));
+}
+
+#[tokio::test]
 async fn answers_of_go_groupcache_servers() {
     // What golang/groupcache's HTTPPool sends, byte for byte in the parts that matter.
     let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 4\r\n\r\n\x0a\x02hi";
@@ -259,6 +286,8 @@ async fn unusable_peer_urls_are_config_errors() {
         "peer:8080",
         "not a url",
         "http://peer/?q=1",
+        "http://peer/#frag",
+        "http://peer#frag",
         "/path",
     ] {
         let err = protocol.connect(url).unwrap_err();

@@ -20,8 +20,9 @@ pub fn expiry() -> SystemTime {
 }
 
 /// A galaxy whose answer depends on the key: `missing` is NotFound, `fail` a load error,
-/// `expiring` expires at [`expiry`], `hang` never answers, `gate` waits for
-/// [`Fake::gate`], `big:N` is N bytes; any other key's value is the key itself.
+/// `expiring` expires at [`expiry`], `half-second` 500 ms from now (see
+/// [`Fake::sent_expiry`]), `hang` never answers, `gate` waits for [`Fake::gate`], `big:N`
+/// is N bytes; any other key's value is the key itself.
 #[derive(Debug, Default)]
 pub struct Fake {
     /// Every key asked for, with the deadline the server passed on.
@@ -30,6 +31,8 @@ pub struct Fake {
     pub started: Notify,
     /// Lets a `gate` request answer.
     pub gate: Notify,
+    /// The expiry of the last `half-second` value served.
+    pub sent_expiry: Mutex<Option<SystemTime>>,
 }
 
 impl Fake {
@@ -55,6 +58,11 @@ impl GalaxyHandler for Fake {
                 "missing" => Ok(None),
                 "fail" => Err(Error::new(ErrorKind::Remote, "backend exploded")),
                 "expiring" => Ok(Some(Value::expiring("soon", expiry()))),
+                "half-second" => {
+                    let at = SystemTime::now() + Duration::from_millis(500);
+                    *self.sent_expiry.lock().unwrap() = Some(at);
+                    Ok(Some(Value::expiring("soon", at)))
+                }
                 "hang" => std::future::pending().await,
                 "gate" => {
                     self.started.notify_one();
