@@ -143,19 +143,20 @@ fn framed(message: &[u8]) -> Vec<u8> {
     out
 }
 
-/// Write `bytes` and read until the server closes the connection; false if it never does.
+/// Write `bytes` and read until the server closes the connection; false if it does not
+/// within [`PATIENCE`] (a server that stops reading stalls the writes: bounded too).
 async fn server_hangs_up_after(addr: &str, bytes: &[u8]) -> bool {
     let stream = TcpStream::connect(addr).await.unwrap();
-    let mut written = 0;
-    while written < bytes.len() {
-        stream.writable().await.unwrap();
-        match stream.try_write(&bytes[written..]) {
-            Ok(n) => written += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(_) => return true,
+    let write_then_read_to_close = async {
+        let mut written = 0;
+        while written < bytes.len() {
+            stream.writable().await.unwrap();
+            match stream.try_write(&bytes[written..]) {
+                Ok(n) => written += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
         }
-    }
-    let read_to_close = async {
         let mut buf = [0u8; 4096];
         loop {
             stream.readable().await.unwrap();
@@ -167,7 +168,9 @@ async fn server_hangs_up_after(addr: &str, bytes: &[u8]) -> bool {
             }
         }
     };
-    tokio::time::timeout(PATIENCE, read_to_close).await.is_ok()
+    tokio::time::timeout(PATIENCE, write_then_read_to_close)
+        .await
+        .is_ok()
 }
 
 #[tokio::test]

@@ -1,15 +1,18 @@
 //! The client side: [`GrpcProtocol`] and the fetcher it makes for each peer.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use galaxycache_universe::{
-    BoxFuture, DEFAULT_MAX_KEY_LEN, Error, ErrorKind, FetchProtocol, FetchResult, RemoteFetcher,
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult,
+    RemoteFetcher,
 };
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
+use tower::ServiceExt;
 
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
 use crate::pb::{GetRequest, PeekRequest};
@@ -18,15 +21,15 @@ use crate::wire::value_from_wire;
 
 /// Default bound on the time to open a connection to a peer: 1 second.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// Default bound on the size of one response message from a peer: 16 MiB.
-pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
 
 /// The gRPC fetch protocol: give it to a universe and the universe reaches its peers by
 /// calling their `galaxycachepb.GalaxyCache` service.
 ///
 /// Each peer gets one HTTP/2 channel, opened on the first fetch and shared by all fetches
-/// to that peer. Every call carries the caller's remaining time as its `grpc-timeout`, so
-/// the peer stops working on a request nobody waits for.
+/// to that peer. The channel lives on the runtime of the fetch that opened it; when that
+/// runtime ends, the next fetch opens a new channel on its own. Every call carries the
+/// caller's remaining time as its `grpc-timeout`, so the peer stops working on a request
+/// nobody waits for; the caller enforces its deadline itself.
 ///
 /// How a peer's answer is read:
 ///
@@ -36,11 +39,13 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
 /// | NOT_FOUND | `Ok(None)`: the owner has no such key |
 /// | INVALID_ARGUMENT marking an unknown galaxy | [`ErrorKind::UnknownGalaxy`] |
 /// | other INVALID_ARGUMENT | [`ErrorKind::InvalidRequest`] |
-/// | DEADLINE_EXCEEDED or CANCELLED, or nothing before the deadline | [`ErrorKind::Timeout`] |
+/// | DEADLINE_EXCEEDED or CANCELLED, or the call's `grpc-timeout` runs out on this side | [`ErrorKind::Timeout`] |
 /// | UNAVAILABLE, or the connection fails | [`ErrorKind::Unavailable`] |
 /// | RESOURCE_EXHAUSTED | [`ErrorKind::Overloaded`] |
 /// | a response larger than [`max_response_bytes`](Self::max_response_bytes) | [`ErrorKind::TooLarge`] |
-/// | any other status (INTERNAL: the load failed) | [`ErrorKind::Remote`] |
+/// | UNIMPLEMENTED | [`ErrorKind::Unsupported`] |
+/// | INTERNAL (ours) or UNKNOWN (galaxycache in Go): the load failed | [`ErrorKind::Remote`], its message the owner's load error unchanged |
+/// | any other status | [`ErrorKind::Protocol`] |
 ///
 /// ```
 /// use std::sync::Arc;
@@ -56,7 +61,6 @@ pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 16 << 20;
 pub struct GrpcProtocol {
     connect_timeout: Duration,
     max_response_bytes: usize,
-    max_key_len: usize,
 }
 
 impl Default for GrpcProtocol {
@@ -64,7 +68,6 @@ impl Default for GrpcProtocol {
         GrpcProtocol {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            max_key_len: DEFAULT_MAX_KEY_LEN,
         }
     }
 }
@@ -76,25 +79,17 @@ impl GrpcProtocol {
     }
 
     /// Bound on the time to open a connection to a peer. Default: 1 second
-    /// ([`DEFAULT_CONNECT_TIMEOUT`]). A fetch's deadline bounds it too.
+    /// ([`DEFAULT_CONNECT_TIMEOUT`]). The caller's deadline bounds the whole fetch too.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
     }
 
     /// Largest response message accepted from a peer; a larger one fails the fetch with
-    /// [`ErrorKind::TooLarge`] before its body is read. Default: 16 MiB
-    /// ([`DEFAULT_MAX_RESPONSE_BYTES`]).
+    /// [`ErrorKind::TooLarge`] before its body is read. Default: 64 MiB
+    /// ([`DEFAULT_MAX_RESPONSE_BYTES`], the one default of every protocol).
     pub fn max_response_bytes(mut self, bytes: usize) -> Self {
         self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Longest key sent to a peer; a longer one fails with [`ErrorKind::InvalidRequest`]
-    /// without being sent. Default: 64 KiB, the servers' default bound
-    /// ([`DEFAULT_MAX_KEY_LEN`]).
-    pub fn max_key_len(mut self, bytes: usize) -> Self {
-        self.max_key_len = bytes;
         self
     }
 }
@@ -103,6 +98,11 @@ impl FetchProtocol for GrpcProtocol {
     /// A fetcher for the peer at `url`: `http://host:port` (a URL without a scheme is taken
     /// as `http://`). Nothing is connected until the first fetch. `https` is refused: this
     /// build has no TLS.
+    ///
+    /// Keys are bounded by the universe ([`Universe::check_key`]), not here: gRPC carries
+    /// keys of any length.
+    ///
+    /// [`Universe::check_key`]: galaxycache_universe::Universe::check_key
     fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
         let target = if url.contains("://") {
             url.to_owned()
@@ -119,9 +119,8 @@ impl FetchProtocol for GrpcProtocol {
         Ok(Arc::new(GrpcFetcher {
             url: url.to_owned(),
             endpoint,
-            channel: OnceLock::new(),
             max_response_bytes: self.max_response_bytes,
-            max_key_len: self.max_key_len,
+            connection: ArcSwapOption::empty(),
         }))
     }
 }
@@ -138,86 +137,95 @@ fn config_error(url: &str, why: &str) -> Error {
 struct GrpcFetcher {
     url: String,
     endpoint: Endpoint,
-    /// Opened on the first fetch, inside the runtime that makes it, so a universe can be
-    /// built and given peers outside any runtime.
-    channel: OnceLock<Channel>,
     max_response_bytes: usize,
-    max_key_len: usize,
+    /// Opened on the first fetch, inside the runtime that makes it, so a universe can be
+    /// built and given peers outside any runtime; opened again when that runtime has ended.
+    connection: ArcSwapOption<Connection>,
+}
+
+/// A channel to the peer and the client over it, built once and cloned for each call.
+#[derive(Debug)]
+struct Connection {
+    channel: Channel,
+    client: GalaxyCacheClient<Channel>,
 }
 
 impl GrpcFetcher {
-    fn client(&self) -> GalaxyCacheClient<Channel> {
-        let channel = self.channel.get_or_init(|| self.endpoint.connect_lazy());
-        GalaxyCacheClient::new(channel.clone()).max_decoding_message_size(self.max_response_bytes)
+    fn open(&self) -> Arc<Connection> {
+        let channel = self.endpoint.connect_lazy();
+        let client = GalaxyCacheClient::new(channel.clone())
+            .max_decoding_message_size(self.max_response_bytes);
+        Arc::new(Connection { channel, client })
     }
 
-    /// A request for `key` carrying the time left until `deadline` as its grpc-timeout.
-    fn request<T>(
+    /// Open a connection in place of `stale` (`None`: none was opened yet), unless another
+    /// fetch did so first; the connection now in place.
+    fn replace(&self, stale: Option<Arc<Connection>>) -> Arc<Connection> {
+        let fresh = self.open();
+        let before = self
+            .connection
+            .compare_and_swap(&stale, Some(Arc::clone(&fresh)));
+        let replaced = before.as_ref().map(Arc::as_ptr) == stale.as_ref().map(Arc::as_ptr);
+        match &*before {
+            Some(other) if !replaced => Arc::clone(other),
+            _ => fresh,
+        }
+    }
+
+    /// A client whose channel takes calls.
+    ///
+    /// A channel refuses calls for good once the runtime that opened it has ended (its
+    /// background task is gone): then a new one is opened, once, on the current runtime.
+    /// The check is made on a clone of the channel; the client's own clone checks again when
+    /// called, and should the channel close in between (its runtime ending during this very
+    /// fetch), the generated client reports it as UNKNOWN, which reads as a load error.
+    async fn client(&self) -> Result<GalaxyCacheClient<Channel>, Error> {
+        let mut connection = match self.connection.load_full() {
+            Some(current) => current,
+            None => self.replace(None),
+        };
+        let mut reopened = false;
+        loop {
+            match connection.channel.clone().ready_oneshot().await {
+                Ok(_) => return Ok(connection.client.clone()),
+                Err(e) if reopened => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        format!("peer {}: the channel takes no calls: {e}", self.url),
+                    ));
+                }
+                Err(_) => {
+                    connection = self.replace(Some(connection));
+                    reopened = true;
+                }
+            }
+        }
+    }
+
+    /// Ask the peer for `key` with `rpc`, the request carrying the time left until
+    /// `deadline` as its grpc-timeout: the answer, `None` when the peer has no such key.
+    async fn call<Req, Resp, Fut>(
         &self,
         key: &str,
         deadline: Instant,
-        make: impl FnOnce(Bytes) -> T,
-    ) -> Result<tonic::Request<T>, Error> {
-        if key.len() > self.max_key_len {
-            return Err(Error::new(
-                ErrorKind::InvalidRequest,
-                format!(
-                    "key of {} bytes exceeds the limit of {} bytes",
-                    key.len(),
-                    self.max_key_len
-                ),
-            ));
-        }
+        make: impl FnOnce(Bytes) -> Req,
+        rpc: impl FnOnce(GalaxyCacheClient<Channel>, tonic::Request<Req>) -> Fut,
+    ) -> Result<Option<Resp>, Error>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(self.timeout());
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("the deadline passed before peer {} was asked", self.url),
+            ));
         }
         let mut request = tonic::Request::new(make(Bytes::copy_from_slice(key.as_bytes())));
         request.set_timeout(remaining);
-        Ok(request)
-    }
-
-    /// Run `call` until `deadline`: the peer's answer, `None` when it has no such key.
-    async fn within<T>(
-        &self,
-        deadline: Instant,
-        call: impl Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    ) -> Result<Option<T>, Error> {
-        match tokio::time::timeout_at(deadline, call).await {
-            Ok(Ok(response)) => Ok(Some(response.into_inner())),
-            Ok(Err(status)) => error_from_status(&status, &self.url).map_or(Ok(None), Err),
-            Err(_) => Err(self.timeout()),
-        }
-    }
-
-    fn timeout(&self) -> Error {
-        Error::new(
-            ErrorKind::Timeout,
-            format!("no answer from peer {} before the deadline", self.url),
-        )
-    }
-
-    async fn get(&self, galaxy: &str, key: &str, deadline: Instant) -> FetchResult {
-        let request = self.request(key, deadline, |key| GetRequest {
-            galaxy: galaxy.to_owned(),
-            key,
-        })?;
-        let mut client = self.client();
-        match self.within(deadline, client.get_from_peer(request)).await? {
-            Some(answer) => value_from_wire(answer.value, answer.expiry).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    async fn peek(&self, galaxy: &str, key: &str, deadline: Instant) -> FetchResult {
-        let request = self.request(key, deadline, |key| PeekRequest {
-            galaxy: galaxy.to_owned(),
-            key,
-        })?;
-        let mut client = self.client();
-        match self.within(deadline, client.peek_peer(request)).await? {
-            Some(answer) => value_from_wire(answer.value, answer.expiry).map(Some),
-            None => Ok(None),
+        match rpc(self.client().await?, request).await {
+            Ok(response) => Ok(Some(response.into_inner())),
+            Err(status) => error_from_status(&status, &self.url).map_or(Ok(None), Err),
         }
     }
 }
@@ -229,7 +237,19 @@ impl RemoteFetcher for GrpcFetcher {
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.get(galaxy, key, deadline))
+        Box::pin(async move {
+            let make = |key| GetRequest {
+                galaxy: galaxy.to_owned(),
+                key,
+            };
+            let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                client.get_from_peer(request).await
+            };
+            match self.call(key, deadline, make, rpc).await? {
+                Some(answer) => value_from_wire(&answer.value, answer.expiry).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     fn peek<'a>(
@@ -238,7 +258,19 @@ impl RemoteFetcher for GrpcFetcher {
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(GrpcFetcher::peek(self, galaxy, key, deadline))
+        Box::pin(async move {
+            let make = |key| PeekRequest {
+                galaxy: galaxy.to_owned(),
+                key,
+            };
+            let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                client.peek_peer(request).await
+            };
+            match self.call(key, deadline, make, rpc).await? {
+                Some(answer) => value_from_wire(&answer.value, answer.expiry).map(Some),
+                None => Ok(None),
+            }
+        })
     }
 
     fn url(&self) -> &str {
@@ -265,15 +297,9 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn oversized_keys_and_spent_deadlines_fail_without_a_call() {
+    async fn spent_deadlines_fail_without_a_call() {
         // Nothing listens on port 1: any call made would fail as Unavailable instead.
-        let f = GrpcProtocol::new()
-            .max_key_len(4)
-            .connect("http://127.0.0.1:1")
-            .unwrap();
-        let later = Instant::now() + Duration::from_secs(5);
-        let e = f.fetch("g", "12345", later).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
+        let f = GrpcProtocol::new().connect("http://127.0.0.1:1").unwrap();
         let e = f.fetch("g", "k", Instant::now()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         let e = f.peek("g", "k", Instant::now()).await.unwrap_err();

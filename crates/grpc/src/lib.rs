@@ -9,12 +9,14 @@
 //!
 //! # Errors on the wire
 //!
-//! A missing key is NOT_FOUND (an answer, not a failure). An unknown galaxy is
-//! INVALID_ARGUMENT with the metadata entry `galaxycache-galaxy-status: not-found`; a bad
-//! key (empty, too long, not UTF-8) is INVALID_ARGUMENT without it. A client facing a peer
-//! that does not send the entry (galaxycache in Go) takes an INVALID_ARGUMENT whose message
-//! names a galaxy as an unknown galaxy. A failed load is INTERNAL with the load error's
-//! text; a server at its bound of concurrent work answers RESOURCE_EXHAUSTED.
+//! A missing key is NOT_FOUND (an answer, not a failure). An unknown galaxy and a bad key
+//! (empty, too long, not UTF-8) are INVALID_ARGUMENT, told apart by the metadata entry
+//! `galaxycache-galaxy-status`: `not-found` for an unknown galaxy, `found` otherwise. Only
+//! with a peer that sends no such entry (galaxycache in Go) does a client take an
+//! INVALID_ARGUMENT whose message names a galaxy as an unknown galaxy. A failed load is
+//! INTERNAL with the load error's own message, which the asking node hands to its callers
+//! unchanged; a load that outlives the caller's `grpc-timeout` ends as DEADLINE_EXCEEDED or
+//! CANCELLED; a server at its bound of concurrent work answers RESOURCE_EXHAUSTED.
 //!
 //! # Round trip
 //!
@@ -59,8 +61,8 @@ pub mod pb {
     pub use crate::generated::*;
 }
 
-pub use client::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, GrpcProtocol};
-pub use server::{DEFAULT_CONCURRENCY_PER_CONNECTION, GalaxyCacheService, GrpcServer, service};
+pub use client::{DEFAULT_CONNECT_TIMEOUT, GrpcProtocol};
+pub use server::{GalaxyCacheService, GrpcServer, service};
 /// The tonic this crate is built on, so applications name the same version's types
 /// (`Server`, `Status`, ...) when adding [`service`] to their own router.
 pub use tonic;

@@ -15,10 +15,6 @@ use crate::pb::{GetRequest, GetResponse, PeekRequest, PeekResponse};
 use crate::status::{not_found, status_from_error};
 use crate::wire::{expiry_to_wire, key_str, request_timeout};
 
-/// Default bound on the requests served at once on one connection: 256. Further requests
-/// on that connection wait; the universe's own bound refuses requests across connections.
-pub const DEFAULT_CONCURRENCY_PER_CONNECTION: usize = 256;
-
 /// Room in a request message for the galaxy name and the framing, beyond the longest key.
 const REQUEST_OVERHEAD: usize = 4096;
 
@@ -51,20 +47,21 @@ pub fn service(universe: Universe) -> GalaxyCacheServer<GalaxyCacheService> {
 /// | a value | OK, with the value's expiry; `minute_qps` is always 0 (not tracked) |
 /// | no such key (or, for a peek, not cached) | NOT_FOUND |
 /// | unknown galaxy | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: not-found` |
-/// | empty, oversized or non-UTF-8 key | INVALID_ARGUMENT |
+/// | empty, oversized or non-UTF-8 key | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: found` |
 /// | the universe's bound of concurrent work reached | RESOURCE_EXHAUSTED |
-/// | the caller's `grpc-timeout` ran out during the load | DEADLINE_EXCEEDED or CANCELLED |
-/// | the load failed | INTERNAL, with the load error's text |
+/// | the load outlived the caller's `grpc-timeout` | DEADLINE_EXCEEDED or CANCELLED |
+/// | the load failed | INTERNAL, with the load error's own message |
 ///
-/// The caller's `grpc-timeout` becomes the deadline given to the galaxy.
+/// The caller's `grpc-timeout` becomes the deadline given to
+/// [`Universe::serve_get`], which enforces it.
 #[derive(Clone, Debug)]
 pub struct GalaxyCacheService {
     universe: Universe,
 }
 
 impl GalaxyCacheService {
-    /// The service over `universe`. [`service`] wraps it with its request size bound.
-    pub fn new(universe: Universe) -> Self {
+    /// The service over `universe`; [`service`] makes it, with its request size bound.
+    fn new(universe: Universe) -> Self {
         GalaxyCacheService { universe }
     }
 }
@@ -133,25 +130,15 @@ impl GalaxyCache for GalaxyCacheService {
 #[derive(Clone, Debug)]
 pub struct GrpcServer {
     universe: Universe,
-    concurrency_per_connection: usize,
 }
 
 impl GrpcServer {
-    /// A server for `universe`'s galaxies.
-    pub fn new(universe: Universe) -> Self {
-        GrpcServer {
-            universe,
-            concurrency_per_connection: DEFAULT_CONCURRENCY_PER_CONNECTION,
-        }
-    }
-
-    /// Requests served at once on one connection; more wait for a slot. Default: 256
-    /// ([`DEFAULT_CONCURRENCY_PER_CONNECTION`]). The universe's
+    /// A server for `universe`'s galaxies. Requests on one connection are not bounded
+    /// here: the universe's
     /// [`max_concurrent_serves`](galaxycache_universe::UniverseBuilder::max_concurrent_serves)
-    /// bounds the work across all connections.
-    pub fn concurrency_limit_per_connection(mut self, limit: usize) -> Self {
-        self.concurrency_per_connection = limit.max(1);
-        self
+    /// refuses work beyond its bound across all connections.
+    pub fn new(universe: Universe) -> Self {
+        GrpcServer { universe }
     }
 
     /// Serve HTTP/2 gRPC on `listener` until `shutdown` completes, then stop accepting,
@@ -165,7 +152,6 @@ impl GrpcServer {
     {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
-            .concurrency_limit_per_connection(self.concurrency_per_connection)
             .add_service(service(self.universe))
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

@@ -7,14 +7,13 @@ use galaxycache_universe::{Error, ErrorKind};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status, TimeoutExpired};
 
-/// Metadata entry a server adds to an INVALID_ARGUMENT status when the galaxy is unknown,
-/// so a client can tell an unknown galaxy from a bad key without reading the message.
-pub(crate) const GALAXY_STATUS: &str = "galaxycache-galaxy-status";
+/// Metadata entry our servers add to every INVALID_ARGUMENT status, so a client can tell an
+/// unknown galaxy from a bad key without reading the message.
+const GALAXY_STATUS: &str = "galaxycache-galaxy-status";
 /// The value of [`GALAXY_STATUS`] for an unknown galaxy.
 const GALAXY_NOT_FOUND: &str = "not-found";
-
-/// How tonic's generated client starts the message of a call the channel would not take.
-const NOT_READY: &str = "Service was not ready";
+/// The value of [`GALAXY_STATUS`] for any other INVALID_ARGUMENT: the galaxy exists.
+const GALAXY_FOUND: &str = "found";
 
 /// Longest status message sent: a message echoing a huge galaxy name must not become a
 /// header that the peer's HTTP/2 stack refuses.
@@ -22,21 +21,23 @@ const MAX_MESSAGE_LEN: usize = 512;
 
 /// The status a server answers with when serving failed.
 pub(crate) fn status_from_error(error: &Error) -> Status {
-    let message = truncate(error.to_string());
+    let invalid_argument = |galaxy_status: &'static str| {
+        let mut status = Status::invalid_argument(truncate(error.to_string()));
+        status
+            .metadata_mut()
+            .insert(GALAXY_STATUS, MetadataValue::from_static(galaxy_status));
+        status
+    };
     match error.kind() {
-        ErrorKind::UnknownGalaxy => {
-            let mut status = Status::invalid_argument(message);
-            status
-                .metadata_mut()
-                .insert(GALAXY_STATUS, MetadataValue::from_static(GALAXY_NOT_FOUND));
-            status
-        }
-        ErrorKind::InvalidRequest => Status::invalid_argument(message),
-        ErrorKind::Overloaded => Status::resource_exhausted(message),
-        ErrorKind::Timeout => Status::deadline_exceeded(message),
-        ErrorKind::Unsupported => Status::unimplemented(message),
+        ErrorKind::UnknownGalaxy => invalid_argument(GALAXY_NOT_FOUND),
+        ErrorKind::InvalidRequest => invalid_argument(GALAXY_FOUND),
+        ErrorKind::Overloaded => Status::resource_exhausted(truncate(error.to_string())),
+        ErrorKind::Timeout => Status::deadline_exceeded(truncate(error.to_string())),
+        // The load's own message alone: the asking node hands its callers the very error
+        // this node's callers get.
+        ErrorKind::Remote => Status::internal(truncate(error.message().to_owned())),
         // Load failures, whatever their cause on this node.
-        _ => Status::internal(message),
+        _ => Status::internal(truncate(error.to_string())),
     }
 }
 
@@ -59,8 +60,6 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
         Code::Unknown | Code::Internal | Code::Cancelled if StdError::source(status).is_some() => {
             ErrorKind::Unavailable
         }
-        // The generated client's own words when the channel refuses to take a call.
-        Code::Unknown if status.message().starts_with(NOT_READY) => ErrorKind::Unavailable,
         // CANCELLED with no source is the peer's own grpc-timeout enforcement.
         Code::DeadlineExceeded | Code::Cancelled => ErrorKind::Timeout,
         Code::Unavailable => ErrorKind::Unavailable,
@@ -68,7 +67,13 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
         // Made by this side's decoder when the response exceeds the size bound.
         Code::OutOfRange => ErrorKind::TooLarge,
         Code::Unimplemented => ErrorKind::Unsupported,
-        _ => ErrorKind::Remote,
+        // The owner's load failed: INTERNAL from our servers, UNKNOWN from galaxycache (Go).
+        // Its message is the load error's, handed on unchanged, as the owner's callers get it.
+        Code::Internal | Code::Unknown => {
+            return Some(Error::new(ErrorKind::Remote, status.message()));
+        }
+        // Not an answer of the protocol: the owner failed, so the asking node loads itself.
+        _ => ErrorKind::Protocol,
     };
     Some(Error::new(
         kind,
@@ -76,9 +81,10 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
     ))
 }
 
-/// Our servers mark an unknown galaxy with [`GALAXY_STATUS`] and never name a galaxy in
-/// their bad-key messages; galaxycache (Go) servers send no such entry but name the galaxy
-/// in the message ("Unable to find galaxy [...]").
+/// Our servers say on every INVALID_ARGUMENT whether the galaxy exists ([`GALAXY_STATUS`]),
+/// whatever the message. galaxycache (Go) servers send no such entry but name the galaxy in
+/// the message of an unknown galaxy ("Unable to find galaxy [...]"): only for a status
+/// without the entry is the message read.
 fn is_unknown_galaxy(status: &Status) -> bool {
     match status.metadata().get(GALAXY_STATUS) {
         Some(v) => v == GALAXY_NOT_FOUND,
@@ -127,13 +133,54 @@ mod tests {
             (ErrorKind::Timeout, ErrorKind::Timeout),
             (ErrorKind::Remote, ErrorKind::Remote),
             (ErrorKind::Unavailable, ErrorKind::Remote),
-            (ErrorKind::Unsupported, ErrorKind::Unsupported),
         ] {
             let e = round_trip(sent);
             assert_eq!(e.kind(), seen, "{sent:?}: {e}");
             assert!(e.message().contains("detail"), "{e}");
         }
         assert_eq!(error_from_status(&not_found(), "peer"), None);
+    }
+
+    #[test]
+    fn a_load_error_arrives_unchanged() {
+        let sent = Error::new(ErrorKind::Remote, "backend exploded: disk on fire");
+        let seen = error_from_status(&status_from_error(&sent), "peer").unwrap();
+        assert_eq!(seen, sent);
+    }
+
+    #[test]
+    fn every_invalid_argument_says_whether_the_galaxy_exists() {
+        for (kind, galaxy_status) in [
+            (ErrorKind::UnknownGalaxy, GALAXY_NOT_FOUND),
+            (ErrorKind::InvalidRequest, GALAXY_FOUND),
+        ] {
+            // A message naming a galaxy does not mislead a client when the entry is there.
+            let status = status_from_error(&Error::new(kind, "galaxy \"g\": empty key"));
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert_eq!(status.metadata().get(GALAXY_STATUS).unwrap(), galaxy_status);
+            let e = error_from_status(&status, "peer").unwrap();
+            assert_eq!(e.kind(), kind, "{e}");
+        }
+    }
+
+    #[test]
+    fn statuses_outside_the_protocol_are_protocol_errors() {
+        for code in [
+            Code::FailedPrecondition,
+            Code::PermissionDenied,
+            Code::Unauthenticated,
+            Code::Aborted,
+            Code::AlreadyExists,
+            Code::DataLoss,
+        ] {
+            let e = error_from_status(&Status::new(code, "from a proxy"), "peer").unwrap();
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{code:?}: {e}");
+            assert!(e.message().contains("from a proxy"), "{e}");
+        }
+        for code in [Code::Internal, Code::Unknown] {
+            let e = error_from_status(&Status::new(code, "load failed"), "peer").unwrap();
+            assert_eq!(e, Error::new(ErrorKind::Remote, "load failed"), "{code:?}");
+        }
     }
 
     #[test]
@@ -153,9 +200,6 @@ mod tests {
         let status = Status::from_error(Box::new(io));
         assert_eq!(status.code(), Code::Unknown);
         let e = error_from_status(&status, "peer").unwrap();
-        assert_eq!(e.kind(), ErrorKind::Unavailable);
-        let not_ready = Status::unknown(format!("{NOT_READY}: buffer closed"));
-        let e = error_from_status(&not_ready, "peer").unwrap();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
         let timed_out = Status::from_error(Box::new(TimeoutExpired(())));
         let e = error_from_status(&timed_out, "peer").unwrap();

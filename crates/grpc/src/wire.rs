@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
+use bytes::Bytes;
 use galaxycache_universe::{Error, ErrorKind, Value};
 use prost_types::Timestamp;
 use tonic::metadata::MetadataMap;
@@ -26,12 +27,13 @@ pub(crate) fn expiry_to_wire(value: &Value) -> Option<Timestamp> {
 }
 
 /// A value received from a peer, with its expiry.
-pub(crate) fn value_from_wire(
-    bytes: bytes::Bytes,
-    expiry: Option<Timestamp>,
-) -> Result<Value, Error> {
+///
+/// The decoded `bytes` are a slice of the receive buffer (8 KiB or more, whatever the
+/// value's length); the value gets a copy of its own, so it holds no more memory than its
+/// length, which is what caches count.
+pub(crate) fn value_from_wire(bytes: &[u8], expiry: Option<Timestamp>) -> Result<Value, Error> {
     let expires_at = expiry.map(expiry_from_wire).transpose()?;
-    Ok(Value::new(bytes).with_expiry(expires_at))
+    Ok(Value::new(Bytes::copy_from_slice(bytes)).with_expiry(expires_at))
 }
 
 /// First and last second a `google.protobuf.Timestamp` may hold: years 1 to 9999.
@@ -53,27 +55,24 @@ fn expiry_from_wire(ts: Timestamp) -> Result<SystemTime, Error> {
 /// The time the caller gives the request, from its `grpc-timeout` metadata: `None` when
 /// absent or malformed (a malformed one is ignored, as tonic's own timeout layer does).
 pub(crate) fn request_timeout(metadata: &MetadataMap) -> Option<Duration> {
-    parse_grpc_timeout(metadata.get(GRPC_TIMEOUT)?.to_str().ok()?)
+    parse_grpc_timeout(metadata.get(GRPC_TIMEOUT)?.as_bytes())
 }
 
-/// Parse a `grpc-timeout` value: 1 to 8 ASCII digits and a unit (H, M, S, m, u, n).
-fn parse_grpc_timeout(text: &str) -> Option<Duration> {
-    let split = text.len().checked_sub(1)?;
-    if !text.is_char_boundary(split) {
+/// Parse a `grpc-timeout` value as tonic does: at most 8 characters that parse as a `u64`
+/// (digits, with an optional leading `+`), then a unit (H, M, S, m, u, n).
+fn parse_grpc_timeout(text: &[u8]) -> Option<Duration> {
+    let (unit, digits) = text.split_last()?;
+    if digits.len() > 8 {
         return None;
     }
-    let (digits, unit) = text.split_at(split);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    let n: u64 = digits.parse().ok()?;
+    let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     Some(match unit {
-        "H" => Duration::from_secs(n * 3600),
-        "M" => Duration::from_secs(n * 60),
-        "S" => Duration::from_secs(n),
-        "m" => Duration::from_millis(n),
-        "u" => Duration::from_micros(n),
-        "n" => Duration::from_nanos(n),
+        b'H' => Duration::from_secs(n * 3600),
+        b'M' => Duration::from_secs(n * 60),
+        b'S' => Duration::from_secs(n),
+        b'm' => Duration::from_millis(n),
+        b'u' => Duration::from_micros(n),
+        b'n' => Duration::from_nanos(n),
         _ => return None,
     })
 }
@@ -83,29 +82,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn grpc_timeouts_parse_per_the_spec() {
-        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
-        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
-        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+    fn grpc_timeouts_parse_as_tonic_parses_them() {
+        let parse = |text: &str| parse_grpc_timeout(text.as_bytes());
+        assert_eq!(parse("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(parse("99999999u"), Some(Duration::from_micros(99_999_999)));
+        assert_eq!(parse("7n"), Some(Duration::from_nanos(7)));
         assert_eq!(
-            parse_grpc_timeout("99999999u"),
-            Some(Duration::from_micros(99_999_999))
+            parse("+1S"),
+            Some(Duration::from_secs(1)),
+            "a u64 may have a +"
         );
-        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
         for bad in [
             "",
             "S",
+            "+S",
             "123456789S",
+            "+12345678S",
             "12x",
             "-1S",
-            "+1S",
             "1.5S",
             "1 S",
-            "é",
-            "1é",
         ] {
-            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+            assert_eq!(parse(bad), None, "{bad:?}");
         }
     }
 
@@ -121,14 +122,22 @@ mod tests {
     fn expiry_round_trips_and_a_bad_one_is_a_protocol_error() {
         let at = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
         let v = Value::expiring("x", at);
-        let back = value_from_wire(v.bytes().clone(), expiry_to_wire(&v)).unwrap();
+        let back = value_from_wire(v.bytes(), expiry_to_wire(&v)).unwrap();
         assert_eq!(back, v);
         assert_eq!(expiry_to_wire(&Value::new("x")), None);
         for (seconds, nanos) in [(i64::MAX, 0), (i64::MIN, 0), (0, -1), (0, 1_000_000_000)] {
             let bad = Timestamp { seconds, nanos };
-            let e = value_from_wire("x".into(), Some(bad)).unwrap_err();
+            let e = value_from_wire(b"x", Some(bad)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
         }
+    }
+
+    #[test]
+    fn a_received_value_does_not_share_the_receive_buffer() {
+        let buffer = Bytes::from(vec![7u8; 8192]);
+        let v = value_from_wire(&buffer[10..13], None).unwrap();
+        assert_eq!(v.bytes().as_ref(), [7, 7, 7]);
+        assert!(!buffer.as_ptr_range().contains(&v.bytes().as_ptr()));
     }
 
     #[test]

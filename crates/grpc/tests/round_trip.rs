@@ -1,15 +1,24 @@
-//! Fetches and peeks over real loopback sockets, against a fake galaxy.
+//! Fetches and peeks over real loopback sockets, against a fake galaxy; and what the
+//! root's `tests/grpc_bad_input.rs` does not cover of bad input.
 
 mod common;
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::{Node, PATIENCE, fixed_expiry, later};
 use galaxycache_grpc::GrpcProtocol;
-use galaxycache_universe::{ErrorKind, FetchProtocol, RemoteFetcher};
+use galaxycache_grpc::pb::GetRequest;
+use galaxycache_grpc::pb::galaxy_cache_client::GalaxyCacheClient;
+use galaxycache_universe::{Error, ErrorKind, FetchProtocol, RemoteFetcher};
 use tokio::time::Instant;
+use tonic::codegen::{Body, Service, http};
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Code, Status};
 
 fn fetcher(node: &Node) -> Arc<dyn RemoteFetcher> {
     GrpcProtocol::new().connect(&node.url).unwrap()
@@ -63,9 +72,11 @@ async fn not_found_unknown_galaxy_and_load_error_are_distinct() {
     let e = peer.fetch("nope", "k", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
 
+    // The owner's load error, exactly as the owner's own callers get it.
     let e = peer.fetch("g", "fail", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
     assert!(e.message().contains("backend exploded"), "{e}");
+    assert_eq!(e, Error::new(ErrorKind::Remote, "backend exploded"));
 
     let e = peer.fetch("g", "", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
@@ -166,16 +177,36 @@ async fn a_busy_server_answers_overloaded() {
     node.stop().await.unwrap();
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn a_peer_that_never_answers_times_out_at_the_deadline() {
     let node = Node::start().await;
     let peer = fetcher(&node);
-    let start = Instant::now();
-    let deadline = start + Duration::from_millis(300);
-    let e = peer.fetch("g", "gate", deadline).await.unwrap_err();
+    // Far enough that the real clock does not reach it while the request travels; once the
+    // fake holds the request, the clock is paused and jumps to it.
+    let deadline = Instant::now() + PATIENCE;
+    let held = tokio::spawn({
+        let peer = peer.clone();
+        // The caller's own bound, as a galaxy's: a fetcher adds no timer. The call's
+        // grpc-timeout is to end it first.
+        async move {
+            let bound = deadline + Duration::from_secs(1);
+            tokio::time::timeout_at(bound, peer.fetch("g", "gate", deadline)).await
+        }
+    });
+    tokio::time::timeout(PATIENCE, node.fake.entered_gate.notified())
+        .await
+        .expect("the request reached the fake");
+    tokio::time::pause();
+    let e = held
+        .await
+        .unwrap()
+        .expect("the grpc-timeout ends the call")
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Timeout, "{e}");
     assert!(Instant::now() >= deadline);
     assert!(Instant::now() < deadline + Duration::from_secs(1));
+    assert_eq!(node.fake.calls.load(Ordering::SeqCst), 1);
+    tokio::time::resume();
     node.fake.open_gate();
     node.stop().await.unwrap();
 }
@@ -203,7 +234,14 @@ async fn graceful_shutdown_finishes_requests_in_progress_and_returns() {
         .unwrap();
 
     node.signal_stop();
-    tokio::task::yield_now().await;
+    let addr = node.url.trim_start_matches("http://").to_owned();
+    tokio::time::timeout(PATIENCE, async {
+        while tokio::net::TcpStream::connect(&addr).await.is_ok() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("shutdown closes the listener");
     node.fake.open_gate();
     let v = tokio::time::timeout(PATIENCE, held)
         .await
@@ -234,4 +272,128 @@ async fn shutdown_with_idle_connections_returns() {
         matches!(e.kind(), ErrorKind::Unavailable),
         "the pooled connection is gone: {e}"
     );
+}
+
+#[test]
+fn a_fetcher_outlives_the_runtime_of_its_first_fetch() {
+    let server = tokio::runtime::Runtime::new().unwrap();
+    let node = server.block_on(Node::start());
+    let peer = fetcher(&node);
+    for round in 0..2 {
+        // Each runtime ends after its fetch, taking the channel's background task along.
+        let client = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let v = client
+            .block_on(async { tokio::time::timeout(PATIENCE, peer.fetch("g", "k", later())).await })
+            .expect("an answer")
+            .unwrap_or_else(|e| panic!("round {round}: {e}"))
+            .unwrap();
+        assert_eq!(v.bytes().as_ref(), b"v:k");
+    }
+    server.block_on(node.stop()).unwrap();
+}
+
+async fn channel(node: &Node) -> Channel {
+    Endpoint::from_shared(node.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// POST `body` (gRPC framing included, or not) to `path` and return the gRPC status.
+/// The bodies here are ASCII, so a `String` carries them.
+async fn post_raw(channel: &mut Channel, path: &str, body: &[u8]) -> Status {
+    let body = String::from_utf8(body.to_vec()).expect("ASCII test body");
+    let request = http::Request::post(format!("http://127.0.0.1{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(body))
+        .unwrap();
+    poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+    let response = tokio::time::timeout(PATIENCE, channel.call(request))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    if let Some(status) = Status::from_header_map(&parts.headers) {
+        return status; // trailers-only answer
+    }
+    let mut body = pin!(body);
+    for _ in 0..1000 {
+        let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    return Status::from_header_map(trailers).expect("grpc-status");
+                }
+            }
+            other => panic!(
+                "body ended without trailers: {:?}",
+                other.map(|f| f.is_ok())
+            ),
+        }
+    }
+    panic!("too many frames");
+}
+
+/// A gRPC message: uncompressed flag, big-endian length, then the bytes.
+fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// The server still answers a well-formed fetch.
+async fn still_serving(node: &Node) {
+    let v = fetcher(node)
+        .fetch("g", "after", later())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.bytes().as_ref(), b"v:after");
+}
+
+#[tokio::test]
+async fn a_message_over_the_bound_is_out_of_range() {
+    let node = Node::start_with(|b| b.max_key_len(64)).await;
+    // A real message over the bound (64-byte keys plus room for the galaxy name).
+    let mut client = GalaxyCacheClient::new(channel(&node).await);
+    let huge = GetRequest {
+        galaxy: "g".into(),
+        key: Bytes::from(vec![b'k'; 64 << 10]),
+    };
+    let status = client.get_from_peer(huge).await.unwrap_err();
+    assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
+    assert_eq!(node.fake.calls.load(Ordering::SeqCst), 0);
+    still_serving(&node).await;
+    node.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn unknown_methods_and_bad_timeouts_do_not_hurt() {
+    let node = Node::start().await;
+    let mut ch = channel(&node).await;
+    let status = post_raw(&mut ch, "/galaxycachepb.GalaxyCache/Nope", &framed(b"")).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+    let status = post_raw(&mut ch, "/nothing/here", &framed(b"")).await;
+    assert_eq!(status.code(), Code::Unimplemented, "{status:?}");
+
+    // A malformed grpc-timeout is ignored: the request is served without a deadline.
+    let mut client = GalaxyCacheClient::new(ch.clone());
+    let mut request = tonic::Request::new(GetRequest {
+        galaxy: "g".into(),
+        key: Bytes::from_static(b"k"),
+    });
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", "soon".parse().unwrap());
+    let v = client.get_from_peer(request).await.unwrap().into_inner();
+    assert_eq!(v.value.as_ref(), b"v:k");
+    assert_eq!(node.fake.deadlines.lock().unwrap()[0], None);
+    still_serving(&node).await;
+    node.stop().await.unwrap();
 }

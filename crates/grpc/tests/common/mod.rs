@@ -76,8 +76,8 @@ impl GalaxyHandler for Fake {
 pub struct Node {
     pub url: String,
     pub universe: Universe,
+    /// The galaxy `g`; the universe holds it weakly, so it lives as long as the node.
     pub fake: Arc<Fake>,
-    _handler: Arc<dyn GalaxyHandler>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), Error>>,
 }
@@ -102,7 +102,6 @@ impl Node {
             url,
             universe,
             fake,
-            _handler: handler,
             stop: Some(stop),
             server,
         }
