@@ -38,30 +38,32 @@ struct Args {
 
 /// The data source: one SQLite connection, queried off the async threads.
 struct Sqlite(Arc<Mutex<Connection>>);
+const QUERY: &str = "SELECT CAST(value AS BLOB) FROM kv WHERE key = ?1";
 
 impl BackendGetter for Sqlite {
     async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
         let (conn, key) = (Arc::clone(&self.0), key.to_owned());
         let row = tokio::task::spawn_blocking(move || {
             let conn = conn.lock().unwrap_or_else(|e| e.into_inner());
-            conn.query_row(
-                "SELECT CAST(value AS BLOB) FROM kv WHERE key = ?1",
-                [key],
-                |r| r.get::<_, Vec<u8>>(0),
-            )
-            .optional()
+            conn.query_row(QUERY, [key], |r| r.get(0)).optional()
         });
-        let value = row.await.map_err(Error::backend)?.map_err(Error::backend)?;
+        let value: Option<Vec<u8>> = row.await.map_err(Error::backend)?.map_err(Error::backend)?;
         Ok(value.map(Value::new))
     }
 }
 
 async fn get_key(State(galaxy): State<Galaxy>, Path(key): Path<String>) -> (StatusCode, Bytes) {
-    match galaxy.get(&key).await {
-        Ok(value) => (StatusCode::OK, value.into_bytes()),
-        Err(e) if e.kind() == ErrorKind::NotFound => (StatusCode::NOT_FOUND, Bytes::new()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Bytes::from(e.to_string())),
-    }
+    let e = match galaxy.get(&key).await {
+        Ok(value) => return (StatusCode::OK, value.into_bytes()),
+        Err(e) => e,
+    };
+    let status = match e.kind() {
+        ErrorKind::NotFound => return (StatusCode::NOT_FOUND, Bytes::new()),
+        ErrorKind::InvalidKey => StatusCode::BAD_REQUEST, // empty, or longer than allowed
+        ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::SERVICE_UNAVAILABLE, // the load failed
+    };
+    (status, Bytes::from(e.to_string()))
 }
 
 #[tokio::main]
@@ -88,11 +90,8 @@ async fn main() -> anyhow::Result<()> {
         .route("/kv/{key}", get(get_key))
         .with_state(galaxy)
         .route_service("/_galaxycache/{*rest}", peers);
-    let addr = args
-        .self_url
-        .trim_start_matches("http://")
-        .trim_end_matches('/');
-    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let addr = args.self_url.trim_start_matches("http://");
+    let listener = tokio::net::TcpListener::bind(addr.trim_end_matches('/')).await?;
     axum::serve(listener, app).await?;
     Ok(())
 }

@@ -20,14 +20,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bytes::Bytes;
 use galaxycache_galaxy::{ErrorKind, Galaxy, Value};
+use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
 use http::{HeaderValue, StatusCode, header};
 use tokio::time::Instant;
 
 use crate::metrics::{ClientMetrics, GalaxyReport, Outcome, render_prometheus};
-
-/// The header that tells a missing key (`Found`: the galaxy exists) from a missing galaxy
-/// (`Not Found`), as the peer protocol does.
-pub const GALAXY_STATUS_HEADER: &str = "x-galaxycache-galaxy-status";
 
 struct Served {
     galaxy: Galaxy,
@@ -84,27 +81,29 @@ fn text(status: StatusCode, message: String) -> Response {
 
 fn unknown_galaxy(name: &str) -> Response {
     let mut r = text(StatusCode::NOT_FOUND, format!("no galaxy named {name:?}"));
-    r.headers_mut()
-        .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static("Not Found"));
+    r.headers_mut().insert(
+        GALAXY_STATUS_HEADER,
+        HeaderValue::from_static(GALAXY_NOT_FOUND),
+    );
     r
 }
 
+/// `/v1/galaxies/{galaxy}/keys[/]`: a get of the empty key, which the galaxy refuses
+/// (400) as it refuses any key it does not accept.
 async fn empty_key(State(api): State<Api>, Path(galaxy): Path<String>) -> Response {
-    match api.0.galaxies.get(&galaxy) {
-        None => unknown_galaxy(&galaxy),
-        Some(served) => {
-            served.metrics.record(Outcome::BadRequest, Duration::ZERO);
-            text(StatusCode::BAD_REQUEST, "invalid key: empty key".to_owned())
-        }
-    }
+    answer_get(&api, &galaxy, "").await
 }
 
 async fn get_key(State(api): State<Api>, Path((galaxy, key)): Path<(String, String)>) -> Response {
-    let Some(served) = api.0.galaxies.get(&galaxy) else {
-        return unknown_galaxy(&galaxy);
+    answer_get(&api, &galaxy, &key).await
+}
+
+async fn answer_get(api: &Api, galaxy: &str, key: &str) -> Response {
+    let Some(served) = api.0.galaxies.get(galaxy) else {
+        return unknown_galaxy(galaxy);
     };
     let start = Instant::now();
-    let result = tokio::time::timeout(api.0.request_timeout, served.galaxy.get(&key)).await;
+    let result = tokio::time::timeout(api.0.request_timeout, served.galaxy.get(key)).await;
     let (outcome, response) = match result {
         Ok(Ok(value)) => (Outcome::Ok, value_response(value)),
         Ok(Err(e)) => match e.kind() {
@@ -112,7 +111,7 @@ async fn get_key(State(api): State<Api>, Path((galaxy, key)): Path<(String, Stri
                 let message = format!("no value for key {key:?} in galaxy {galaxy:?}");
                 let mut r = text(StatusCode::NOT_FOUND, message);
                 r.headers_mut()
-                    .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static("Found"));
+                    .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static(GALAXY_FOUND));
                 (Outcome::NotFound, r)
             }
             ErrorKind::InvalidKey => (

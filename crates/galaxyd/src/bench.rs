@@ -2,7 +2,6 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -180,41 +179,22 @@ async fn all_backend_loads(client: &HttpClient, config: &BenchConfig) -> Vec<Opt
     loads
 }
 
-/// A bar that fills with time, showing the requests done so far; it stops by itself.
-fn timed_progress(label: &'static str, length: Duration, done: Arc<AtomicU64>, shown: bool) {
+/// A bar counting the requests of a run of `length`, with their rate; hidden when not
+/// `shown`. The caller finishes it.
+fn timed_progress(label: &'static str, length: Duration, shown: bool) -> ProgressBar {
     if !shown || length.is_zero() {
-        return;
+        return ProgressBar::hidden();
     }
-    let bar = ProgressBar::new(length.as_millis() as u64);
-    if let Ok(style) = ProgressStyle::with_template("{prefix} [{elapsed_precise}] {wide_bar} {msg}")
-    {
+    let bar = ProgressBar::no_length();
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix} [{elapsed_precise} of {msg}] {spinner} {human_pos} requests ({per_sec})",
+    ) {
         bar.set_style(style);
     }
     bar.set_prefix(label);
-    tokio::spawn(async move {
-        let start = Instant::now();
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        while start.elapsed() < length {
-            tick.tick().await;
-            let elapsed = start.elapsed().min(length);
-            let n = done.load(Ordering::Relaxed);
-            bar.set_position(elapsed.as_millis() as u64);
-            let rate = n as f64 / elapsed.as_secs_f64().max(1e-3);
-            bar.set_message(format!("{n} requests, {rate:.0} req/s"));
-        }
-        bar.finish_and_clear();
-    });
-}
-
-fn spec(config: &BenchConfig, end: Instant) -> Arc<LoadSpec> {
-    Arc::new(LoadSpec {
-        targets: config.targets.clone(),
-        galaxy: config.galaxy.clone(),
-        sampler: KeySampler::new(config.dist, config.keys),
-        check: config.value_check.then_some(None),
-        budget: Budget::Until(end),
-        track_keys: false,
-    })
+    bar.set_message(format!("{length:?}"));
+    bar.enable_steady_tick(Duration::from_millis(100));
+    bar
 }
 
 /// Warm up, then measure for the configured duration.
@@ -232,33 +212,28 @@ pub async fn run_bench(config: &BenchConfig) -> anyhow::Result<BenchReport> {
             "invalid target URL {t:?}: expected http://HOST:PORT"
         );
     }
+    // One spec, so the Zipf table is built once for warmup and measurement.
+    let spec = Arc::new(LoadSpec {
+        targets: config.targets.clone(),
+        galaxy: config.galaxy.clone(),
+        sampler: KeySampler::new(config.dist, config.keys).map_err(anyhow::Error::msg)?,
+        check: config.value_check.then_some(None),
+        track_keys: false,
+    });
     let client = HttpClient::new(config.concurrency, config.timeout);
-    let hidden = ProgressBar::hidden();
     if !config.warmup.is_zero() {
-        let done = Arc::new(AtomicU64::new(0));
-        timed_progress("warmup ", config.warmup, Arc::clone(&done), config.progress);
-        let end = Instant::now() + config.warmup;
-        let spec = spec(config, end);
-        load::run(
-            spec,
-            client.clone(),
-            config.concurrency,
-            done,
-            hidden.clone(),
-        )
-        .await;
+        let bar = timed_progress("warmup ", config.warmup, config.progress);
+        let end = Budget::Until(Instant::now() + config.warmup);
+        let spec = Arc::clone(&spec);
+        load::run(spec, end, client.clone(), config.concurrency, bar.clone()).await;
+        bar.finish_and_clear();
     }
     let before = all_backend_loads(&client, config).await;
-    let done = Arc::new(AtomicU64::new(0));
-    timed_progress(
-        "measure",
-        config.duration,
-        Arc::clone(&done),
-        config.progress,
-    );
+    let bar = timed_progress("measure", config.duration, config.progress);
     let start = Instant::now();
-    let spec = spec(config, start + config.duration);
-    let tally = load::run(spec, client.clone(), config.concurrency, done, hidden).await;
+    let end = Budget::Until(start + config.duration);
+    let tally = load::run(spec, end, client.clone(), config.concurrency, bar.clone()).await;
+    bar.finish_and_clear();
     let seconds = start.elapsed().as_secs_f64();
     let after = all_backend_loads(&client, config).await;
     let targets: Vec<TargetReport> = config

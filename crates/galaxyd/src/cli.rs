@@ -36,17 +36,9 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-fn size(text: &str) -> Result<u64, String> {
-    parse_size(text)
-}
-
 fn usize_size(text: &str) -> Result<usize, String> {
     let bytes = parse_size(text)?;
     usize::try_from(bytes).map_err(|_| format!("size {text:?} is too large"))
-}
-
-fn duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text)
 }
 
 fn addr(text: &str) -> Result<SocketAddr, String> {
@@ -64,7 +56,7 @@ pub struct ServeArgs {
     /// port [default: http://127.0.0.1:9001].
     #[arg(long = "self", value_name = "URL")]
     pub self_url: Option<String>,
-    /// Every peer's URL, this node's included, comma-separated.
+    /// The peers' URLs, comma-separated; this node is on its ring whether listed or not.
     #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
     pub peers: Option<Vec<String>>,
     /// Bind the peer listener here instead of at the port of --self.
@@ -84,7 +76,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = usize_size)]
     pub max_key_len: Option<usize>,
     /// How long a client get may take before it is answered 504 [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = duration)]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
     /// Name of the galaxy (without --config).
     #[arg(
@@ -95,7 +87,7 @@ pub struct ServeArgs {
     )]
     pub galaxy: String,
     /// Byte budget of the galaxy's caches, e.g. 64MiB.
-    #[arg(long, value_name = "SIZE", value_parser = size, default_value_t = DEFAULT_CACHE_BYTES,
+    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_CACHE_BYTES,
           conflicts_with = "config")]
     pub cache_bytes: u64,
     /// Data source: synthetic, sqlite:PATH or http:URL_TEMPLATE ({key} is replaced by the
@@ -112,14 +104,14 @@ pub struct ServeArgs {
           conflicts_with = "config")]
     pub value_size: usize,
     /// Synthetic backend: simulated latency of each load, e.g. 50ms.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0",
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0",
           conflicts_with = "config")]
     pub backend_delay: Duration,
     /// SQLite backend: the query; ?1 is the key, the first column the value.
     #[arg(long, value_name = "SQL", default_value = DEFAULT_QUERY, conflicts_with = "config")]
     pub query: String,
     /// How long a fetch from the key's owner may take before this node loads it itself.
-    #[arg(long, value_name = "DURATION", value_parser = duration, conflicts_with = "config")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "config")]
     pub peer_timeout: Option<Duration>,
 }
 
@@ -170,7 +162,8 @@ impl ServeArgs {
 /// Flags of `galaxyd owner`.
 #[derive(Debug, Args)]
 pub struct OwnerArgs {
-    /// Every peer's URL, comma-separated, exactly as the nodes are given them.
+    /// Every peer's URL, comma-separated, as the nodes are given them (spaces and a
+    /// trailing `/` are ignored, as `serve` ignores them).
     #[arg(
         long,
         value_name = "URL,URL,...",
@@ -230,10 +223,10 @@ pub struct BenchArgs {
     #[arg(long, value_name = "N", default_value_t = 16)]
     pub concurrency: usize,
     /// How long to measure.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub duration: Duration,
     /// How long to send load before measuring.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "0")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0")]
     pub warmup: Duration,
     /// Check that every value is the synthetic backend's value of its key.
     #[arg(long)]
@@ -242,7 +235,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub json: bool,
     /// How long one request may take before it counts as an error.
-    #[arg(long, value_name = "DURATION", value_parser = duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
 }
 
@@ -304,7 +297,7 @@ mod tests {
         assert_eq!(c.galaxies[0].backend, BackendSpec::Synthetic);
         assert_eq!(c.galaxies[0].backend_options.value_size, 1024);
         assert_eq!(c.protocol, Protocol::Http);
-        assert_eq!(c.peers, [crate::config::DEFAULT_SELF]);
+        assert!(c.peers.is_empty(), "{:?}", c.peers);
     }
 
     #[test]

@@ -9,9 +9,20 @@ use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 
-/// Largest response body read unless told otherwise: 64 MiB.
-pub(crate) const DEFAULT_MAX_BODY: usize = 64 << 20;
+/// What is percent-encoded in a key (or galaxy name) put into a URL: everything but
+/// RFC 3986's unreserved characters, `/` included, so it is always one path segment (or
+/// one query value).
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// Largest response body read: the peer protocols' bound, so whatever a galaxy can hold
+/// can be read back.
+const MAX_BODY: usize = galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES;
 
 /// A response, body read whole.
 #[derive(Clone, Debug)]
@@ -29,7 +40,6 @@ pub struct Response {
 pub struct HttpClient {
     inner: Client<HttpConnector, Empty<Bytes>>,
     timeout: Duration,
-    max_body: usize,
 }
 
 impl HttpClient {
@@ -43,16 +53,13 @@ impl HttpClient {
             .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        HttpClient {
-            inner,
-            timeout,
-            max_body: DEFAULT_MAX_BODY,
-        }
+        HttpClient { inner, timeout }
     }
 
-    /// GET `uri` and read the whole body (at most the client's body limit).
+    /// GET `uri` and read the whole body (at most 64 MiB).
     pub async fn get(&self, uri: Uri) -> Result<Response, String> {
-        let shown = uri.to_string();
+        // Cheap (reference counts): the text is only made when an error needs it.
+        let shown = uri.clone();
         let exchange = async {
             let response = self
                 .inner
@@ -60,7 +67,7 @@ impl HttpClient {
                 .await
                 .map_err(|e| format!("GET {shown}: {}", error_chain(&e)))?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, self.max_body)
+            let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
                 .map_err(|e| format!("GET {shown}: reading the body: {e}"))?

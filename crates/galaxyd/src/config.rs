@@ -82,7 +82,8 @@ impl fmt::Display for Protocol {
 pub struct NodeConfig {
     /// This node's peer URL, as the other peers list it.
     pub self_url: String,
-    /// Every peer's URL, this node's included.
+    /// The peers' URLs, without surrounding spaces or trailing `/` (as `galaxyd owner`
+    /// hashes them). This node may be listed or not: it is always on its own ring.
     pub peers: Vec<String>,
     /// Where the peer listener binds (from the port of `self_url` unless told).
     pub peer_listen: SocketAddr,
@@ -283,22 +284,12 @@ impl TopLevel {
 
     /// Apply defaults and check everything.
     pub(crate) fn resolve(self, galaxies: Vec<GalaxyConfig>) -> Result<NodeConfig, String> {
-        let self_url = self.self_url.unwrap_or_else(|| DEFAULT_SELF.to_owned());
-        let self_url = self_url.trim_end_matches('/').to_owned();
+        let self_url = normalize_peer(self.self_url.as_deref().unwrap_or(DEFAULT_SELF)).to_owned();
         let peer_listen = match self.peer_listen {
             Some(addr) => addr,
             None => listen_addr_of(&self_url)?,
         };
-        let mut peers: Vec<String> = self
-            .peers
-            .unwrap_or_default()
-            .iter()
-            .map(|p| p.trim().trim_end_matches('/').to_owned())
-            .filter(|p| !p.is_empty())
-            .collect();
-        if !peers.contains(&self_url) {
-            peers.push(self_url.clone());
-        }
+        let peers = normalize_peers(self.peers.unwrap_or_default());
         let replicas = self
             .replicas
             .unwrap_or(galaxycache_universe::DEFAULT_REPLICAS);
@@ -330,6 +321,25 @@ impl TopLevel {
             galaxies,
         })
     }
+}
+
+/// One peer URL as every node hashes it: without surrounding spaces or trailing `/`.
+fn normalize_peer(url: &str) -> &str {
+    url.trim().trim_end_matches('/')
+}
+
+/// Peer URLs as every node hashes them (see `normalize_peer`), empty entries dropped.
+/// `serve` and `owner` both go through here, so they agree on every key's owner.
+pub(crate) fn normalize_peers<I, S>(peers: I) -> Vec<String>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<str>,
+{
+    peers
+        .into_iter()
+        .map(|p| normalize_peer(p.as_ref()).to_owned())
+        .filter(|p| !p.is_empty())
+        .collect()
 }
 
 /// Parse `IP:PORT`, naming `what` in the error.
@@ -462,10 +472,10 @@ mod tests {
     }
 
     #[test]
-    fn defaults_and_self_always_among_peers() {
-        let c = resolve("peers = [\"http://b:9001\"]\n[[galaxy]]\nname = \"g\"\n").unwrap();
+    fn defaults_and_normalized_peers() {
+        let c = resolve("peers = [\" http://b:9001/\", \"\"]\n[[galaxy]]\nname = \"g\"\n").unwrap();
         assert_eq!(c.self_url, DEFAULT_SELF);
-        assert_eq!(c.peers, ["http://b:9001", DEFAULT_SELF]);
+        assert_eq!(c.peers, ["http://b:9001"]);
         assert_eq!(c.peer_listen, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(c.galaxies[0].cache_bytes, DEFAULT_CACHE_BYTES);
         assert_eq!(

@@ -4,7 +4,6 @@
 use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -22,10 +21,10 @@ use crate::units::human_size;
 use crate::workload::{Dist, KeySampler, key_name};
 
 /// The galaxy the demo serves.
-pub const DEMO_GALAXY: &str = "demo";
+const DEMO_GALAXY: &str = "demo";
 const NODES: usize = 3;
 
-/// What the demo does. The defaults are the full demo; tests shorten it.
+/// What the demo does (`galaxyd demo`'s flags; tests shorten it).
 #[derive(Clone, Debug)]
 pub struct DemoConfig {
     /// Rows in the database: `key-0` .. `key-{keys-1}`.
@@ -40,19 +39,6 @@ pub struct DemoConfig {
     pub value_size: usize,
     /// Show a progress bar on stderr.
     pub progress: bool,
-}
-
-impl Default for DemoConfig {
-    fn default() -> Self {
-        DemoConfig {
-            keys: 10_000,
-            requests: 40_000,
-            concurrency: 32,
-            dist: Dist::Zipf(1.1),
-            value_size: 256,
-            progress: true,
-        }
-    }
 }
 
 /// One node's part of a demo run.
@@ -112,12 +98,6 @@ impl DemoSummary {
             );
         }
         anyhow::ensure!(self.errors == 0 && self.mismatches == 0, "requests failed");
-        anyhow::ensure!(
-            self.ok == self.requests,
-            "{} of {} requests ok",
-            self.ok,
-            self.requests
-        );
         if let Some(idle) = self
             .nodes
             .iter()
@@ -293,16 +273,15 @@ pub async fn run_demo(config: &DemoConfig) -> anyhow::Result<DemoSummary> {
             .map(|n| format!("http://{}", n.api_addr()))
             .collect(),
         galaxy: DEMO_GALAXY.to_owned(),
-        sampler: KeySampler::new(config.dist, keys),
+        sampler: KeySampler::new(config.dist, keys).map_err(anyhow::Error::msg)?,
         check: Some(Some(value_size)),
-        budget: Budget::Requests(config.requests),
         track_keys: true,
     });
     let client = HttpClient::new(config.concurrency, Duration::from_secs(30));
     let bar = progress_bar(config);
     let start = Instant::now();
-    let done = Arc::new(AtomicU64::new(0));
-    let tally = load::run(spec, client, config.concurrency, done, bar.clone()).await;
+    let budget = Budget::Requests(config.requests);
+    let tally = load::run(spec, budget, client, config.concurrency, bar.clone()).await;
     let elapsed = start.elapsed();
     bar.finish_and_clear();
     let summary = DemoSummary {

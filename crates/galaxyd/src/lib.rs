@@ -25,19 +25,14 @@ mod owner;
 mod units;
 mod workload;
 
-pub use api::{GALAXY_STATUS_HEADER, router};
-pub use backend::{
-    Backend, BackendOptions, BackendSpec, DEFAULT_QUERY, is_synthetic_value, synthetic_value,
-};
+pub use api::router;
+pub use backend::{Backend, BackendOptions, BackendSpec, synthetic_value};
 pub use bench::{BenchConfig, BenchReport, TargetReport, run_bench};
 pub use cli::{BenchArgs, Cli, Command, DemoArgs, OwnerArgs, ServeArgs};
 pub use client::{HttpClient, Response};
 pub use config::{GalaxyConfig, NodeConfig, Protocol};
-pub use demo::{DEMO_GALAXY, DemoConfig, DemoSummary, NodeSummary, create_database, run_demo};
-pub use histogram::{HistogramSnapshot, LATENCY_BUCKETS, LatencyHistogram};
+pub use demo::{DemoConfig, DemoSummary, NodeSummary, create_database, run_demo};
 pub use load::Percentiles;
-pub use metrics::{ClientMetrics, GalaxyReport, Outcome, render_prometheus};
 pub use node::Node;
-pub use owner::{run as run_owner, write_owners};
-pub use units::{format_size, human_size, parse_duration, parse_size};
-pub use workload::{Dist, KeySampler, key_name};
+pub use owner::run as run_owner;
+pub use workload::Dist;

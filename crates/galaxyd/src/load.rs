@@ -6,23 +6,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use hdrhistogram::Histogram;
-use http::StatusCode;
+use http::{StatusCode, Uri};
 use indicatif::ProgressBar;
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 use serde::Serialize;
 use tokio::time::Instant;
 
 use crate::backend::is_synthetic_value;
-use crate::client::HttpClient;
-use crate::workload::{KeySampler, key_name};
-
-/// A key is one path segment of the client API: everything but unreserved characters
-/// is escaped.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+use crate::client::{HttpClient, SEGMENT};
+use crate::workload::{KeySampler, push_key_name};
 
 /// When the workers stop.
 #[derive(Clone, Debug)]
@@ -33,7 +25,7 @@ pub(crate) enum Budget {
     Until(Instant),
 }
 
-/// What the workers do.
+/// What the workers do; one spec serves several runs (bench's warmup and measurement).
 #[derive(Debug)]
 pub(crate) struct LoadSpec {
     /// Client API base URLs, e.g. `http://127.0.0.1:8080`.
@@ -43,7 +35,6 @@ pub(crate) struct LoadSpec {
     /// Check each value against the synthetic backend's value of its key, and its length
     /// when given.
     pub(crate) check: Option<Option<usize>>,
-    pub(crate) budget: Budget,
     /// Remember which keys were asked for (the demo compares them with backend loads).
     pub(crate) track_keys: bool,
 }
@@ -124,7 +115,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     /// From a histogram of microseconds; all zero when it is empty.
-    pub fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         if histogram.is_empty() {
             return Percentiles::default();
         }
@@ -150,23 +141,30 @@ pub(crate) fn key_url(base: &str, galaxy: &str, key: &str) -> String {
     )
 }
 
-/// Run `concurrency` workers until the budget is spent; `done` counts finished requests
-/// as they finish (for progress), `progress` is advanced by one per request.
+/// Run `concurrency` workers until `budget` is spent; `progress` is advanced by one per
+/// finished request.
 pub(crate) async fn run(
     spec: Arc<LoadSpec>,
+    budget: Budget,
     client: HttpClient,
     concurrency: usize,
-    done: Arc<AtomicU64>,
     progress: ProgressBar,
 ) -> Tally {
     let issued = Arc::new(AtomicU64::new(0));
+    // Each target's URL up to the key, built once: a request only appends its key.
+    let prefixes: Arc<[String]> = spec
+        .targets
+        .iter()
+        .map(|t| key_url(t, &spec.galaxy, ""))
+        .collect();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|id| {
             let worker = Worker {
                 spec: Arc::clone(&spec),
+                budget: budget.clone(),
+                prefixes: Arc::clone(&prefixes),
                 client: client.clone(),
                 issued: Arc::clone(&issued),
-                done: Arc::clone(&done),
                 progress: progress.clone(),
                 rng: fastrand::Rng::with_seed(0x9e37_79b9_7f4a_7c15 ^ id as u64),
                 next_target: id,
@@ -186,9 +184,11 @@ pub(crate) async fn run(
 
 struct Worker {
     spec: Arc<LoadSpec>,
+    budget: Budget,
+    /// `key_url(target, galaxy, "")` of each target.
+    prefixes: Arc<[String]>,
     client: HttpClient,
     issued: Arc<AtomicU64>,
-    done: Arc<AtomicU64>,
     progress: ProgressBar,
     rng: fastrand::Rng,
     next_target: usize,
@@ -196,7 +196,7 @@ struct Worker {
 
 impl Worker {
     fn may_send(&self) -> bool {
-        match self.spec.budget {
+        match self.budget {
             Budget::Requests(n) => self.issued.fetch_add(1, Ordering::Relaxed) < n,
             Budget::Until(end) => Instant::now() < end,
         }
@@ -204,17 +204,22 @@ impl Worker {
 
     async fn run(mut self) -> Tally {
         let mut tally = Tally::new(self.spec.targets.len());
+        let mut url = String::new();
         while self.may_send() {
             let target = self.next_target % self.spec.targets.len();
             self.next_target += 1;
             let index = self.spec.sampler.sample(&mut self.rng);
-            let key = key_name(index);
             if self.spec.track_keys {
                 tally.keys.insert(index);
             }
-            let url = key_url(&self.spec.targets[target], &self.spec.galaxy, &key);
+            url.clear();
+            url.push_str(&self.prefixes[target]);
+            let key_start = url.len();
+            // A key name needs no escaping: it is its own path segment.
+            push_key_name(&mut url, index);
+            let key = &url[key_start..];
             let start = Instant::now();
-            let result = match url.parse() {
+            let result = match Uri::try_from(url.as_str()) {
                 Ok(uri) => self.client.get(uri).await,
                 Err(e) => Err(format!("invalid URL {url}: {e}")),
             };
@@ -227,7 +232,7 @@ impl Worker {
                     tally.ok += 1;
                     if let Some(size) = self.spec.check {
                         let right_size = size.is_none_or(|n| n == r.body.len());
-                        if !right_size || !is_synthetic_value(&key, &r.body) {
+                        if !right_size || !is_synthetic_value(key, &r.body) {
                             tally.mismatches += 1;
                             tally.first_error.get_or_insert(format!(
                                 "GET {url}: value of {} bytes is not the value of {key}",
@@ -236,14 +241,21 @@ impl Worker {
                         }
                     }
                 }
-                Ok(r) if r.status == StatusCode::NOT_FOUND => tally.not_found += 1,
+                Ok(r) if r.status == StatusCode::NOT_FOUND => {
+                    tally.not_found += 1;
+                    if self.spec.check.is_some() {
+                        // Checked values are synthetic ones: every key exists.
+                        tally
+                            .first_error
+                            .get_or_insert(format!("GET {url}: 404, but every key exists"));
+                    }
+                }
                 Ok(r) => {
                     let body = String::from_utf8_lossy(&r.body).trim().to_owned();
                     tally.error(format!("GET {url}: {} {body}", r.status));
                 }
                 Err(e) => tally.error(e),
             }
-            self.done.fetch_add(1, Ordering::Relaxed);
             self.progress.inc(1);
         }
         tally

@@ -35,27 +35,29 @@ fn main() -> ExitCode {
 }
 
 fn run(command: Command) -> anyhow::Result<()> {
-    if let Command::Owner(args) = &command {
-        return run_owner(&args.peers, args.replicas, &args.keys);
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+    };
+    match command {
+        Command::Owner(args) => run_owner(&args.peers, args.replicas, &args.keys),
+        Command::Serve(args) => runtime()?.block_on(serve(&args)),
+        Command::Demo(args) => runtime()?.block_on(demo(&args)),
+        Command::Bench(args) => runtime()?.block_on(bench(&args)),
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime.block_on(async {
-        match command {
-            Command::Serve(args) => serve(&args).await,
-            Command::Demo(args) => demo(&args).await,
-            Command::Bench(args) => bench(&args).await,
-            Command::Owner(_) => Ok(()),
-        }
-    })
 }
 
+/// Run a node until SIGINT or SIGTERM, or until one of its servers fails (an error, so the
+/// process exits non-zero).
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.node_config().map_err(anyhow::Error::msg)?;
-    let node = Node::start(&config).await?;
-    shutdown_signal().await?;
+    let mut node = Node::start(&config).await?;
+    tokio::select! {
+        signal = shutdown_signal() => signal?,
+        failure = node.wait() => return Err(failure),
+    }
     tracing::info!("shutting down");
     node.shutdown().await
 }

@@ -8,7 +8,7 @@ use crate::histogram::{HistogramSnapshot, LATENCY_BUCKETS, LatencyHistogram};
 
 /// How a client get ended, as counted by `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// 200 with the value.
     Ok,
     /// 404: the backend has no such key.
@@ -31,7 +31,7 @@ impl Outcome {
     ];
 
     /// The `outcome` label.
-    pub fn label(self) -> &'static str {
+    fn label(self) -> &'static str {
         match self {
             Outcome::Ok => "ok",
             Outcome::NotFound => "not_found",
@@ -44,20 +44,20 @@ impl Outcome {
 
 /// Client-API counters of one galaxy: gets by outcome and their latency.
 #[derive(Debug, Default)]
-pub struct ClientMetrics {
+pub(crate) struct ClientMetrics {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     latency: LatencyHistogram,
 }
 
 impl ClientMetrics {
     /// Count one get.
-    pub fn record(&self, outcome: Outcome, latency: Duration) {
+    pub(crate) fn record(&self, outcome: Outcome, latency: Duration) {
         self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
         self.latency.record(latency);
     }
 
     /// Gets so far by outcome label.
-    pub fn outcomes(&self) -> Vec<(&'static str, u64)> {
+    pub(crate) fn outcomes(&self) -> Vec<(&'static str, u64)> {
         Outcome::ALL
             .iter()
             .map(|o| {
@@ -70,22 +70,22 @@ impl ClientMetrics {
     }
 
     /// The latency histogram so far.
-    pub fn latency(&self) -> HistogramSnapshot {
+    pub(crate) fn latency(&self) -> HistogramSnapshot {
         self.latency.snapshot()
     }
 }
 
 /// Everything `/metrics` shows about one galaxy.
 #[derive(Clone, Debug)]
-pub struct GalaxyReport {
+pub(crate) struct GalaxyReport {
     /// The galaxy's name (the `galaxy` label).
-    pub name: String,
+    pub(crate) name: String,
     /// The core's stats, as `Stats::fields()` lists them.
-    pub stats: Vec<(&'static str, u64)>,
+    pub(crate) stats: Vec<(&'static str, u64)>,
     /// Client gets by outcome label.
-    pub outcomes: Vec<(&'static str, u64)>,
+    pub(crate) outcomes: Vec<(&'static str, u64)>,
     /// Latency of client gets.
-    pub latency: HistogramSnapshot,
+    pub(crate) latency: HistogramSnapshot,
 }
 
 /// Whether a core stat is a level (gauge) rather than a running count (counter).
@@ -130,7 +130,7 @@ fn label(value: &str) -> String {
 /// Render `galaxies` in the Prometheus text format: one family per core stat
 /// (`galaxycache_<stat>_total` counters, `galaxycache_<stat>` gauges), client gets by
 /// outcome and a latency histogram, every sample labelled by galaxy.
-pub fn render_prometheus(galaxies: &[GalaxyReport]) -> String {
+pub(crate) fn render_prometheus(galaxies: &[GalaxyReport]) -> String {
     let mut out = String::new();
     let Some(first) = galaxies.first() else {
         return out;

@@ -11,7 +11,7 @@ use galaxycache_http::{Dialect, HttpProtocol, PeerService};
 use galaxycache_universe::{FetchProtocol, Universe};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::JoinSet;
 
 use crate::api;
 use crate::backend::Backend;
@@ -25,8 +25,8 @@ pub struct Node {
     api_addr: SocketAddr,
     peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    peer_server: JoinHandle<anyhow::Result<()>>,
-    api_server: JoinHandle<std::io::Result<()>>,
+    /// The peer server and the client API, each named, until they end.
+    servers: JoinSet<(&'static str, anyhow::Result<()>)>,
 }
 
 impl Node {
@@ -63,21 +63,20 @@ impl Node {
         let peer_addr = peer_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
-        let peer_server = tokio::spawn(serve_peers(
+        let mut servers = JoinSet::new();
+        let peers = serve_peers(
             config.protocol,
             universe.clone(),
             peer_listener,
             stopped.clone(),
-        ));
-        let router = api::router(&config.self_url, &galaxies, config.request_timeout);
-        let api_server = tokio::spawn(
-            axum::serve(api_listener, router)
-                .with_graceful_shutdown(until_stopped(stopped))
-                .into_future(),
         );
+        servers.spawn(async move { ("peer server", peers.await) });
+        let router = api::router(&config.self_url, &galaxies, config.request_timeout);
+        let api = axum::serve(api_listener, router).with_graceful_shutdown(until_stopped(stopped));
+        servers.spawn(async move { ("client API", api.await.map_err(anyhow::Error::from)) });
         tracing::info!(
             self_url = %config.self_url,
-            peers = ?config.peers,
+            peers = ?universe.peers(),
             protocol = %config.protocol,
             %peer_addr,
             %api_addr,
@@ -90,8 +89,7 @@ impl Node {
             api_addr,
             peer_addr,
             stop,
-            peer_server,
-            api_server,
+            servers,
         })
     }
 
@@ -115,30 +113,63 @@ impl Node {
         &self.galaxies
     }
 
+    /// Resolve when the peer server or the client API ends by itself, which neither does
+    /// before [`Node::shutdown`] unless it fails: the error says which one and why.
+    ///
+    /// Cancel-safe, so it can be raced against a shutdown signal; `shutdown` still works
+    /// after it returned.
+    pub async fn wait(&mut self) -> anyhow::Error {
+        match self.servers.join_next().await {
+            Some(Ok((server, Ok(())))) => anyhow::anyhow!("the {server} stopped unexpectedly"),
+            Some(Ok((server, Err(e)))) => e.context(format!("the {server} failed")),
+            Some(Err(e)) => anyhow::Error::new(e).context("a server task failed"),
+            None => anyhow::anyhow!("no server is running"),
+        }
+    }
+
     /// Stop accepting on both listeners, let requests in progress finish, and return once
-    /// both servers have stopped.
-    pub async fn shutdown(self) -> anyhow::Result<()> {
+    /// both servers have stopped (the first failure of either, if any).
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        let peer = self.peer_server.await.context("peer server task failed")?;
-        let api = self.api_server.await.context("client API task failed")?;
-        peer.context("peer server failed")?;
-        api.context("client API failed")?;
+        let mut result = Ok(());
+        while let Some(joined) = self.servers.join_next().await {
+            let failure = match joined {
+                Ok((_, Ok(()))) => continue,
+                Ok((server, Err(e))) => e.context(format!("{server} failed")),
+                Err(e) => anyhow::Error::new(e).context("a server task failed"),
+            };
+            if result.is_ok() {
+                result = Err(failure);
+            }
+        }
+        result?;
         tracing::info!(self_url = %self.universe.self_url(), "node stopped");
         Ok(())
     }
 }
 
-fn protocol(protocol: Protocol) -> Arc<dyn FetchProtocol> {
-    match protocol {
-        Protocol::Http => Arc::new(
-            HttpProtocol::builder()
-                .dialect(Dialect::Galaxycache)
-                .build(),
-        ),
-        Protocol::Groupcache => {
-            Arc::new(HttpProtocol::builder().dialect(Dialect::Groupcache).build())
+impl Drop for Node {
+    fn drop(&mut self) {
+        // Dropping a node stops nothing: the servers run on, as spawned tasks do.
+        self.servers.detach_all();
+    }
+}
+
+impl Protocol {
+    /// The HTTP dialect of an HTTP protocol; `None` for gRPC.
+    fn dialect(self) -> Option<Dialect> {
+        match self {
+            Protocol::Http => Some(Dialect::Galaxycache),
+            Protocol::Groupcache => Some(Dialect::Groupcache),
+            Protocol::Grpc => None,
         }
-        Protocol::Grpc => Arc::new(GrpcProtocol::new()),
+    }
+}
+
+fn protocol(protocol: Protocol) -> Arc<dyn FetchProtocol> {
+    match protocol.dialect() {
+        Some(dialect) => Arc::new(HttpProtocol::builder().dialect(dialect).build()),
+        None => Arc::new(GrpcProtocol::new()),
     }
 }
 
@@ -169,21 +200,46 @@ async fn serve_peers(
     listener: TcpListener,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
-    match protocol {
-        Protocol::Http => {
-            PeerService::new(universe, Dialect::Galaxycache)
+    match protocol.dialect() {
+        Some(dialect) => {
+            PeerService::new(universe, dialect)
                 .serve(listener, until_stopped(stopped))
                 .await;
         }
-        Protocol::Groupcache => {
-            PeerService::new(universe, Dialect::Groupcache)
-                .serve(listener, until_stopped(stopped))
-                .await;
-        }
-        Protocol::Grpc => GrpcServer::new(universe)
+        None => GrpcServer::new(universe)
             .serve(listener, until_stopped(stopped))
             .await
             .context("gRPC peer server")?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendSpec;
+
+    #[tokio::test]
+    async fn wait_reports_a_server_that_ends_by_itself() {
+        let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let self_url = format!("http://{}", peer.local_addr().unwrap());
+        let config = NodeConfig {
+            self_url,
+            peers: Vec::new(),
+            peer_listen: peer.local_addr().unwrap(),
+            listen: api.local_addr().unwrap(),
+            protocol: Protocol::Http,
+            replicas: 50,
+            max_key_len: 1024,
+            request_timeout: std::time::Duration::from_secs(10),
+            galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
+        };
+        let mut node = Node::start_on(&config, peer, api).await.unwrap();
+        // Both servers stop as if by themselves: `wait` does not know it was asked.
+        node.stop.send(true).unwrap();
+        let e = node.wait().await.to_string();
+        assert!(e.contains("stopped unexpectedly"), "{e}");
+        node.shutdown().await.unwrap();
+    }
 }

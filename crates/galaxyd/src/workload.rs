@@ -47,7 +47,7 @@ impl fmt::Display for Dist {
 /// Zipf draws invert a precomputed cumulative table (8 bytes per key): exact, and each
 /// draw is one binary search.
 #[derive(Clone)]
-pub struct KeySampler {
+pub(crate) struct KeySampler {
     n: u64,
     cdf: Option<Vec<f64>>,
 }
@@ -61,12 +61,22 @@ impl fmt::Debug for KeySampler {
     }
 }
 
+/// Most keys a Zipf sampler takes: its table is 8 bytes per key (800 MB here).
+pub(crate) const MAX_ZIPF_KEYS: u64 = 100_000_000;
+
 impl KeySampler {
-    /// A sampler over `n` keys (at least one).
-    pub fn new(dist: Dist, n: u64) -> Self {
+    /// A sampler over `n` keys (at least one); an error for a Zipf sampler over more than
+    /// [`MAX_ZIPF_KEYS`].
+    pub(crate) fn new(dist: Dist, n: u64) -> Result<Self, String> {
         let n = n.max(1);
         let cdf = match dist {
             Dist::Uniform => None,
+            Dist::Zipf(_) if n > MAX_ZIPF_KEYS => {
+                return Err(format!(
+                    "{n} keys is too many for {dist}: its table takes 8 bytes per key, and at \
+                     most {MAX_ZIPF_KEYS} keys are allowed (uniform takes any number)"
+                ));
+            }
             Dist::Zipf(s) => {
                 let mut total = 0.0;
                 let mut cdf: Vec<f64> = (1..=n)
@@ -79,21 +89,11 @@ impl KeySampler {
                 Some(cdf)
             }
         };
-        KeySampler { n, cdf }
-    }
-
-    /// How many keys there are.
-    pub fn len(&self) -> u64 {
-        self.n
-    }
-
-    /// Always false: a sampler has at least one key.
-    pub fn is_empty(&self) -> bool {
-        false
+        Ok(KeySampler { n, cdf })
     }
 
     /// The index of the next key.
-    pub fn sample(&self, rng: &mut fastrand::Rng) -> u64 {
+    pub(crate) fn sample(&self, rng: &mut fastrand::Rng) -> u64 {
         match &self.cdf {
             None => rng.u64(..self.n),
             Some(cdf) => {
@@ -105,8 +105,17 @@ impl KeySampler {
 }
 
 /// The key of index `i`, as the load generators and the demo database name them.
-pub fn key_name(i: u64) -> String {
-    format!("key-{i}")
+pub(crate) fn key_name(i: u64) -> String {
+    let mut key = String::new();
+    push_key_name(&mut key, i);
+    key
+}
+
+/// Append the key of index `i` to `out`. It has no character that a URL escapes.
+pub(crate) fn push_key_name(out: &mut String, i: u64) {
+    use std::fmt::Write;
+    // Writing to a String cannot fail.
+    let _ = write!(out, "key-{i}");
 }
 
 #[cfg(test)]
@@ -114,7 +123,7 @@ mod tests {
     use super::*;
 
     fn counts(dist: Dist, n: u64, draws: usize) -> Vec<u64> {
-        let sampler = KeySampler::new(dist, n);
+        let sampler = KeySampler::new(dist, n).unwrap();
         let mut rng = fastrand::Rng::with_seed(7);
         let mut counts = vec![0u64; n as usize];
         for _ in 0..draws {
@@ -147,6 +156,13 @@ mod tests {
         let c = counts(Dist::Zipf(0.0), 10, 10_000);
         assert!(c.iter().all(|&n| (800..1200).contains(&n)), "{c:?}");
         assert_eq!(counts(Dist::Zipf(3.0), 1, 100), [100]);
+    }
+
+    #[test]
+    fn zipf_over_too_many_keys_is_refused() {
+        let e = KeySampler::new(Dist::Zipf(1.1), MAX_ZIPF_KEYS + 1).unwrap_err();
+        assert!(e.contains("too many") && e.contains("uniform"), "{e}");
+        assert!(KeySampler::new(Dist::Uniform, u64::MAX).is_ok());
     }
 
     #[test]

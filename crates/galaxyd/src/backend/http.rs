@@ -4,26 +4,21 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Uri, header};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use percent_encoding::utf8_percent_encode;
 
-use crate::client::HttpClient;
+use crate::client::{HttpClient, SEGMENT};
 
-/// Everything but RFC 3986's unreserved characters is escaped, `/` included, so a key is
-/// always one path segment (or one query value).
-const KEY: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// Where `{key}` goes in a URL template when the template does not say.
+/// Where the key goes in a URL template (a template without it gets the key appended).
 const PLACEHOLDER: &str = "{key}";
 
 /// Loads keys from an origin: `{key}` in the URL template is replaced by the
 /// percent-encoded key (a template without it gets the key appended).
 #[derive(Debug)]
 pub(crate) struct HttpBackend {
-    template: String,
+    /// The template before `{key}`.
+    prefix: String,
+    /// The template after `{key}`.
+    suffix: String,
     client: HttpClient,
 }
 
@@ -41,13 +36,15 @@ impl HttpBackend {
                  http://origin:8080/items/{{key}}"
             ));
         }
-        let template = if template.contains(PLACEHOLDER) {
-            template.to_owned()
-        } else {
-            format!("{template}{PLACEHOLDER}")
-        };
+        let (prefix, suffix) = template.split_once(PLACEHOLDER).unwrap_or((template, ""));
+        if suffix.contains(PLACEHOLDER) {
+            return Err(format!(
+                "HTTP backend {template:?}: {PLACEHOLDER} may appear once in the URL template"
+            ));
+        }
         let backend = HttpBackend {
-            template,
+            prefix: prefix.to_owned(),
+            suffix: suffix.to_owned(),
             client: HttpClient::new(64, timeout),
         };
         backend.uri("probe")?;
@@ -55,14 +52,15 @@ impl HttpBackend {
     }
 
     fn uri(&self, key: &str) -> Result<Uri, String> {
-        let encoded = utf8_percent_encode(key, KEY).to_string();
-        let url = self.template.replace(PLACEHOLDER, &encoded);
-        url.parse()
-            .map_err(|e| format!("HTTP backend: invalid URL {url:?}: {e}"))
+        let mut url = String::with_capacity(self.prefix.len() + 3 * key.len() + self.suffix.len());
+        url.push_str(&self.prefix);
+        url.extend(utf8_percent_encode(key, SEGMENT));
+        url.push_str(&self.suffix);
+        Uri::try_from(url.as_str()).map_err(|e| format!("HTTP backend: invalid URL {url:?}: {e}"))
     }
 
-    /// The origin's answer: 2xx is the value (with an expiry from its cache headers), 404
-    /// is no such key, anything else is an error.
+    /// The origin's answer: 2xx is the value (with an expiry from its cache headers, see
+    /// [`expiry`]), 404 is no such key, anything else is an error.
     pub(crate) async fn load(
         &self,
         key: &str,
@@ -85,8 +83,11 @@ impl HttpBackend {
     }
 }
 
-/// When a response stops being fresh: `s-maxage` (we are a shared cache), then
-/// `max-age`, then `Expires`. `None` when the origin does not say.
+/// When a response stops being fresh: `s-maxage` (we are a shared cache), then `max-age`,
+/// then `Expires`; `None` when the origin does not say. `no-store` and `no-cache` are not
+/// honoured: an operator puts galaxyd in front of an origin to cache it, and a value that
+/// expired on arrival would be answered NotFound. Bound such values with the galaxy's max
+/// TTL instead.
 fn expiry(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let directives: Vec<(String, Option<String>)> = headers
         .get_all(header::CACHE_CONTROL)
@@ -149,6 +150,8 @@ mod tests {
         assert!(e.contains("expected a URL template"), "{e}");
         let e = HttpBackend::new("http://or igin/{key}", Duration::from_secs(1)).unwrap_err();
         assert!(e.contains("invalid URL"), "{e}");
+        let e = HttpBackend::new("http://o/{key}/{key}", Duration::from_secs(1)).unwrap_err();
+        assert!(e.contains("once"), "{e}");
     }
 
     #[test]
@@ -168,5 +171,10 @@ mod tests {
         assert_eq!(expiry(&HeaderMap::new(), now), None);
         let h = headers(&[(header::CACHE_CONTROL, "no-transform")]);
         assert_eq!(expiry(&h, now), None);
+        // no-store / no-cache are not honoured; max-age still is.
+        let h = headers(&[(header::CACHE_CONTROL, "no-store")]);
+        assert_eq!(expiry(&h, now), None);
+        let h = headers(&[(header::CACHE_CONTROL, "max-age=60, No-Cache")]);
+        assert_eq!(expiry(&h, now), Some(now + Duration::from_secs(60)));
     }
 }

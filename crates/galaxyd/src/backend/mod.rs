@@ -15,8 +15,9 @@ use self::http::HttpBackend;
 use self::sqlite::SqliteBackend;
 use self::synthetic::SyntheticBackend;
 
-pub use self::sqlite::DEFAULT_QUERY;
-pub use self::synthetic::{is_synthetic_value, synthetic_value};
+pub(crate) use self::sqlite::DEFAULT_QUERY;
+pub(crate) use self::synthetic::is_synthetic_value;
+pub use self::synthetic::synthetic_value;
 
 /// Which backend, as written on the command line: `synthetic`, `sqlite:PATH` or
 /// `http:URL_TEMPLATE`.
@@ -26,7 +27,9 @@ pub enum BackendSpec {
     Synthetic,
     /// Rows of an SQLite database file.
     Sqlite(PathBuf),
-    /// An origin server; `{key}` in the template is replaced by the encoded key.
+    /// An origin server; `{key}` in the template is replaced by the encoded key. Values
+    /// expire as the origin's `Cache-Control` max-age or `Expires` say (`no-store` and
+    /// `no-cache` are not honoured: galaxyd is there to cache the origin).
     Http(String),
 }
 
@@ -65,7 +68,7 @@ pub struct BackendOptions {
     /// Synthetic: simulated latency of each load. Default zero.
     pub delay: Duration,
     /// SQLite: the query; `?1` is the key, the first column the value. Default
-    /// [`DEFAULT_QUERY`].
+    /// `SELECT value FROM kv WHERE key = ?1`.
     pub query: String,
     /// SQLite: connections (each serves one query at a time). Default 4.
     pub connections: usize,

@@ -10,7 +10,7 @@ use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 /// The query run when none is configured: `?1` is the key, the first column the value.
-pub const DEFAULT_QUERY: &str = "SELECT value FROM kv WHERE key = ?1";
+pub(crate) const DEFAULT_QUERY: &str = "SELECT value FROM kv WHERE key = ?1";
 
 /// Connections, each behind its own mutex, handed out round-robin.
 #[derive(Debug)]
@@ -29,8 +29,9 @@ impl SqliteBackend {
         for _ in 0..connections.max(1) {
             let conn = Connection::open_with_flags(path, flags)
                 .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))?;
+            // Cached: the check prepares the statement every load then runs.
             let stmt = conn
-                .prepare(query)
+                .prepare_cached(query)
                 .map_err(|e| format!("invalid SQLite query {query:?}: {e}"))?;
             if stmt.parameter_count() != 1 || stmt.column_count() == 0 {
                 return Err(format!(
@@ -64,10 +65,9 @@ impl SqliteBackend {
     }
 }
 
-/// One query per load: `prepare_cached` needs rusqlite's `cache` feature (and its
-/// `hashlink` dependency); preparing a one-table lookup costs microseconds.
+/// One query per load, its statement prepared once per connection and cached there.
 fn query_value(conn: &Connection, query: &str, key: &str) -> rusqlite::Result<Option<Bytes>> {
-    let mut stmt = conn.prepare(query)?;
+    let mut stmt = conn.prepare_cached(query)?;
     let value = stmt
         .query_row([key], |row| {
             Ok(match row.get_ref(0)? {

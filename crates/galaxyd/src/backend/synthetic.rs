@@ -13,7 +13,7 @@ pub fn synthetic_value(key: &str, size: usize) -> Bytes {
 }
 
 /// True when `value` is the synthetic value of `key` (of any length, empty excluded).
-pub fn is_synthetic_value(key: &str, value: &[u8]) -> bool {
+pub(crate) fn is_synthetic_value(key: &str, value: &[u8]) -> bool {
     let hex = sha256_hex(key);
     !value.is_empty()
         && value
