@@ -167,7 +167,11 @@ async fn protocol(name: &str, callers: usize, duration: Duration) -> Report {
         let fetcher = Arc::clone(&fetcher);
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let v = fetcher.fetch(GALAXY, KEY, deadline).await.unwrap().unwrap();
+            let v = fetcher
+                .fetch(GALAXY.into(), KEY, deadline)
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(v.len(), VALUE_SIZE);
         }
     })

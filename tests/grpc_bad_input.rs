@@ -72,7 +72,11 @@ impl Server {
     async fn assert_still_serving(&self) {
         let peer = GrpcProtocol::new().connect(&self.url).unwrap();
         let deadline = tokio::time::Instant::now() + PATIENCE;
-        let v = peer.fetch("g", "fine", deadline).await.unwrap().unwrap();
+        let v = peer
+            .fetch("g".into(), "fine", deadline)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v.bytes().as_ref(), b"v:fine");
         assert_eq!(self.backend_calls.load(Ordering::SeqCst), 1);
     }
@@ -246,9 +250,9 @@ async fn bad_keys_and_galaxies_are_invalid_arguments() {
     // The client side reads the difference between a bad key and an unknown galaxy.
     let peer = GrpcProtocol::new().connect(&server.url).unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
-    let e = peer.fetch("nope", "k", deadline).await.unwrap_err();
+    let e = peer.fetch("nope".into(), "k", deadline).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
-    let e = peer.fetch("g", "", deadline).await.unwrap_err();
+    let e = peer.fetch("g".into(), "", deadline).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
     server.assert_untouched();
     server.assert_still_serving().await;

@@ -353,7 +353,8 @@ impl Inner {
     ) -> Result<Value, Error> {
         let deadline = Instant::now() + self.peer_timeout;
         let fetched =
-            tokio::time::timeout_at(deadline, peer.fetch(&self.name, key, deadline)).await;
+            tokio::time::timeout_at(deadline, peer.fetch((&*self.name).into(), key, deadline))
+                .await;
         let failure = match fetched {
             Ok(Ok(Some(value))) if !value.is_expired_at(self.clock.now()) => {
                 self.counters.incr(Counter::PeerLoad);
@@ -498,5 +499,16 @@ impl GalaxyHandler for Inner {
 
     fn serve_peek(&self, key: &str) -> Option<Value> {
         self.cached(key)
+    }
+
+    fn serve_write(
+        &self,
+        op: galaxycache_universe::WriteOp<'_>,
+    ) -> Result<(), galaxycache_universe::Error> {
+        let _ = op;
+        Err(galaxycache_universe::Error::new(
+            galaxycache_universe::ErrorKind::Unsupported,
+            "not yet",
+        ))
     }
 }

@@ -45,7 +45,7 @@ async fn requests_from_peers_are_never_forwarded() {
     let key = cluster.key_owned_by(0, "k");
     let served = cluster.nodes[1]
         .universe
-        .serve_get(common::GALAXY, &key, None)
+        .serve_get(common::GALAXY.into(), &key, None)
         .await
         .unwrap()
         .unwrap();

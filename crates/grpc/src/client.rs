@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
 use galaxycache_universe::{
-    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult,
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
     RemoteFetcher,
 };
 use tokio::time::Instant;
@@ -233,13 +233,13 @@ impl GrpcFetcher {
 impl RemoteFetcher for GrpcFetcher {
     fn fetch<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
         Box::pin(async move {
             let make = |key| GetRequest {
-                galaxy: galaxy.to_owned(),
+                galaxy: galaxy.name.to_owned(),
                 key,
             };
             let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
@@ -254,13 +254,13 @@ impl RemoteFetcher for GrpcFetcher {
 
     fn peek<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
         Box::pin(async move {
             let make = |key| PeekRequest {
-                galaxy: galaxy.to_owned(),
+                galaxy: galaxy.name.to_owned(),
                 key,
             };
             let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
@@ -300,9 +300,9 @@ mod tests {
     async fn spent_deadlines_fail_without_a_call() {
         // Nothing listens on port 1: any call made would fail as Unavailable instead.
         let f = GrpcProtocol::new().connect("http://127.0.0.1:1").unwrap();
-        let e = f.fetch("g", "k", Instant::now()).await.unwrap_err();
+        let e = f.fetch("g".into(), "k", Instant::now()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
-        let e = f.peek("g", "k", Instant::now()).await.unwrap_err();
+        let e = f.peek("g".into(), "k", Instant::now()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
     }
 }

@@ -38,7 +38,7 @@
 //!
 //! let peer = GrpcProtocol::new().connect(&url).unwrap();
 //! let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-//! let err = peer.fetch("no-such-galaxy", "key", deadline).await.unwrap_err();
+//! let err = peer.fetch("no-such-galaxy".into(), "key", deadline).await.unwrap_err();
 //! assert_eq!(err.kind(), ErrorKind::UnknownGalaxy);
 //!
 //! stop.send(()).unwrap();

@@ -81,7 +81,7 @@ impl GalaxyCache for GalaxyCacheService {
         let key = key_str(&request.key).map_err(|e| status_from_error(&e))?;
         match self
             .universe
-            .serve_get(&request.galaxy, key, deadline)
+            .serve_get(request.galaxy.as_str().into(), key, deadline)
             .await
         {
             Ok(Some(value)) => Ok(Response::new(GetResponse {
@@ -100,7 +100,10 @@ impl GalaxyCache for GalaxyCacheService {
     ) -> Result<Response<PeekResponse>, Status> {
         let request = request.into_inner();
         let key = key_str(&request.key).map_err(|e| status_from_error(&e))?;
-        match self.universe.serve_peek(&request.galaxy, key) {
+        match self
+            .universe
+            .serve_peek(request.galaxy.as_str().into(), key)
+        {
             Ok(Some(value)) => Ok(Response::new(PeekResponse {
                 expiry: expiry_to_wire(&value),
                 value: value.into_bytes(),

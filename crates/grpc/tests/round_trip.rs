@@ -41,7 +41,7 @@ async fn keys_of_every_shape_round_trip() {
         long.as_str(),
     ];
     for key in keys {
-        let v = peer.fetch("g", key, later()).await.unwrap().unwrap();
+        let v = peer.fetch("g".into(), key, later()).await.unwrap().unwrap();
         assert_eq!(v.bytes(), format!("v:{key}").as_bytes(), "key {key:?}");
         assert_eq!(v.expires_at(), None);
     }
@@ -53,7 +53,7 @@ async fn keys_of_every_shape_round_trip() {
 async fn expiry_travels_with_the_value() {
     let node = Node::start().await;
     let v = fetcher(&node)
-        .fetch("g", "expiring", later())
+        .fetch("g".into(), "expiring", later())
         .await
         .unwrap()
         .unwrap();
@@ -67,18 +67,18 @@ async fn not_found_unknown_galaxy_and_load_error_are_distinct() {
     let node = Node::start().await;
     let peer = fetcher(&node);
 
-    assert_eq!(peer.fetch("g", "missing", later()).await, Ok(None));
+    assert_eq!(peer.fetch("g".into(), "missing", later()).await, Ok(None));
 
-    let e = peer.fetch("nope", "k", later()).await.unwrap_err();
+    let e = peer.fetch("nope".into(), "k", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
 
     // The owner's load error, exactly as the owner's own callers get it.
-    let e = peer.fetch("g", "fail", later()).await.unwrap_err();
+    let e = peer.fetch("g".into(), "fail", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Remote, "{e}");
     assert!(e.message().contains("backend exploded"), "{e}");
     assert_eq!(e, Error::new(ErrorKind::Remote, "backend exploded"));
 
-    let e = peer.fetch("g", "", later()).await.unwrap_err();
+    let e = peer.fetch("g".into(), "", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
     node.stop().await.unwrap();
 }
@@ -87,7 +87,7 @@ async fn not_found_unknown_galaxy_and_load_error_are_distinct() {
 async fn the_server_bounds_keys_by_its_universe() {
     let node = Node::start_with(|b| b.max_key_len(16)).await;
     let e = fetcher(&node)
-        .fetch("g", &"k".repeat(17), later())
+        .fetch("g".into(), &"k".repeat(17), later())
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
@@ -99,10 +99,17 @@ async fn the_server_bounds_keys_by_its_universe() {
 async fn peek_answers_from_cache_only() {
     let node = Node::start().await;
     let peer = fetcher(&node);
-    let v = peer.peek("g", "cached", later()).await.unwrap().unwrap();
+    let v = peer
+        .peek("g".into(), "cached", later())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.bytes().as_ref(), b"from cache");
-    assert_eq!(peer.peek("g", "other", later()).await, Ok(None));
-    let e = peer.peek("nope", "cached", later()).await.unwrap_err();
+    assert_eq!(peer.peek("g".into(), "other", later()).await, Ok(None));
+    let e = peer
+        .peek("nope".into(), "cached", later())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownGalaxy);
     assert_eq!(
         node.fake.calls.load(Ordering::SeqCst),
@@ -116,7 +123,11 @@ async fn peek_answers_from_cache_only() {
 async fn the_callers_remaining_time_becomes_the_servers_deadline() {
     let node = Node::start().await;
     let sent = Instant::now() + Duration::from_secs(30);
-    fetcher(&node).fetch("g", "k", sent).await.unwrap().unwrap();
+    fetcher(&node)
+        .fetch("g".into(), "k", sent)
+        .await
+        .unwrap()
+        .unwrap();
     let seen = node.fake.deadlines.lock().unwrap()[0].expect("a deadline");
     // Same clock in one process: the server's deadline is the client's, shifted by the
     // time the request took to arrive (grpc-timeout carries a duration, not an instant).
@@ -132,9 +143,13 @@ async fn responses_over_the_bound_fail_as_too_large() {
         .max_response_bytes(1024)
         .connect(&node.url)
         .unwrap();
-    let e = peer.fetch("g", "big", later()).await.unwrap_err();
+    let e = peer.fetch("g".into(), "big", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
-    let v = peer.fetch("g", "small", later()).await.unwrap().unwrap();
+    let v = peer
+        .fetch("g".into(), "small", later())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.bytes().as_ref(), b"v:small", "the channel still works");
     let roomy = GrpcProtocol::new()
         .max_response_bytes(8192)
@@ -142,7 +157,7 @@ async fn responses_over_the_bound_fail_as_too_large() {
         .unwrap();
     assert_eq!(
         roomy
-            .fetch("g", "big", later())
+            .fetch("g".into(), "big", later())
             .await
             .unwrap()
             .unwrap()
@@ -158,20 +173,23 @@ async fn a_busy_server_answers_overloaded() {
     let peer = fetcher(&node);
     let held = tokio::spawn({
         let peer = peer.clone();
-        async move { peer.fetch("g", "gate", later()).await }
+        async move { peer.fetch("g".into(), "gate", later()).await }
     });
     tokio::time::timeout(PATIENCE, node.fake.entered_gate.notified())
         .await
         .unwrap();
 
-    let e = peer.fetch("g", "k", later()).await.unwrap_err();
+    let e = peer.fetch("g".into(), "k", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
 
     node.fake.open_gate();
     let v = held.await.unwrap().unwrap().unwrap();
     assert_eq!(v.bytes().as_ref(), b"through the gate");
     assert!(
-        peer.fetch("g", "k", later()).await.unwrap().is_some(),
+        peer.fetch("g".into(), "k", later())
+            .await
+            .unwrap()
+            .is_some(),
         "free again"
     );
     node.stop().await.unwrap();
@@ -190,7 +208,7 @@ async fn a_peer_that_never_answers_times_out_at_the_deadline() {
         // grpc-timeout is to end it first.
         async move {
             let bound = deadline + Duration::from_secs(1);
-            tokio::time::timeout_at(bound, peer.fetch("g", "gate", deadline)).await
+            tokio::time::timeout_at(bound, peer.fetch("g".into(), "gate", deadline)).await
         }
     });
     tokio::time::timeout(PATIENCE, node.fake.entered_gate.notified())
@@ -217,7 +235,7 @@ async fn a_peer_that_is_not_there_is_unavailable() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let peer = GrpcProtocol::new().connect(&url).unwrap();
-    let e = peer.fetch("g", "k", later()).await.unwrap_err();
+    let e = peer.fetch("g".into(), "k", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }
 
@@ -227,7 +245,7 @@ async fn graceful_shutdown_finishes_requests_in_progress_and_returns() {
     let peer = fetcher(&node);
     let held = tokio::spawn({
         let peer = peer.clone();
-        async move { peer.fetch("g", "gate", later()).await }
+        async move { peer.fetch("g".into(), "gate", later()).await }
     });
     tokio::time::timeout(PATIENCE, node.fake.entered_gate.notified())
         .await
@@ -253,7 +271,7 @@ async fn graceful_shutdown_finishes_requests_in_progress_and_returns() {
     let url = node.url.clone();
     node.stop().await.unwrap();
     let after = GrpcProtocol::new().connect(&url).unwrap();
-    let e = after.fetch("g", "k", later()).await.unwrap_err();
+    let e = after.fetch("g".into(), "k", later()).await.unwrap_err();
     assert_eq!(
         e.kind(),
         ErrorKind::Unavailable,
@@ -265,9 +283,9 @@ async fn graceful_shutdown_finishes_requests_in_progress_and_returns() {
 async fn shutdown_with_idle_connections_returns() {
     let node = Node::start().await;
     let peer = fetcher(&node);
-    peer.fetch("g", "k", later()).await.unwrap();
+    peer.fetch("g".into(), "k", later()).await.unwrap();
     node.stop().await.unwrap();
-    let e = peer.fetch("g", "k", later()).await.unwrap_err();
+    let e = peer.fetch("g".into(), "k", later()).await.unwrap_err();
     assert!(
         matches!(e.kind(), ErrorKind::Unavailable),
         "the pooled connection is gone: {e}"
@@ -286,7 +304,9 @@ fn a_fetcher_outlives_the_runtime_of_its_first_fetch() {
             .build()
             .unwrap();
         let v = client
-            .block_on(async { tokio::time::timeout(PATIENCE, peer.fetch("g", "k", later())).await })
+            .block_on(async {
+                tokio::time::timeout(PATIENCE, peer.fetch("g".into(), "k", later())).await
+            })
             .expect("an answer")
             .unwrap_or_else(|e| panic!("round {round}: {e}"))
             .unwrap();
@@ -350,7 +370,7 @@ fn framed(message: &[u8]) -> Vec<u8> {
 /// The server still answers a well-formed fetch.
 async fn still_serving(node: &Node) {
     let v = fetcher(node)
-        .fetch("g", "after", later())
+        .fetch("g".into(), "after", later())
         .await
         .unwrap()
         .unwrap();

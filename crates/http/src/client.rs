@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::{Buf, BufMut, Bytes};
 use galaxycache_universe::{
-    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult,
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
     RemoteFetcher, Value,
 };
 use http::header::EXPIRES;
@@ -236,11 +236,11 @@ struct HttpFetcher {
 impl RemoteFetcher for HttpFetcher {
     fn fetch<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.get(galaxy, key, deadline))
+        Box::pin(self.get(galaxy.name, key, deadline))
     }
 
     fn url(&self) -> &str {

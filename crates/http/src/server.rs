@@ -145,7 +145,10 @@ impl PeerService {
             },
         };
         // The universe checks the key and answers Timeout once the deadline passes.
-        let result = self.universe.serve_get(&galaxy, &key, deadline).await;
+        let result = self
+            .universe
+            .serve_get((&*galaxy).into(), &key, deadline)
+            .await;
         self.answer(&galaxy, result)
     }
 

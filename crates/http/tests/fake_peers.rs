@@ -61,7 +61,7 @@ impl FakePeer {
             .max_response_bytes(max)
             .build();
         let f = fetcher(protocol, &self.url);
-        tokio::time::timeout_at(deadline, f.fetch("g", "k", deadline))
+        tokio::time::timeout_at(deadline, f.fetch("g".into(), "k", deadline))
             .await
             .unwrap_or_else(|_| Err(Error::new(ErrorKind::Timeout, "no answer by the deadline")))
     }
@@ -161,7 +161,7 @@ async fn a_refused_connection_is_unavailable() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
     let err = client(Dialect::Galaxycache, &url)
-        .fetch("g", "k", soon())
+        .fetch("g".into(), "k", soon())
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");

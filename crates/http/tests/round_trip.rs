@@ -44,7 +44,11 @@ async fn round_trip(dialect: Dialect, http2: bool) {
         .build();
     let f = fetcher(protocol, &node.url);
     for key in odd_keys() {
-        let value = f.fetch("g", &key, soon()).await.unwrap().expect("a value");
+        let value = f
+            .fetch("g".into(), &key, soon())
+            .await
+            .unwrap()
+            .expect("a value");
         // The groupcache quirk: the client sends a space as `+`, and the server (as Go's)
         // does not turn it back; every other byte survives.
         let arrived = match dialect {
@@ -90,11 +94,15 @@ async fn longest_key_round_trips(dialect: Dialect, http2: bool) {
     );
     let f = fetcher(protocol, &node.url);
     let key = "/".repeat(max);
-    let value = f.fetch("g", &key, soon()).await.unwrap().expect("a value");
+    let value = f
+        .fetch("g".into(), &key, soon())
+        .await
+        .unwrap()
+        .expect("a value");
     assert_eq!(node.fake.last_seen().0, key);
     assert_eq!(value.bytes(), key.as_bytes());
     let too_long = "/".repeat(max + 1);
-    let err = f.fetch("g", &too_long, soon()).await.unwrap_err();
+    let err = f.fetch("g".into(), &too_long, soon()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidRequest, "{err}");
     node.stop().await;
 }
@@ -121,7 +129,7 @@ async fn values_hold_no_more_memory_than_their_length() {
         let f = client(dialect, &node.url);
         for len in [10, 100_000] {
             let value = f
-                .fetch("g", &format!("big:{len}"), soon())
+                .fetch("g".into(), &format!("big:{len}"), soon())
                 .await
                 .unwrap()
                 .unwrap();
@@ -138,8 +146,8 @@ async fn values_hold_no_more_memory_than_their_length() {
 async fn groupcache_space_arrives_as_plus() {
     let node = Node::start(Dialect::Groupcache).await;
     let f = client(Dialect::Groupcache, &node.url);
-    let spaced = f.fetch("g", "a b", soon()).await.unwrap().unwrap();
-    let plussed = f.fetch("g", "a+b", soon()).await.unwrap().unwrap();
+    let spaced = f.fetch("g".into(), "a b", soon()).await.unwrap().unwrap();
+    let plussed = f.fetch("g".into(), "a+b", soon()).await.unwrap().unwrap();
     assert_eq!(
         spaced.bytes().as_ref(),
         b"a+b",
@@ -160,7 +168,11 @@ async fn galaxy_names_are_escaped_too() {
         .register("odd/galaxy é", std::sync::Arc::downgrade(&handler))
         .unwrap();
     let f = client(Dialect::Galaxycache, &node.url);
-    let v = f.fetch("odd/galaxy é", "k", soon()).await.unwrap().unwrap();
+    let v = f
+        .fetch("odd/galaxy é".into(), "k", soon())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(v.bytes().as_ref(), b"k");
     node.stop().await;
 }
@@ -170,7 +182,7 @@ async fn expiry_travels() {
     for dialect in [Dialect::Galaxycache, Dialect::Groupcache] {
         let node = Node::start(dialect).await;
         let v = client(dialect, &node.url)
-            .fetch("g", "expiring", soon())
+            .fetch("g".into(), "expiring", soon())
             .await
             .unwrap()
             .unwrap();
@@ -185,7 +197,7 @@ async fn expiry_travels_to_the_millisecond() {
     for dialect in [Dialect::Galaxycache, Dialect::Groupcache] {
         let node = Node::start(dialect).await;
         let v = client(dialect, &node.url)
-            .fetch("g", "half-second", soon())
+            .fetch("g".into(), "half-second", soon())
             .await
             .unwrap()
             .unwrap();
@@ -209,24 +221,24 @@ async fn not_found_unknown_galaxy_and_load_error_are_distinct() {
         let node = Node::start(dialect).await;
         let f = client(dialect, &node.url);
         assert_eq!(
-            f.fetch("g", "missing", soon()).await.unwrap(),
+            f.fetch("g".into(), "missing", soon()).await.unwrap(),
             None,
             "{dialect:?}"
         );
-        let unknown = f.fetch("nope", "k", soon()).await.unwrap_err();
+        let unknown = f.fetch("nope".into(), "k", soon()).await.unwrap_err();
         assert_eq!(
             unknown.kind(),
             ErrorKind::UnknownGalaxy,
             "{dialect:?}: {unknown}"
         );
-        let failed = f.fetch("g", "fail", soon()).await.unwrap_err();
+        let failed = f.fetch("g".into(), "fail", soon()).await.unwrap_err();
         assert_eq!(failed.kind(), ErrorKind::Remote, "{dialect:?}: {failed}");
         assert_eq!(
             failed.message(),
             "backend exploded",
             "the load's message, unwrapped"
         );
-        let empty = f.fetch("g", "", soon()).await.unwrap_err();
+        let empty = f.fetch("g".into(), "", soon()).await.unwrap_err();
         assert_eq!(
             empty.kind(),
             ErrorKind::InvalidRequest,
@@ -246,10 +258,10 @@ async fn overloaded_server_says_so() {
     let f = client(Dialect::Galaxycache, &node.url);
     let held = tokio::spawn({
         let f = f.clone();
-        async move { f.fetch("g", "gate", soon()).await }
+        async move { f.fetch("g".into(), "gate", soon()).await }
     });
     node.fake.started.notified().await;
-    let refused = f.fetch("g", "k", soon()).await.unwrap_err();
+    let refused = f.fetch("g".into(), "k", soon()).await.unwrap_err();
     assert_eq!(refused.kind(), ErrorKind::Overloaded, "{refused}");
     node.fake.gate.notify_one();
     assert_eq!(
@@ -265,7 +277,7 @@ async fn the_deadline_reaches_the_server() {
     let f = client(Dialect::Galaxycache, &node.url);
     let before = Instant::now();
     let deadline = before + Duration::from_secs(7);
-    f.fetch("g", "k", deadline).await.unwrap();
+    f.fetch("g".into(), "k", deadline).await.unwrap();
     let (_, seen) = node.fake.last_seen();
     let seen = seen.expect("the server passed no deadline on");
     // Sent as the remaining whole milliseconds (rounded up), re-anchored on arrival.
@@ -291,7 +303,7 @@ async fn a_hanging_load_ends_at_the_deadline() {
     // here only keeps a broken server from hanging the test.
     let err = tokio::time::timeout(
         Duration::from_secs(5),
-        f.fetch("g", "hang", start + Duration::from_millis(200)),
+        f.fetch("g".into(), "hang", start + Duration::from_millis(200)),
     )
     .await
     .expect("the owner did not answer at the deadline")
@@ -299,11 +311,11 @@ async fn a_hanging_load_ends_at_the_deadline() {
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
     assert!(start.elapsed() < Duration::from_secs(5));
     assert!(
-        f.fetch("g", "k", soon()).await.unwrap().is_some(),
+        f.fetch("g".into(), "k", soon()).await.unwrap().is_some(),
         "still serving"
     );
     // A passed deadline is refused before anything is sent.
-    let err = f.fetch("g", "k", Instant::now()).await.unwrap_err();
+    let err = f.fetch("g".into(), "k", Instant::now()).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout);
     node.stop().await;
 }
@@ -313,10 +325,10 @@ async fn shutdown_lets_the_request_in_progress_finish() {
     let node = Node::start(Dialect::Galaxycache).await;
     let f = client(Dialect::Galaxycache, &node.url);
     // A pooled keep-alive connection, idle: shutdown must close it, not wait on it.
-    f.fetch("g", "k", soon()).await.unwrap();
+    f.fetch("g".into(), "k", soon()).await.unwrap();
     let in_progress = tokio::spawn({
         let f = f.clone();
-        async move { f.fetch("g", "gate", soon()).await }
+        async move { f.fetch("g".into(), "gate", soon()).await }
     });
     node.fake.started.notified().await;
     let fake = node.fake.clone();

@@ -27,8 +27,11 @@ pub enum ErrorKind {
     Overloaded,
     /// The universe or a protocol was configured wrongly.
     Config,
-    /// The operation is not supported by this protocol.
+    /// The operation is not supported by this protocol, or by the peer.
     Unsupported,
+    /// The peer's galaxy has another version than the request's: values and writes never
+    /// cross versions, so the asking node loads the key itself.
+    VersionMismatch,
 }
 
 impl ErrorKind {
@@ -44,6 +47,7 @@ impl ErrorKind {
             ErrorKind::Overloaded => "overloaded",
             ErrorKind::Config => "configuration error",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::VersionMismatch => "version mismatch",
         }
     }
 }

@@ -22,6 +22,66 @@ pub type FetchResult = Result<Option<Value>, Error>;
 /// default for every protocol, so a value that crosses one crosses all.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;
 
+/// Which galaxy a peer request is for: its name and the version of its values.
+///
+/// Nodes never exchange values, or writes, across versions: a server answers a request for
+/// another version of a galaxy with [`ErrorKind::VersionMismatch`](crate::ErrorKind), and
+/// the asking node loads the key itself. Version 0 is the default, and what a peer that
+/// sends no version (a Go node) speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct GalaxyId<'a> {
+    /// The galaxy's name.
+    pub name: &'a str,
+    /// The version of the galaxy's values.
+    pub version: u32,
+}
+
+impl<'a> GalaxyId<'a> {
+    /// Galaxy `name` at `version`.
+    pub fn new(name: &'a str, version: u32) -> Self {
+        GalaxyId { name, version }
+    }
+}
+
+impl<'a> From<&'a str> for GalaxyId<'a> {
+    /// Galaxy `name` at version 0.
+    fn from(name: &'a str) -> Self {
+        GalaxyId { name, version: 0 }
+    }
+}
+
+/// A change to a galaxy that one node sends to another: the verbs of the write path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteOp<'a> {
+    /// Drop the copy of this key (maincache, hotcache or fallback copy) and fence the loads
+    /// of it that are in flight.
+    Remove(&'a str),
+    /// Store this value as the key's value. Sent to the key's owner only; a node that does
+    /// not own the key by its own ring drops its copy instead.
+    Set(&'a str, &'a Value),
+    /// Drop every entry of the galaxy and fence every load in flight.
+    Flush,
+}
+
+impl<'a> WriteOp<'a> {
+    /// The key this write is about; `None` for a flush.
+    pub fn key(&self) -> Option<&'a str> {
+        match *self {
+            WriteOp::Remove(key) | WriteOp::Set(key, _) => Some(key),
+            WriteOp::Flush => None,
+        }
+    }
+
+    /// The verb's name, for logs and reports: `remove`, `set` or `flush`.
+    pub fn verb(&self) -> &'static str {
+        match self {
+            WriteOp::Remove(_) => "remove",
+            WriteOp::Set(..) => "set",
+            WriteOp::Flush => "flush",
+        }
+    }
+}
+
 /// A connection (pooled, lazy or otherwise) to one peer.
 pub trait RemoteFetcher: Send + Sync + fmt::Debug {
     /// Fetch `key` of `galaxy` from this peer.
@@ -36,7 +96,7 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
     /// keep the whole buffer alive behind the byte budget's back. Copy out of read buffers.
     fn fetch<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult>;
@@ -46,7 +106,7 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
     /// Protocols that cannot do this return [`ErrorKind::Unsupported`](crate::ErrorKind).
     fn peek<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
@@ -55,6 +115,26 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
             Err(Error::new(
                 crate::ErrorKind::Unsupported,
                 "this protocol cannot peek",
+            ))
+        })
+    }
+
+    /// Apply `op` to the peer's copy of `galaxy`: `Ok(())` once the peer has applied it.
+    ///
+    /// A peer that does not know the verb (a Go node, an older build) answers
+    /// [`ErrorKind::Unsupported`](crate::ErrorKind): it was reached but cannot invalidate.
+    /// The caller enforces `deadline`, as for [`fetch`](Self::fetch).
+    fn write<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        op: WriteOp<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        let _ = (galaxy, op, deadline);
+        Box::pin(async {
+            Err(Error::new(
+                crate::ErrorKind::Unsupported,
+                "this protocol has no write verbs",
             ))
         })
     }

@@ -4,7 +4,7 @@ use std::fmt;
 
 use tokio::time::Instant;
 
-use crate::{BoxFuture, FetchResult, Value};
+use crate::{BoxFuture, Error, FetchResult, Value, WriteOp};
 
 /// A galaxy as peer servers see it. `galaxycache-galaxy` implements it; protocol crates
 /// reach galaxies only through it (via [`Universe::serve_get`](crate::Universe::serve_get)).
@@ -21,4 +21,12 @@ pub trait GalaxyHandler: Send + Sync + fmt::Debug {
 
     /// The value of `key` if it is cached here and fresh; never loads.
     fn serve_peek(&self, key: &str) -> Option<Value>;
+
+    /// Apply a peer's write to this node's copy of the galaxy (see [`WriteOp`]).
+    fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error>;
+
+    /// The version of this galaxy's values; requests for another version are refused.
+    fn version(&self) -> u32 {
+        0
+    }
 }

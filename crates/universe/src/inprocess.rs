@@ -7,7 +7,10 @@ use std::sync::{Arc, Mutex, Weak};
 use tokio::time::Instant;
 
 use crate::universe::Inner;
-use crate::{BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, RemoteFetcher, Universe};
+use crate::{
+    BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher, Universe,
+    WriteOp,
+};
 
 /// A fault that a peer on an [`InProcessNetwork`] shows to every fetch it receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,7 +126,8 @@ struct InProcessFetcher {
 }
 
 impl InProcessFetcher {
-    async fn call(&self, galaxy: &str, key: &str, deadline: Instant, peek: bool) -> FetchResult {
+    /// The peer's universe, once the injected fault (if any) has had its say.
+    async fn reach(&self) -> Result<Option<Universe>, Error> {
         let (universe, fault) = self.net.route(&self.url);
         match fault {
             Some(Fault::Fail) => {
@@ -133,16 +137,12 @@ impl InProcessFetcher {
             Some(Fault::NotFound) => return Ok(None),
             None => {}
         }
-        let Some(universe) = universe else {
-            return Err(Error::new(
+        match universe {
+            Some(universe) => Ok(Some(universe)),
+            None => Err(Error::new(
                 ErrorKind::Unavailable,
                 format!("no peer listens at {}", self.url),
-            ));
-        };
-        if peek {
-            universe.serve_peek(galaxy, key)
-        } else {
-            universe.serve_get(galaxy, key, Some(deadline)).await
+            )),
         }
     }
 }
@@ -150,20 +150,44 @@ impl InProcessFetcher {
 impl RemoteFetcher for InProcessFetcher {
     fn fetch<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.call(galaxy, key, deadline, false))
+        Box::pin(async move {
+            match self.reach().await? {
+                Some(universe) => universe.serve_get(galaxy, key, Some(deadline)).await,
+                None => Ok(None),
+            }
+        })
     }
 
     fn peek<'a>(
         &'a self,
-        galaxy: &'a str,
+        galaxy: GalaxyId<'a>,
         key: &'a str,
-        deadline: Instant,
+        _deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.call(galaxy, key, deadline, true))
+        Box::pin(async move {
+            match self.reach().await? {
+                Some(universe) => universe.serve_peek(galaxy, key),
+                None => Ok(None),
+            }
+        })
+    }
+
+    fn write<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        op: WriteOp<'a>,
+        _deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            match self.reach().await? {
+                Some(universe) => universe.serve_write(galaxy, op),
+                None => Ok(()),
+            }
+        })
     }
 
     fn url(&self) -> &str {
@@ -186,6 +210,12 @@ mod tests {
         fn serve_peek(&self, key: &str) -> Option<Value> {
             Some(Value::new(format!("peek:{key}")))
         }
+        fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error> {
+            match op {
+                WriteOp::Remove("refuse") => Err(Error::new(ErrorKind::Unsupported, "no")),
+                _ => Ok(()),
+            }
+        }
     }
 
     #[tokio::test(start_paused = true)]
@@ -198,29 +228,64 @@ mod tests {
         let fetcher = net.protocol().connect("b").unwrap();
         let deadline = Instant::now() + Duration::from_secs(1);
 
-        let v = fetcher.fetch("g", "k", deadline).await.unwrap().unwrap();
+        let v = fetcher
+            .fetch("g".into(), "k", deadline)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v.bytes().as_ref(), b"k");
-        assert_eq!(fetcher.fetch("g", "missing", deadline).await.unwrap(), None);
-        let v = fetcher.peek("g", "k", deadline).await.unwrap().unwrap();
+        assert_eq!(
+            fetcher
+                .fetch("g".into(), "missing", deadline)
+                .await
+                .unwrap(),
+            None
+        );
+        let v = fetcher
+            .peek("g".into(), "k", deadline)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(v.bytes().as_ref(), b"peek:k");
-        let e = fetcher.fetch("nope", "k", deadline).await.unwrap_err();
+        let e = fetcher
+            .fetch("nope".into(), "k", deadline)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnknownGalaxy);
 
+        assert_eq!(
+            fetcher.write("g".into(), WriteOp::Flush, deadline).await,
+            Ok(())
+        );
+        let e = fetcher
+            .write("g".into(), WriteOp::Remove("refuse"), deadline)
+            .await;
+        assert_eq!(e.unwrap_err().kind(), ErrorKind::Unsupported);
         net.set_fault("b", Some(Fault::Fail));
         assert_eq!(
-            fetcher.fetch("g", "k", deadline).await.unwrap_err().kind(),
+            fetcher
+                .fetch("g".into(), "k", deadline)
+                .await
+                .unwrap_err()
+                .kind(),
             ErrorKind::Unavailable
         );
         net.set_fault("b", Some(Fault::NotFound));
-        assert_eq!(fetcher.fetch("g", "k", deadline).await.unwrap(), None);
+        assert_eq!(
+            fetcher.fetch("g".into(), "k", deadline).await.unwrap(),
+            None
+        );
         net.set_fault("b", Some(Fault::Hang));
-        let hung = tokio::time::timeout(Duration::from_secs(5), fetcher.fetch("g", "k", deadline));
+        let hung = tokio::time::timeout(
+            Duration::from_secs(5),
+            fetcher.fetch("g".into(), "k", deadline),
+        );
         assert!(hung.await.is_err());
         net.set_fault("b", None);
         net.detach("b");
-        let e = fetcher.fetch("g", "k", deadline).await.unwrap_err();
+        let e = fetcher.fetch("g".into(), "k", deadline).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable);
-        assert_eq!(net.received("b"), 8);
+        assert_eq!(net.received("b"), 10);
     }
 
     #[tokio::test]
@@ -232,7 +297,7 @@ mod tests {
         assert_eq!(u.galaxy_names(), ["g"]);
         drop(echo);
         assert!(u.galaxy_names().is_empty());
-        let e = u.serve_get("g", "k", None).await.unwrap_err();
+        let e = u.serve_get("g".into(), "k", None).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnknownGalaxy);
     }
 }

@@ -15,7 +15,10 @@ mod universe;
 mod value;
 
 pub use error::{Error, ErrorKind};
-pub use fetch::{BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, RemoteFetcher};
+pub use fetch::{
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,
+    WriteOp,
+};
 pub use handler::GalaxyHandler;
 pub use inprocess::{Fault, InProcessNetwork};
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};

@@ -10,8 +10,8 @@ use tokio::time::Instant;
 
 use crate::fetch::NoProtocol;
 use crate::{
-    DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler, RemoteFetcher,
-    Ring, Value,
+    DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler, GalaxyId,
+    RemoteFetcher, Ring, Value, WriteOp,
 };
 
 /// Longest key a server accepts unless configured otherwise: 64 KiB.
@@ -277,6 +277,18 @@ impl Universe {
         }
     }
 
+    /// A fetcher for every peer but this node, in ring order: whom a write is broadcast to.
+    pub fn remote_peers(&self) -> Vec<Arc<dyn RemoteFetcher>> {
+        self.inner
+            .peers
+            .load()
+            .fetchers
+            .iter()
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     /// The URL of the peer that owns `key`.
     pub fn owner_url(&self, key: &str) -> String {
         let state = self.inner.peers.load();
@@ -352,13 +364,25 @@ impl Universe {
         Ok(())
     }
 
-    fn handler(&self, galaxy: &str) -> Result<Arc<dyn GalaxyHandler>, Error> {
-        self.galaxy(galaxy).ok_or_else(|| {
+    /// The galaxy a peer asked for, if it is registered and at the asked version.
+    fn handler(&self, galaxy: GalaxyId<'_>) -> Result<Arc<dyn GalaxyHandler>, Error> {
+        let handler = self.galaxy(galaxy.name).ok_or_else(|| {
             Error::new(
                 ErrorKind::UnknownGalaxy,
-                format!("no galaxy named {galaxy:?}"),
+                format!("no galaxy named {:?}", galaxy.name),
             )
-        })
+        })?;
+        let ours = handler.version();
+        if ours != galaxy.version {
+            return Err(Error::new(
+                ErrorKind::VersionMismatch,
+                format!(
+                    "galaxy {:?} is at version {ours} here, not {}",
+                    galaxy.name, galaxy.version
+                ),
+            ));
+        }
+        Ok(handler)
     }
 
     /// Answer a peer's fetch: what protocol servers call for every request.
@@ -370,7 +394,7 @@ impl Universe {
     /// is the one place a server enforces it, whatever the protocol.
     pub async fn serve_get(
         &self,
-        galaxy: &str,
+        galaxy: GalaxyId<'_>,
         key: &str,
         deadline: Option<Instant>,
     ) -> FetchResult {
@@ -395,9 +419,19 @@ impl Universe {
     }
 
     /// Answer a peer's peek: the cached value, if any; never loads.
-    pub fn serve_peek(&self, galaxy: &str, key: &str) -> Result<Option<Value>, Error> {
+    pub fn serve_peek(&self, galaxy: GalaxyId<'_>, key: &str) -> Result<Option<Value>, Error> {
         self.check_key(key)?;
         Ok(self.handler(galaxy)?.serve_peek(key))
+    }
+
+    /// Apply a peer's write (remove, set or flush): what protocol servers call for every
+    /// write verb. Validates the key, finds the galaxy at the asked version, and applies
+    /// the write at once; an invalid request changes nothing.
+    pub fn serve_write(&self, galaxy: GalaxyId<'_>, op: WriteOp<'_>) -> Result<(), Error> {
+        if let Some(key) = op.key() {
+            self.check_key(key)?;
+        }
+        self.handler(galaxy)?.serve_write(op)
     }
 }
 
@@ -539,6 +573,33 @@ mod tests {
         fn serve_peek(&self, _: &str) -> Option<Value> {
             None
         }
+        fn serve_write(&self, _: WriteOp<'_>) -> Result<(), Error> {
+            Ok(())
+        }
+        fn version(&self) -> u32 {
+            7
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_for_another_version_are_refused() {
+        let u = Universe::builder("a").build();
+        let slow: Arc<dyn GalaxyHandler> = Arc::new(Slow);
+        u.register("g", Arc::downgrade(&slow)).unwrap();
+        let v6 = GalaxyId::new("g", 6);
+        let e = u.serve_get(v6, "k", None).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::VersionMismatch);
+        assert_eq!(
+            u.serve_peek(v6, "k").unwrap_err().kind(),
+            ErrorKind::VersionMismatch
+        );
+        let e = u.serve_write(v6, WriteOp::Remove("k")).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::VersionMismatch);
+        assert_eq!(u.serve_write(GalaxyId::new("g", 7), WriteOp::Flush), Ok(()));
+        let e = u
+            .serve_write(GalaxyId::new("g", 7), WriteOp::Remove(""))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest);
     }
 
     #[tokio::test(start_paused = true)]
@@ -548,7 +609,10 @@ mod tests {
         u.register("g", Arc::downgrade(&slow)).unwrap();
         let start = Instant::now();
         let deadline = start + std::time::Duration::from_millis(250);
-        let e = u.serve_get("g", "k", Some(deadline)).await.unwrap_err();
+        let e = u
+            .serve_get(GalaxyId::new("g", 7), "k", Some(deadline))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         assert_eq!(start.elapsed(), std::time::Duration::from_millis(250));
     }
@@ -556,14 +620,17 @@ mod tests {
     #[tokio::test]
     async fn serve_get_rejects_bad_keys_and_unknown_galaxies() {
         let u = Universe::builder("http://a").max_key_len(8).build();
-        let e = u.serve_get("g", "", None).await.unwrap_err();
+        let e = u.serve_get("g".into(), "", None).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-        let e = u.serve_get("g", "123456789", None).await.unwrap_err();
+        let e = u
+            .serve_get("g".into(), "123456789", None)
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidRequest);
-        let e = u.serve_get("g", "k", None).await.unwrap_err();
+        let e = u.serve_get("g".into(), "k", None).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::UnknownGalaxy);
         assert_eq!(
-            u.serve_peek("g", "k").unwrap_err().kind(),
+            u.serve_peek("g".into(), "k").unwrap_err().kind(),
             ErrorKind::UnknownGalaxy
         );
     }

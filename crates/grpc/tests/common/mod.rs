@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime};
 use galaxycache_grpc::GrpcServer;
 use galaxycache_universe::{
     BoxFuture, Error, ErrorKind, FetchResult, GalaxyHandler, Universe, UniverseBuilder, Value,
+    WriteOp,
 };
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
@@ -69,6 +70,9 @@ impl GalaxyHandler for Fake {
 
     fn serve_peek(&self, key: &str) -> Option<Value> {
         (key == "cached").then(|| Value::new("from cache"))
+    }
+    fn serve_write(&self, _: WriteOp<'_>) -> Result<(), Error> {
+        Ok(())
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::{Duration, SystemTime};
 use galaxycache_http::{Dialect, HttpProtocol, PeerService};
 use galaxycache_universe::{
     BoxFuture, Error, ErrorKind, FetchResult, GalaxyHandler, RemoteFetcher, Universe, Value,
+    WriteOp,
 };
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
@@ -79,6 +80,9 @@ impl GalaxyHandler for Fake {
 
     fn serve_peek(&self, _: &str) -> Option<Value> {
         None
+    }
+    fn serve_write(&self, _: WriteOp<'_>) -> Result<(), Error> {
+        Ok(())
     }
 }
 
