@@ -5,19 +5,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
-use bytes::Bytes;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    RemoteFetcher,
+    RemoteFetcher, WriteOp,
 };
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt;
 
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
-use crate::pb::{GetRequest, PeekRequest};
+use crate::pb::{FlushRequest, GetRequest, PeekRequest, RemoveRequest, SetRequest};
 use crate::status::error_from_status;
-use crate::wire::value_from_wire;
+use crate::wire::{expiry_to_wire, key_to_wire, value_from_wire};
 
 /// Default bound on the time to open a connection to a peer: 1 second.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -31,21 +30,27 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// caller's remaining time as its `grpc-timeout`, so the peer stops working on a request
 /// nobody waits for; the caller enforces its deadline itself.
 ///
+/// Every request carries the galaxy's [`GalaxyId::version`]: field 100 of `GetRequest` and
+/// `PeekRequest` (a Go peer ignores it), a field of its own in each write message. Writes
+/// ([`RemoteFetcher::write`]) are the `Remove`, `Set` and `Flush` RPCs; a set carries the
+/// value's bytes and its expiry.
+///
 /// How a peer's answer is read:
 ///
-/// | peer answers | fetch returns |
-/// | --- | --- |
-/// | a value | `Ok(Some(value))`, with its expiry |
-/// | NOT_FOUND | `Ok(None)`: the owner has no such key |
-/// | INVALID_ARGUMENT marking an unknown galaxy | [`ErrorKind::UnknownGalaxy`] |
-/// | other INVALID_ARGUMENT | [`ErrorKind::InvalidRequest`] |
-/// | DEADLINE_EXCEEDED or CANCELLED, or the call's `grpc-timeout` runs out on this side | [`ErrorKind::Timeout`] |
-/// | UNAVAILABLE, or the connection fails | [`ErrorKind::Unavailable`] |
-/// | RESOURCE_EXHAUSTED | [`ErrorKind::Overloaded`] |
-/// | a response larger than [`max_response_bytes`](Self::max_response_bytes) | [`ErrorKind::TooLarge`] |
-/// | UNIMPLEMENTED | [`ErrorKind::Unsupported`] |
-/// | INTERNAL (ours) or UNKNOWN (galaxycache in Go): the load failed | [`ErrorKind::Remote`], its message the owner's load error unchanged |
-/// | any other status | [`ErrorKind::Protocol`] |
+/// | peer answers | fetch or peek returns | write returns |
+/// | --- | --- | --- |
+/// | OK | `Ok(Some(value))`, with its expiry | `Ok(())`: the peer applied it |
+/// | NOT_FOUND | `Ok(None)`: the owner has no such key | [`ErrorKind::Protocol`] |
+/// | INVALID_ARGUMENT marking an unknown galaxy | [`ErrorKind::UnknownGalaxy`] | the same |
+/// | other INVALID_ARGUMENT | [`ErrorKind::InvalidRequest`] | the same |
+/// | FAILED_PRECONDITION: the peer's galaxy has another version | [`ErrorKind::VersionMismatch`] | the same |
+/// | UNIMPLEMENTED: the peer lacks the verb (galaxycache in Go has no write verbs) | [`ErrorKind::Unsupported`] | the same |
+/// | DEADLINE_EXCEEDED or CANCELLED, or the call's `grpc-timeout` runs out on this side | [`ErrorKind::Timeout`] | the same |
+/// | UNAVAILABLE, or the connection fails | [`ErrorKind::Unavailable`] | the same |
+/// | RESOURCE_EXHAUSTED | [`ErrorKind::Overloaded`] | the same |
+/// | a response larger than [`max_response_bytes`](Self::max_response_bytes), or OUT_OF_RANGE: a request over the peer's bound (a set's value) | [`ErrorKind::TooLarge`] | the same |
+/// | INTERNAL (ours) or UNKNOWN (galaxycache in Go): the load (or write) failed | [`ErrorKind::Remote`], its message the owner's error unchanged | the same |
+/// | any other status | [`ErrorKind::Protocol`] | the same |
 ///
 /// ```
 /// use std::sync::Arc;
@@ -202,13 +207,12 @@ impl GrpcFetcher {
         }
     }
 
-    /// Ask the peer for `key` with `rpc`, the request carrying the time left until
-    /// `deadline` as its grpc-timeout: the answer, `None` when the peer has no such key.
+    /// Send `message` to the peer with `rpc`, the request carrying the time left until
+    /// `deadline` as its grpc-timeout: the answer, `None` when the peer answered NOT_FOUND.
     async fn call<Req, Resp, Fut>(
         &self,
-        key: &str,
+        message: Req,
         deadline: Instant,
-        make: impl FnOnce(Bytes) -> Req,
         rpc: impl FnOnce(GalaxyCacheClient<Channel>, tonic::Request<Req>) -> Fut,
     ) -> Result<Option<Resp>, Error>
     where
@@ -221,11 +225,36 @@ impl GrpcFetcher {
                 format!("the deadline passed before peer {} was asked", self.url),
             ));
         }
-        let mut request = tonic::Request::new(make(Bytes::copy_from_slice(key.as_bytes())));
+        let mut request = tonic::Request::new(message);
         request.set_timeout(remaining);
         match rpc(self.client().await?, request).await {
             Ok(response) => Ok(Some(response.into_inner())),
             Err(status) => error_from_status(&status, &self.url).map_or(Ok(None), Err),
+        }
+    }
+
+    /// Send a write's `message` with `rpc`: `Ok(())` once the peer has applied it.
+    async fn call_write<Req, Resp, Fut>(
+        &self,
+        op: WriteOp<'_>,
+        message: Req,
+        deadline: Instant,
+        rpc: impl FnOnce(GalaxyCacheClient<Channel>, tonic::Request<Req>) -> Fut,
+    ) -> Result<(), Error>
+    where
+        Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
+    {
+        match self.call(message, deadline, rpc).await? {
+            Some(_) => Ok(()),
+            // Our servers apply a write whether or not the key is there.
+            None => Err(Error::new(
+                ErrorKind::Protocol,
+                format!(
+                    "peer {}: NOT_FOUND is no answer to a {}",
+                    self.url,
+                    op.verb()
+                ),
+            )),
         }
     }
 }
@@ -238,17 +267,18 @@ impl RemoteFetcher for GrpcFetcher {
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
         Box::pin(async move {
-            let make = |key| GetRequest {
+            let request = GetRequest {
                 galaxy: galaxy.name.to_owned(),
-                key,
+                key: key_to_wire(key),
+                version: galaxy.version,
             };
             let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
                 client.get_from_peer(request).await
             };
-            match self.call(key, deadline, make, rpc).await? {
-                Some(answer) => value_from_wire(&answer.value, answer.expiry).map(Some),
-                None => Ok(None),
-            }
+            let answer = self.call(request, deadline, rpc).await?;
+            answer
+                .map(|a| value_from_wire(&a.value, a.expiry))
+                .transpose()
         })
     }
 
@@ -259,16 +289,66 @@ impl RemoteFetcher for GrpcFetcher {
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
         Box::pin(async move {
-            let make = |key| PeekRequest {
+            let request = PeekRequest {
                 galaxy: galaxy.name.to_owned(),
-                key,
+                key: key_to_wire(key),
+                version: galaxy.version,
             };
             let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
                 client.peek_peer(request).await
             };
-            match self.call(key, deadline, make, rpc).await? {
-                Some(answer) => value_from_wire(&answer.value, answer.expiry).map(Some),
-                None => Ok(None),
+            let answer = self.call(request, deadline, rpc).await?;
+            answer
+                .map(|a| value_from_wire(&a.value, a.expiry))
+                .transpose()
+        })
+    }
+
+    /// Remove, Set or Flush on the peer. A Set sends the value's bytes without copying them,
+    /// and its expiry to the nanosecond.
+    fn write<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        op: WriteOp<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(async move {
+            let (name, version) = (galaxy.name.to_owned(), galaxy.version);
+            match op {
+                WriteOp::Remove(key) => {
+                    let request = RemoveRequest {
+                        galaxy: name,
+                        key: key_to_wire(key),
+                        version,
+                    };
+                    let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                        client.remove(request).await
+                    };
+                    self.call_write(op, request, deadline, rpc).await
+                }
+                WriteOp::Set(key, value) => {
+                    let request = SetRequest {
+                        galaxy: name,
+                        key: key_to_wire(key),
+                        value: value.bytes().clone(),
+                        expiry: expiry_to_wire(value),
+                        version,
+                    };
+                    let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                        client.set(request).await
+                    };
+                    self.call_write(op, request, deadline, rpc).await
+                }
+                WriteOp::Flush => {
+                    let request = FlushRequest {
+                        galaxy: name,
+                        version,
+                    };
+                    let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                        client.flush(request).await
+                    };
+                    self.call_write(op, request, deadline, rpc).await
+                }
             }
         })
     }

@@ -3,7 +3,9 @@
 
 use std::future::Future;
 
-use galaxycache_universe::{Error, ErrorKind, Universe};
+use galaxycache_universe::{
+    DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, GalaxyId, Universe, WriteOp,
+};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tonic::transport::Server;
@@ -11,15 +13,19 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
 
 use crate::pb::galaxy_cache_server::{GalaxyCache, GalaxyCacheServer};
-use crate::pb::{GetRequest, GetResponse, PeekRequest, PeekResponse};
+use crate::pb::{
+    FlushRequest, FlushResponse, GetRequest, GetResponse, PeekRequest, PeekResponse, RemoveRequest,
+    RemoveResponse, SetRequest, SetResponse,
+};
 use crate::status::{not_found, status_from_error};
-use crate::wire::{expiry_to_wire, key_str, request_timeout};
+use crate::wire::{expiry_to_wire, key_str, request_timeout, set_value_from_wire};
 
-/// Room in a request message for the galaxy name and the framing, beyond the longest key.
+/// Room in a request message for the galaxy name, the version, an expiry and the field
+/// tags, beyond the longest key and the largest value.
 const REQUEST_OVERHEAD: usize = 4096;
 
-/// The tonic service answering peers from `universe`'s galaxies, to add to an
-/// application's own tonic router:
+/// The tonic service answering peers from `universe`'s galaxies, with the default bounds of
+/// [`GrpcServer`], to add to an application's own tonic router:
 ///
 /// ```no_run
 /// # async fn run(universe: galaxycache_universe::Universe) -> Result<(), Box<dyn std::error::Error>> {
@@ -32,22 +38,25 @@ const REQUEST_OVERHEAD: usize = 4096;
 /// # Ok(()) }
 /// ```
 ///
-/// Request messages larger than the universe's key bound plus a little room for the galaxy
-/// name are refused before they are decoded.
+/// Other bounds: `GrpcServer::new(universe).max_value_bytes(n).service()`.
 pub fn service(universe: Universe) -> GalaxyCacheServer<GalaxyCacheService> {
-    let max_request = universe.max_key_len().saturating_add(REQUEST_OVERHEAD);
-    GalaxyCacheServer::new(GalaxyCacheService::new(universe)).max_decoding_message_size(max_request)
+    GrpcServer::new(universe).service()
 }
 
-/// The `galaxycachepb.GalaxyCache` service: answers each call with
-/// [`Universe::serve_get`] or [`Universe::serve_peek`].
+/// The `galaxycachepb.GalaxyCache` service: answers `GetFromPeer` with
+/// [`Universe::serve_get`], `PeekPeer` with [`Universe::serve_peek`], and `Remove`, `Set`
+/// and `Flush` with [`Universe::serve_write`], each at the request's galaxy version.
 ///
 /// | outcome | status |
 /// | --- | --- |
 /// | a value | OK, with the value's expiry; `minute_qps` is always 0 (not tracked) |
-/// | no such key (or, for a peek, not cached) | NOT_FOUND |
+/// | a write applied | OK, with an empty message |
+/// | no such key (or, for a peek, not cached) | NOT_FOUND (never for a write) |
 /// | unknown galaxy | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: not-found` |
-/// | empty, oversized or non-UTF-8 key | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: found` |
+/// | empty, oversized or non-UTF-8 key; a set's expiry outside `Timestamp`'s range | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: found` |
+/// | the galaxy is at another version than the request's | FAILED_PRECONDITION, the message naming both |
+/// | a request message over the bound (see [`GrpcServer::max_value_bytes`]) | OUT_OF_RANGE, from tonic's decoder, before the message is read |
+/// | the galaxy cannot apply the write | UNIMPLEMENTED |
 /// | the universe's bound of concurrent work reached | RESOURCE_EXHAUSTED |
 /// | the load outlived the caller's `grpc-timeout` | DEADLINE_EXCEEDED or CANCELLED |
 /// | the load failed | INTERNAL, with the load error's own message |
@@ -70,6 +79,27 @@ fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     request_timeout(request.metadata()).and_then(|t| Instant::now().checked_add(t))
 }
 
+impl GalaxyCacheService {
+    /// Apply a peer's write to galaxy `galaxy` at `version`; `answer` once applied.
+    fn write<T>(
+        &self,
+        galaxy: &str,
+        version: u32,
+        op: WriteOp<'_>,
+        answer: T,
+    ) -> Result<Response<T>, Status> {
+        self.universe
+            .serve_write(GalaxyId::new(galaxy, version), op)
+            .map(|()| Response::new(answer))
+            .map_err(|e| status_from_error(&e))
+    }
+}
+
+/// A request's key, or the INVALID_ARGUMENT status a key that is not UTF-8 gets.
+fn request_key(key: &[u8]) -> Result<&str, Status> {
+    key_str(key).map_err(|e| status_from_error(&e))
+}
+
 #[tonic::async_trait]
 impl GalaxyCache for GalaxyCacheService {
     async fn get_from_peer(
@@ -78,12 +108,9 @@ impl GalaxyCache for GalaxyCacheService {
     ) -> Result<Response<GetResponse>, Status> {
         let deadline = deadline_of(&request);
         let request = request.into_inner();
-        let key = key_str(&request.key).map_err(|e| status_from_error(&e))?;
-        match self
-            .universe
-            .serve_get(request.galaxy.as_str().into(), key, deadline)
-            .await
-        {
+        let key = request_key(&request.key)?;
+        let galaxy = GalaxyId::new(&request.galaxy, request.version);
+        match self.universe.serve_get(galaxy, key, deadline).await {
             Ok(Some(value)) => Ok(Response::new(GetResponse {
                 expiry: expiry_to_wire(&value),
                 value: value.into_bytes(),
@@ -99,11 +126,9 @@ impl GalaxyCache for GalaxyCacheService {
         request: Request<PeekRequest>,
     ) -> Result<Response<PeekResponse>, Status> {
         let request = request.into_inner();
-        let key = key_str(&request.key).map_err(|e| status_from_error(&e))?;
-        match self
-            .universe
-            .serve_peek(request.galaxy.as_str().into(), key)
-        {
+        let key = request_key(&request.key)?;
+        let galaxy = GalaxyId::new(&request.galaxy, request.version);
+        match self.universe.serve_peek(galaxy, key) {
             Ok(Some(value)) => Ok(Response::new(PeekResponse {
                 expiry: expiry_to_wire(&value),
                 value: value.into_bytes(),
@@ -111,6 +136,37 @@ impl GalaxyCache for GalaxyCacheService {
             Ok(None) => Err(not_found()),
             Err(e) => Err(status_from_error(&e)),
         }
+    }
+
+    async fn remove(
+        &self,
+        request: Request<RemoveRequest>,
+    ) -> Result<Response<RemoveResponse>, Status> {
+        let request = request.into_inner();
+        let op = WriteOp::Remove(request_key(&request.key)?);
+        self.write(&request.galaxy, request.version, op, RemoveResponse {})
+    }
+
+    async fn set(&self, request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
+        let request = request.into_inner();
+        let key = request_key(&request.key)?;
+        let value = set_value_from_wire(&request.value, request.expiry)
+            .map_err(|e| status_from_error(&e))?;
+        let op = WriteOp::Set(key, &value);
+        self.write(&request.galaxy, request.version, op, SetResponse {})
+    }
+
+    async fn flush(
+        &self,
+        request: Request<FlushRequest>,
+    ) -> Result<Response<FlushResponse>, Status> {
+        let request = request.into_inner();
+        self.write(
+            &request.galaxy,
+            request.version,
+            WriteOp::Flush,
+            FlushResponse {},
+        )
     }
 }
 
@@ -133,6 +189,7 @@ impl GalaxyCache for GalaxyCacheService {
 #[derive(Clone, Debug)]
 pub struct GrpcServer {
     universe: Universe,
+    max_value_bytes: usize,
 }
 
 impl GrpcServer {
@@ -141,7 +198,39 @@ impl GrpcServer {
     /// [`max_concurrent_serves`](galaxycache_universe::UniverseBuilder::max_concurrent_serves)
     /// refuses work beyond its bound across all connections.
     pub fn new(universe: Universe) -> Self {
-        GrpcServer { universe }
+        GrpcServer {
+            universe,
+            max_value_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// Largest value a peer may `Set`. Default: 64 MiB
+    /// ([`DEFAULT_MAX_RESPONSE_BYTES`], the one value bound of every protocol, so a value
+    /// that a client accepts can be set too).
+    ///
+    /// With the universe's [`max_key_len`](Universe::max_key_len) and 4 KiB of room, it
+    /// makes the bound on every request message: tonic's decoder refuses a larger one
+    /// (OUT_OF_RANGE) from its length prefix, before reading it. One bound serves all RPCs,
+    /// since tonic bounds a service, not a method; a get that large is refused by the key
+    /// check once decoded.
+    pub fn max_value_bytes(mut self, bytes: usize) -> Self {
+        self.max_value_bytes = bytes;
+        self
+    }
+
+    /// The largest request message this server decodes.
+    fn max_request_bytes(&self) -> usize {
+        self.universe
+            .max_key_len()
+            .saturating_add(self.max_value_bytes)
+            .saturating_add(REQUEST_OVERHEAD)
+    }
+
+    /// The tonic service of this server, with its request bound, to add to an
+    /// application's own router (as [`service`], with this server's bounds).
+    pub fn service(&self) -> GalaxyCacheServer<GalaxyCacheService> {
+        GalaxyCacheServer::new(GalaxyCacheService::new(self.universe.clone()))
+            .max_decoding_message_size(self.max_request_bytes())
     }
 
     /// Serve HTTP/2 gRPC on `listener` until `shutdown` completes, then stop accepting,
@@ -155,7 +244,7 @@ impl GrpcServer {
     {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
-            .add_service(service(self.universe))
+            .add_service(self.service())
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await
             .map_err(|e| Error::new(ErrorKind::Unavailable, format!("gRPC server failed: {e}")))

@@ -33,6 +33,10 @@ pub(crate) fn status_from_error(error: &Error) -> Status {
         ErrorKind::InvalidRequest => invalid_argument(GALAXY_FOUND),
         ErrorKind::Overloaded => Status::resource_exhausted(truncate(error.to_string())),
         ErrorKind::Timeout => Status::deadline_exceeded(truncate(error.to_string())),
+        // The message names both versions (the universe's error says them).
+        ErrorKind::VersionMismatch => Status::failed_precondition(truncate(error.to_string())),
+        // A galaxy that cannot apply a verb answers as a server without the verb does.
+        ErrorKind::Unsupported => Status::unimplemented(truncate(error.to_string())),
         // The load's own message alone: the asking node hands its callers the very error
         // this node's callers get.
         ErrorKind::Remote => Status::internal(truncate(error.message().to_owned())),
@@ -64,9 +68,13 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
         Code::DeadlineExceeded | Code::Cancelled => ErrorKind::Timeout,
         Code::Unavailable => ErrorKind::Unavailable,
         Code::ResourceExhausted => ErrorKind::Overloaded,
-        // Made by this side's decoder when the response exceeds the size bound.
+        // Made by this side's decoder when the response exceeds the size bound, or by the
+        // peer's when the request (a set's value) exceeds the peer's.
         Code::OutOfRange => ErrorKind::TooLarge,
+        // A peer without the verb (galaxycache in Go has no write verbs).
         Code::Unimplemented => ErrorKind::Unsupported,
+        // The peer's galaxy has another version: the asking node loads the key itself.
+        Code::FailedPrecondition => ErrorKind::VersionMismatch,
         // The owner's load failed: INTERNAL from our servers, UNKNOWN from galaxycache (Go).
         // Its message is the load error's, handed on unchanged, as the owner's callers get it.
         Code::Internal | Code::Unknown => {
@@ -131,6 +139,8 @@ mod tests {
             (ErrorKind::InvalidRequest, ErrorKind::InvalidRequest),
             (ErrorKind::Overloaded, ErrorKind::Overloaded),
             (ErrorKind::Timeout, ErrorKind::Timeout),
+            (ErrorKind::VersionMismatch, ErrorKind::VersionMismatch),
+            (ErrorKind::Unsupported, ErrorKind::Unsupported),
             (ErrorKind::Remote, ErrorKind::Remote),
             (ErrorKind::Unavailable, ErrorKind::Remote),
         ] {
@@ -166,7 +176,6 @@ mod tests {
     #[test]
     fn statuses_outside_the_protocol_are_protocol_errors() {
         for code in [
-            Code::FailedPrecondition,
             Code::PermissionDenied,
             Code::Unauthenticated,
             Code::Aborted,

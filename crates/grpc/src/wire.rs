@@ -21,6 +21,11 @@ pub(crate) fn key_str(key: &[u8]) -> Result<&str, Error> {
     })
 }
 
+/// A key as it travels: its UTF-8 bytes, in a buffer of their own.
+pub(crate) fn key_to_wire(key: &str) -> Bytes {
+    Bytes::copy_from_slice(key.as_bytes())
+}
+
 /// A value's expiry as it travels: absent when the value does not expire.
 pub(crate) fn expiry_to_wire(value: &Value) -> Option<Timestamp> {
     value.expires_at().map(Timestamp::from)
@@ -34,6 +39,12 @@ pub(crate) fn expiry_to_wire(value: &Value) -> Option<Timestamp> {
 pub(crate) fn value_from_wire(bytes: &[u8], expiry: Option<Timestamp>) -> Result<Value, Error> {
     let expires_at = expiry.map(expiry_from_wire).transpose()?;
     Ok(Value::new(Bytes::copy_from_slice(bytes)).with_expiry(expires_at))
+}
+
+/// The value of a peer's set, with its expiry: copied out of the receive buffer as a fetched
+/// value is (the galaxy may cache it); an unusable expiry makes the request invalid.
+pub(crate) fn set_value_from_wire(bytes: &[u8], expiry: Option<Timestamp>) -> Result<Value, Error> {
+    value_from_wire(bytes, expiry).map_err(|e| Error::new(ErrorKind::InvalidRequest, e.message()))
 }
 
 /// First and last second a `google.protobuf.Timestamp` may hold: years 1 to 9999.
@@ -130,6 +141,20 @@ mod tests {
             let e = value_from_wire(b"x", Some(bad)).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
         }
+    }
+
+    #[test]
+    fn a_set_with_a_bad_expiry_is_an_invalid_request() {
+        let bad = Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        };
+        let e = set_value_from_wire(b"x", Some(bad)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+        assert!(e.message().contains("expiry"), "{e}");
+        let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let v = set_value_from_wire(b"x", Some(Timestamp::from(at))).unwrap();
+        assert_eq!(v, Value::expiring("x", at));
     }
 
     #[test]

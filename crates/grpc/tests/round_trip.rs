@@ -3,26 +3,19 @@
 
 mod common;
 
-use std::future::poll_fn;
-use std::pin::pin;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{Node, PATIENCE, fixed_expiry, later};
+use common::{
+    Node, PATIENCE, channel, fetcher, fixed_expiry, framed, later, post_raw, still_serving,
+};
 use galaxycache_grpc::GrpcProtocol;
 use galaxycache_grpc::pb::GetRequest;
 use galaxycache_grpc::pb::galaxy_cache_client::GalaxyCacheClient;
-use galaxycache_universe::{Error, ErrorKind, FetchProtocol, RemoteFetcher};
+use galaxycache_universe::{Error, ErrorKind, FetchProtocol};
 use tokio::time::Instant;
-use tonic::codegen::{Body, Service, http};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Code, Status};
-
-fn fetcher(node: &Node) -> Arc<dyn RemoteFetcher> {
-    GrpcProtocol::new().connect(&node.url).unwrap()
-}
+use tonic::Code;
 
 #[tokio::test]
 async fn keys_of_every_shape_round_trip() {
@@ -315,76 +308,15 @@ fn a_fetcher_outlives_the_runtime_of_its_first_fetch() {
     server.block_on(node.stop()).unwrap();
 }
 
-async fn channel(node: &Node) -> Channel {
-    Endpoint::from_shared(node.url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap()
-}
-
-/// POST `body` (gRPC framing included, or not) to `path` and return the gRPC status.
-/// The bodies here are ASCII, so a `String` carries them.
-async fn post_raw(channel: &mut Channel, path: &str, body: &[u8]) -> Status {
-    let body = String::from_utf8(body.to_vec()).expect("ASCII test body");
-    let request = http::Request::post(format!("http://127.0.0.1{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(tonic::body::Body::new(body))
-        .unwrap();
-    poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
-    let response = tokio::time::timeout(PATIENCE, channel.call(request))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    if let Some(status) = Status::from_header_map(&parts.headers) {
-        return status; // trailers-only answer
-    }
-    let mut body = pin!(body);
-    for _ in 0..1000 {
-        let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
-        match frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    return Status::from_header_map(trailers).expect("grpc-status");
-                }
-            }
-            other => panic!(
-                "body ended without trailers: {:?}",
-                other.map(|f| f.is_ok())
-            ),
-        }
-    }
-    panic!("too many frames");
-}
-
-/// A gRPC message: uncompressed flag, big-endian length, then the bytes.
-fn framed(message: &[u8]) -> Vec<u8> {
-    let mut out = vec![0];
-    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    out.extend_from_slice(message);
-    out
-}
-
-/// The server still answers a well-formed fetch.
-async fn still_serving(node: &Node) {
-    let v = fetcher(node)
-        .fetch("g".into(), "after", later())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(v.bytes().as_ref(), b"v:after");
-}
-
 #[tokio::test]
 async fn a_message_over_the_bound_is_out_of_range() {
-    let node = Node::start_with(|b| b.max_key_len(64)).await;
-    // A real message over the bound (64-byte keys plus room for the galaxy name).
+    let node = Node::start_configured(|b| b.max_key_len(64), |s| s.max_value_bytes(0)).await;
+    // A real message over the bound (64-byte keys, no value, room for the galaxy name).
     let mut client = GalaxyCacheClient::new(channel(&node).await);
     let huge = GetRequest {
         galaxy: "g".into(),
         key: Bytes::from(vec![b'k'; 64 << 10]),
+        version: 0,
     };
     let status = client.get_from_peer(huge).await.unwrap_err();
     assert_eq!(status.code(), Code::OutOfRange, "{status:?}");
@@ -407,6 +339,7 @@ async fn unknown_methods_and_bad_timeouts_do_not_hurt() {
     let mut request = tonic::Request::new(GetRequest {
         galaxy: "g".into(),
         key: Bytes::from_static(b"k"),
+        version: 0,
     });
     request
         .metadata_mut()

@@ -2,18 +2,23 @@
 
 #![allow(dead_code, unreachable_pub)]
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use galaxycache_grpc::GrpcServer;
+use galaxycache_grpc::{GrpcProtocol, GrpcServer};
 use galaxycache_universe::{
-    BoxFuture, Error, ErrorKind, FetchResult, GalaxyHandler, Universe, UniverseBuilder, Value,
-    WriteOp,
+    BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler, RemoteFetcher,
+    Universe, UniverseBuilder, Value, WriteOp,
 };
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
+use tonic::Status;
+use tonic::codegen::{Body, Service, http};
+use tonic::transport::{Channel, Endpoint};
 
 /// Bound on anything a test waits for that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(20);
@@ -27,15 +32,48 @@ pub fn fixed_expiry() -> SystemTime {
 /// `missing` -> no such key; `fail` -> a load error; `expiring` -> a value with
 /// [`fixed_expiry`]; `big` -> 4 KiB of `b`; `gate` -> waits until [`Fake::open_gate`];
 /// anything else -> `v:{key}`. Peeks find only `cached`.
+///
+/// Writes are recorded in [`Fake::writes`], except those of the key `fail`, which fail as
+/// [`ErrorKind::Remote`]. The galaxy's version is 0 until [`Fake::set_version`].
 #[derive(Debug, Default)]
 pub struct Fake {
     pub calls: AtomicU64,
     pub deadlines: Mutex<Vec<Option<Instant>>>,
     pub entered_gate: Notify,
     gate: Notify,
+    writes: Mutex<Vec<Written>>,
+    version: AtomicU32,
+}
+
+/// A write as the fake received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    Remove(String),
+    Set(String, Value),
+    Flush,
+}
+
+impl Written {
+    fn of(op: WriteOp<'_>) -> Written {
+        match op {
+            WriteOp::Remove(key) => Written::Remove(key.to_owned()),
+            WriteOp::Set(key, value) => Written::Set(key.to_owned(), value.clone()),
+            WriteOp::Flush => Written::Flush,
+        }
+    }
 }
 
 impl Fake {
+    /// Every write applied so far, in order.
+    pub fn writes(&self) -> Vec<Written> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    /// The galaxy's version from now on.
+    pub fn set_version(&self, version: u32) {
+        self.version.store(version, Ordering::SeqCst);
+    }
+
     /// Let every request waiting at `gate` (and the next one) go on.
     pub fn open_gate(&self) {
         self.gate.notify_waiters();
@@ -71,8 +109,16 @@ impl GalaxyHandler for Fake {
     fn serve_peek(&self, key: &str) -> Option<Value> {
         (key == "cached").then(|| Value::new("from cache"))
     }
-    fn serve_write(&self, _: WriteOp<'_>) -> Result<(), Error> {
+    fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error> {
+        if op.key() == Some("fail") {
+            return Err(Error::new(ErrorKind::Remote, "the write failed here"));
+        }
+        self.writes.lock().unwrap().push(Written::of(op));
         Ok(())
+    }
+
+    fn version(&self) -> u32 {
+        self.version.load(Ordering::SeqCst)
     }
 }
 
@@ -92,6 +138,14 @@ impl Node {
     }
 
     pub async fn start_with(configure: impl FnOnce(UniverseBuilder) -> UniverseBuilder) -> Node {
+        Node::start_configured(configure, |s| s).await
+    }
+
+    /// A node whose universe and server are configured by the two functions.
+    pub async fn start_configured(
+        configure: impl FnOnce(UniverseBuilder) -> UniverseBuilder,
+        server: impl FnOnce(GrpcServer) -> GrpcServer,
+    ) -> Node {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let universe = configure(Universe::builder(url.clone())).build();
@@ -99,7 +153,8 @@ impl Node {
         let handler: Arc<dyn GalaxyHandler> = fake.clone();
         universe.register("g", Arc::downgrade(&handler)).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(GrpcServer::new(universe.clone()).serve(listener, async {
+        let server = server(GrpcServer::new(universe.clone()));
+        let server = tokio::spawn(server.serve(listener, async {
             stopped.await.ok();
         }));
         Node {
@@ -137,4 +192,72 @@ impl Drop for Node {
 /// A deadline far enough away that only a broken server misses it.
 pub fn later() -> Instant {
     Instant::now() + PATIENCE
+}
+
+/// A fetcher for `node`, as a universe would make it.
+pub fn fetcher(node: &Node) -> Arc<dyn RemoteFetcher> {
+    GrpcProtocol::new().connect(&node.url).unwrap()
+}
+
+/// A channel of its own to `node`, for the generated client or raw calls.
+pub async fn channel(node: &Node) -> Channel {
+    Endpoint::from_shared(node.url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+/// POST `body` (gRPC framing included, or not) to `path` and return the gRPC status.
+/// The bodies here are ASCII, so a `String` carries them.
+pub async fn post_raw(channel: &mut Channel, path: &str, body: &[u8]) -> Status {
+    let body = String::from_utf8(body.to_vec()).expect("ASCII test body");
+    let request = http::Request::post(format!("http://127.0.0.1{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(tonic::body::Body::new(body))
+        .unwrap();
+    poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
+    let response = tokio::time::timeout(PATIENCE, channel.call(request))
+        .await
+        .expect("an answer")
+        .unwrap();
+    let (parts, body) = response.into_parts();
+    if let Some(status) = Status::from_header_map(&parts.headers) {
+        return status; // trailers-only answer
+    }
+    let mut body = pin!(body);
+    for _ in 0..1000 {
+        let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
+        match frame {
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    return Status::from_header_map(trailers).expect("grpc-status");
+                }
+            }
+            other => panic!(
+                "body ended without trailers: {:?}",
+                other.map(|f| f.is_ok())
+            ),
+        }
+    }
+    panic!("too many frames");
+}
+
+/// A gRPC message: uncompressed flag, big-endian length, then the bytes.
+pub fn framed(message: &[u8]) -> Vec<u8> {
+    let mut out = vec![0];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+/// The server still answers a well-formed fetch.
+pub async fn still_serving(node: &Node) {
+    let v = fetcher(node)
+        .fetch("g".into(), "after", later())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.bytes().as_ref(), b"v:after");
 }
