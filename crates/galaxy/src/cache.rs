@@ -7,7 +7,8 @@ use std::time::SystemTime;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
-use crate::{Clock, Value};
+use crate::listener::Events;
+use crate::{Clock, Tier, Value};
 
 /// Bytes an entry costs beyond its key and value: the entry, its key and value headers
 /// and the cache's own bookkeeping, rounded up.
@@ -43,13 +44,21 @@ struct EvictionState {
 }
 
 #[derive(Clone, Default)]
-struct OnEvict(Arc<EvictionState>);
+struct OnEvict {
+    state: Arc<EvictionState>,
+    /// Keep the evicted keys for the listener (only when there is one).
+    collect: bool,
+}
 
 impl Lifecycle<Box<str>, Entry> for OnEvict {
-    type RequestState = ();
+    /// Keys evicted by one insert, told to the listener once the shard is unlocked.
+    type RequestState = Vec<Box<str>>;
 
-    fn on_evict(&self, _: &mut (), _key: Box<str>, entry: Entry) {
-        let s = &self.0;
+    fn on_evict(&self, evicted: &mut Vec<Box<str>>, key: Box<str>, entry: Entry) {
+        if self.collect {
+            evicted.push(key);
+        }
+        let s = &self.state;
         s.count.fetch_add(1, Ordering::Relaxed);
         let _ = s
             .coldest_qps
@@ -68,17 +77,24 @@ pub(crate) struct ByteCache {
     cache: Option<Inner>,
     evictions: Arc<EvictionState>,
     capacity: u64,
+    tier: Tier,
+    events: Arc<Events>,
 }
 
 impl ByteCache {
-    pub(crate) fn new(capacity: u64) -> Self {
-        let evictions = OnEvict::default();
-        let state = Arc::clone(&evictions.0);
+    pub(crate) fn new(capacity: u64, tier: Tier, events: Arc<Events>) -> Self {
+        let evictions = OnEvict {
+            state: Arc::default(),
+            collect: events.enabled(),
+        };
+        let state = Arc::clone(&evictions.state);
         if capacity == 0 {
             return ByteCache {
                 cache: None,
                 evictions: state,
                 capacity,
+                tier,
+                events,
             };
         }
         let estimated_items = (capacity / (ENTRY_OVERHEAD + 1024)).clamp(64, 1 << 24) as usize;
@@ -99,6 +115,8 @@ impl ByteCache {
             cache: Some(cache),
             evictions: state,
             capacity,
+            tier,
+            events,
         }
     }
 
@@ -119,19 +137,33 @@ impl ByteCache {
 
     #[cold]
     fn remove_expired(&self, key: &str, now: SystemTime) {
-        if let Some(cache) = &self.cache {
-            cache.remove_if(key, |e| e.value.is_expired_at(now));
+        let Some(cache) = &self.cache else { return };
+        if cache
+            .remove_if(key, |e| e.value.is_expired_at(now))
+            .is_some()
+        {
+            self.events.tell(|l| l.on_expire(key, self.tier));
         }
     }
 
     pub(crate) fn insert(&self, key: &str, value: Value, qps: f32) {
-        if let Some(cache) = &self.cache {
-            cache.insert(key.into(), Entry { value, qps });
+        let Some(cache) = &self.cache else { return };
+        let mut evicted = Vec::new();
+        cache.insert_with_lifecycle(key.into(), Entry { value, qps }, &mut evicted);
+        for key in evicted {
+            self.events.tell(|l| l.on_evict(&key, self.tier));
         }
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
         self.cache.as_ref().is_some_and(|c| c.remove(key).is_some())
+    }
+
+    /// Drop every entry; not counted as evictions.
+    pub(crate) fn clear(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     pub(crate) fn bytes(&self) -> u64 {
@@ -165,7 +197,7 @@ mod tests {
     #[test]
     fn expired_values_are_never_returned() {
         let clock = ManualClock::new();
-        let cache = ByteCache::new(1 << 20);
+        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
         let at = clock.now() + Duration::from_secs(10);
         cache.insert("k", Value::expiring("v", at), 0.0);
         assert!(cache.get("k", &clock).is_some());
@@ -176,7 +208,7 @@ mod tests {
 
     #[test]
     fn a_zero_budget_holds_nothing() {
-        let cache = ByteCache::new(0);
+        let cache = ByteCache::new(0, Tier::Main, Arc::default());
         cache.insert("k", Value::new("v"), 0.0);
         assert!(cache.get("k", &ManualClock::new()).is_none());
         assert_eq!(cache.bytes(), 0);
@@ -184,7 +216,7 @@ mod tests {
 
     #[test]
     fn evictions_are_counted() {
-        let cache = ByteCache::new(64 * 1024);
+        let cache = ByteCache::new(64 * 1024, Tier::Main, Arc::default());
         for i in 0..1000 {
             cache.insert(&format!("k{i}"), Value::new(vec![0u8; 512]), 1.0);
         }
@@ -199,7 +231,7 @@ mod tests {
             capacity in 1u64..200_000,
             ops in proptest::collection::vec((0u16..500, 0usize..20_000), 1..400),
         ) {
-            let cache = ByteCache::new(capacity);
+            let cache = ByteCache::new(capacity, Tier::Main, Arc::default());
             for (key, len) in ops {
                 cache.insert(&format!("key-{key}"), Value::new(vec![7u8; len]), 0.0);
                 prop_assert!(cache.bytes() <= capacity, "{} > {}", cache.bytes(), capacity);

@@ -2,19 +2,28 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use galaxycache_promoter::{self as promoter, DefaultPromoter, HotcacheStats, Promoter};
-use galaxycache_universe::{BoxFuture, FetchResult, GalaxyHandler, Owner, RemoteFetcher, Universe};
+use galaxycache_universe::{
+    self as universe, BoxFuture, FetchResult, GalaxyHandler, GalaxyId, Owner, RemoteFetcher,
+    Universe, WriteOp,
+};
 use tokio::time::Instant;
 
 use crate::backend::DynBackend;
 use crate::cache::ByteCache;
 use crate::candidates::Candidates;
+use crate::fence::{Fence, Generation};
+use crate::listener::{Events, Origin, StoreReason, Tier};
 use crate::singleflight::{Group, Role};
 use crate::stats::{Counter, Counters};
-use crate::{BackendGetter, Clock, Codec, Error, ErrorKind, Stats, SystemClock, Value};
+use crate::write::Write;
+use crate::{
+    BackendGetter, Clock, Codec, Error, ErrorKind, Listener, Report, Stats, SystemClock, Value,
+};
 
 /// Keys whose fetch rates are tracked for promotion.
 const CANDIDATE_KEYS: usize = 16 * 1024;
@@ -32,6 +41,18 @@ const CANDIDATE_KEYS: usize = 16 * 1024;
 /// not belong to the caller that started it: dropping that caller neither cancels the load
 /// nor strands the others. A backend that panics is an [`ErrorKind::Panicked`] error for
 /// every waiter, and the next get loads again.
+///
+/// # Writes
+///
+/// [`remove`](Self::remove), [`set`](Self::set) and [`flush`](Self::flush) reach every
+/// node: the key's owner first, then every other peer, each of which drops its copy. A
+/// write is never undone by a load: a load (from the backend or from the owner) that was
+/// in flight when a write of its key reached a node does not store its result there, and
+/// a get that starts after the write does not join it but loads anew. The callers that
+/// were already waiting on such a load still get its result: they asked before the write,
+/// and the value was current when they asked. A peer that a write did not reach (down,
+/// partitioned) is retried in the background, and serves its hot copy at most the hot TTL
+/// ([`GalaxyBuilder::hot_ttl`]).
 ///
 /// ```
 /// use galaxycache_galaxy::{Galaxy, Value, Error};
@@ -51,28 +72,35 @@ const CANDIDATE_KEYS: usize = 16 * 1024;
 /// ```
 #[derive(Clone)]
 pub struct Galaxy {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     me: Weak<Inner>,
-    name: Arc<str>,
-    universe: Universe,
+    pub(crate) name: Arc<str>,
+    pub(crate) version: u32,
+    pub(crate) universe: Universe,
     backend: Box<dyn DynBackend>,
-    main: ByteCache,
-    hot: ByteCache,
+    pub(crate) main: ByteCache,
+    pub(crate) hot: ByteCache,
     candidates: Candidates,
     /// Gets by this node's callers, whoever owns the key.
     client_loads: Arc<Group>,
     /// Backend loads, whoever asked: this node's callers, peers, or a fallback.
     backend_loads: Arc<Group>,
-    counters: Counters,
+    /// Generations that keep loads from storing over writes.
+    pub(crate) fence: Fence,
+    pub(crate) events: Arc<Events>,
+    pub(crate) counters: Counters,
     promoter: Box<dyn Promoter>,
-    clock: Arc<dyn Clock>,
+    pub(crate) clock: Arc<dyn Clock>,
     max_ttl: Option<Duration>,
     ttl_jitter: Duration,
-    peer_timeout: Duration,
+    pub(crate) peer_timeout: Duration,
     fallback_ttl: Duration,
+    hot_ttl: Duration,
+    pub(crate) broadcast_retries: u32,
+    pub(crate) pending_retries: AtomicUsize,
 }
 
 /// Builds a [`Galaxy`]; see [`Galaxy::builder`].
@@ -86,9 +114,18 @@ pub struct GalaxyBuilder {
     ttl_jitter: Duration,
     peer_timeout: Duration,
     fallback_ttl: Duration,
+    hot_ttl: Duration,
+    version: u32,
+    broadcast_retries: u32,
+    listener: Option<Box<dyn Listener>>,
     promoter: Box<dyn Promoter>,
     clock: Arc<dyn Clock>,
 }
+
+/// Default of [`GalaxyBuilder::hot_ttl`]: 60 s.
+pub const DEFAULT_HOT_TTL: Duration = Duration::from_secs(60);
+/// Default of [`GalaxyBuilder::broadcast_retries`]: 5 (after 1, 2, 4, 8 and 16 s).
+pub const DEFAULT_BROADCAST_RETRIES: u32 = 5;
 
 impl fmt::Debug for GalaxyBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -100,6 +137,9 @@ impl fmt::Debug for GalaxyBuilder {
             .field("ttl_jitter", &self.ttl_jitter)
             .field("peer_timeout", &self.peer_timeout)
             .field("fallback_ttl", &self.fallback_ttl)
+            .field("hot_ttl", &self.hot_ttl)
+            .field("version", &self.version)
+            .field("broadcast_retries", &self.broadcast_retries)
             .finish_non_exhaustive()
     }
 }
@@ -140,6 +180,40 @@ impl GalaxyBuilder {
         self
     }
 
+    /// Longest a hot copy (of a key another peer owns) is served, whatever the value's own
+    /// expiry. This bounds staleness when a remove or set does not reach this node (it was
+    /// down or cut off, and the retries failed too): its copy is gone this long after it
+    /// was fetched. Default: 60 s ([`DEFAULT_HOT_TTL`]).
+    pub fn hot_ttl(mut self, ttl: Duration) -> Self {
+        self.hot_ttl = ttl;
+        self
+    }
+
+    /// The version of this galaxy's values. Nodes never exchange values or writes across
+    /// versions: bump it when the format of the values changes, and during the rolling
+    /// deploy a node whose key's owner runs the other version loads the key itself (kept
+    /// for the fallback TTL) instead of taking a value it cannot read. Default: 0, what a
+    /// golang/groupcache or Go galaxycache peer speaks.
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = version;
+        self
+    }
+
+    /// How many times a remove or flush that did not reach a peer is retried in the
+    /// background (after 1 s, then doubling up to 30 s). 0 turns retries off. Default: 5
+    /// ([`DEFAULT_BROADCAST_RETRIES`]).
+    pub fn broadcast_retries(mut self, retries: u32) -> Self {
+        self.broadcast_retries = retries;
+        self
+    }
+
+    /// Told of every store, expiry, eviction, remove and flush; see [`Listener`]. Default:
+    /// none.
+    pub fn listener(mut self, listener: impl Listener) -> Self {
+        self.listener = Some(Box::new(listener));
+        self
+    }
+
     /// Decides which peer-owned keys are copied into the hotcache. Default:
     /// [`DefaultPromoter`].
     pub fn promoter(mut self, promoter: impl Promoter) -> Self {
@@ -170,16 +244,20 @@ impl GalaxyBuilder {
         let hot_bytes = (self.budget as f64 * self.hot_ratio) as u64;
         let universe = self.universe.clone();
         let name: Arc<str> = Arc::from(self.name.as_str());
+        let events = Arc::new(Events::new(self.listener));
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             name: Arc::clone(&name),
+            version: self.version,
             universe: self.universe,
             backend: self.backend,
-            main: ByteCache::new(self.budget - hot_bytes),
-            hot: ByteCache::new(hot_bytes),
+            main: ByteCache::new(self.budget - hot_bytes, Tier::Main, Arc::clone(&events)),
+            hot: ByteCache::new(hot_bytes, Tier::Hot, Arc::clone(&events)),
             candidates: Candidates::new(CANDIDATE_KEYS),
             client_loads: Group::new(),
             backend_loads: Group::new(),
+            fence: Fence::new(),
+            events,
             counters: Counters::new(),
             promoter: self.promoter,
             clock: self.clock,
@@ -187,6 +265,9 @@ impl GalaxyBuilder {
             ttl_jitter: self.ttl_jitter.min(self.max_ttl.unwrap_or_default()),
             peer_timeout: self.peer_timeout,
             fallback_ttl: self.fallback_ttl,
+            hot_ttl: self.hot_ttl,
+            broadcast_retries: self.broadcast_retries,
+            pending_retries: AtomicUsize::new(0),
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
@@ -214,6 +295,10 @@ impl Galaxy {
             ttl_jitter: Duration::ZERO,
             peer_timeout: Duration::from_secs(1),
             fallback_ttl: Duration::from_secs(1),
+            hot_ttl: DEFAULT_HOT_TTL,
+            version: 0,
+            broadcast_retries: DEFAULT_BROADCAST_RETRIES,
+            listener: None,
             promoter: Box::new(DefaultPromoter),
             clock: Arc::new(SystemClock),
         }
@@ -247,10 +332,14 @@ impl Galaxy {
         let inner = &self.inner;
         inner.counters.incr(Counter::Miss);
         inner.universe.check_key(key)?;
+        let generation = inner.fence.current(key);
         inner
-            .coalesce(&inner.client_loads, key, |this, key| async move {
-                this.load_for_client(&key).await
-            })
+            .coalesce(
+                &inner.client_loads,
+                key,
+                generation,
+                move |this, key| async move { this.load_for_client(&key, generation).await },
+            )
             .await
     }
 
@@ -259,12 +348,59 @@ impl Galaxy {
         T::decode(self.get(key).await?.into_bytes())
     }
 
-    /// Drop this node's copy of `key` (maincache and hotcache). Other nodes keep theirs.
-    /// True if a copy was held.
-    pub fn remove(&self, key: &str) -> bool {
-        let main = self.inner.main.remove(key);
-        let hot = self.inner.hot.remove(key);
-        main || hot
+    /// Remove `key` from the whole cluster: this node drops its copy, then the key's owner
+    /// drops its own, then every other peer drops its hot or fallback copy. Loads of the
+    /// key in flight anywhere the remove reached do not store their results (see
+    /// "Writes" above); the next get loads it anew.
+    ///
+    /// The report says which peers applied it; this node's part never fails. Errors only
+    /// for an invalid key.
+    pub async fn remove(&self, key: &str) -> Result<Report, Error> {
+        self.inner.universe.check_key(key)?;
+        Ok(self
+            .inner
+            .write_cluster(Write::Remove(key.into()), Origin::Local)
+            .await)
+    }
+
+    /// Drop this node's copy of `key` only (maincache and hotcache), fencing its loads in
+    /// flight here; other nodes keep theirs. True if a copy was held.
+    pub fn remove_local(&self, key: &str) -> bool {
+        self.inner.drop_local(key, Origin::Local)
+    }
+
+    /// Write `value` as the value of `key` (write-through): it is stored at the key's
+    /// owner, with its expiry (capped like a loaded value's), and every other node drops
+    /// its copy. A node that does not own the key keeps no copy of its own, since it could
+    /// not be told to drop it. If the owner cannot be reached the value is not stored
+    /// anywhere (the report says so) and the owner is told to drop its old value later.
+    ///
+    /// Errors only for an invalid key.
+    pub async fn set(&self, key: &str, value: Value) -> Result<Report, Error> {
+        let inner = &self.inner;
+        inner.universe.check_key(key)?;
+        let value = inner.cap_expiry(value, None);
+        let write = if value.is_expired_at(inner.clock.now()) {
+            Write::Remove(key.into())
+        } else {
+            Write::Set(key.into(), value)
+        };
+        Ok(inner.write_cluster(write, Origin::Local).await)
+    }
+
+    /// Drop every entry of this galaxy on every node, fencing every load in flight.
+    pub async fn flush(&self) -> Report {
+        self.inner.write_cluster(Write::Flush, Origin::Local).await
+    }
+
+    /// Drop every entry of this galaxy on this node only.
+    pub fn flush_local(&self) {
+        self.inner.flush_local(Origin::Local);
+    }
+
+    /// The version of this galaxy's values (see [`GalaxyBuilder::version`]).
+    pub fn version(&self) -> u32 {
+        self.inner.version
     }
 
     /// A snapshot of the counters and cache sizes.
@@ -277,6 +413,9 @@ impl Galaxy {
             hot_entries: inner.hot.entries(),
             main_evictions: inner.main.evictions(),
             hot_evictions: inner.hot.evictions(),
+            pending_retries: inner
+                .pending_retries
+                .load(std::sync::atomic::Ordering::Relaxed) as u64,
             ..Stats::from_counters(&inner.counters)
         }
     }
@@ -315,6 +454,7 @@ impl Inner {
         self: &Arc<Self>,
         group: &Arc<Group>,
         key: &str,
+        generation: Generation,
         load: F,
     ) -> Result<Value, Error>
     where
@@ -322,7 +462,7 @@ impl Inner {
         Fut: Future<Output = Result<Value, Error>> + Send + 'static,
     {
         let this = Arc::clone(self);
-        let (result, role) = group.run(key, move |key| load(this, key)).await;
+        let (result, role) = group.run(key, generation, move |key| load(this, key)).await;
         if role == Role::Waiter {
             self.counters.incr(Counter::CoalescedWait);
         }
@@ -336,13 +476,17 @@ impl Inner {
             .or_else(|| self.hot.get(key, &*self.clock))
     }
 
-    async fn load_for_client(self: Arc<Self>, key: &str) -> Result<Value, Error> {
+    async fn load_for_client(
+        self: Arc<Self>,
+        key: &str,
+        generation: Generation,
+    ) -> Result<Value, Error> {
         if let Some(v) = self.cached(key) {
             return Ok(v);
         }
         match self.universe.owner(key) {
-            Owner::Local => self.load_locally(key, None).await,
-            Owner::Remote(peer) => self.load_from_peer(key, &*peer).await,
+            Owner::Local => self.load_locally(key, None, generation).await,
+            Owner::Remote(peer) => self.load_from_peer(key, &*peer, generation).await,
         }
     }
 
@@ -350,15 +494,15 @@ impl Inner {
         self: Arc<Self>,
         key: &str,
         peer: &dyn RemoteFetcher,
+        generation: Generation,
     ) -> Result<Value, Error> {
         let deadline = Instant::now() + self.peer_timeout;
-        let fetched =
-            tokio::time::timeout_at(deadline, peer.fetch((&*self.name).into(), key, deadline))
-                .await;
+        let id = GalaxyId::new(&self.name, self.version);
+        let fetched = tokio::time::timeout_at(deadline, peer.fetch(id, key, deadline)).await;
         let failure = match fetched {
             Ok(Ok(Some(value))) if !value.is_expired_at(self.clock.now()) => {
                 self.counters.incr(Counter::PeerLoad);
-                self.consider_promotion(key, &value);
+                self.consider_promotion(key, &value, generation);
                 return Ok(value);
             }
             Ok(Ok(None)) => {
@@ -366,7 +510,7 @@ impl Inner {
                 self.counters.incr(Counter::NotFound);
                 return Err(Error::not_found(key));
             }
-            Ok(Err(e)) if e.kind() == galaxycache_universe::ErrorKind::Remote => {
+            Ok(Err(e)) if e.kind() == universe::ErrorKind::Remote => {
                 self.counters.incr(Counter::PeerLoad);
                 return Err(Error::from_owner(&e));
             }
@@ -378,19 +522,24 @@ impl Inner {
         self.counters.incr(Counter::LocalFallback);
         tracing::debug!(galaxy = %self.name, key, peer = peer.url(), %failure, "owner failed; loading locally");
         let fallback_ttl = self.fallback_ttl;
-        self.load_locally(key, Some(fallback_ttl)).await
+        self.load_locally(key, Some(fallback_ttl), generation).await
     }
 
     /// Load `key` from the backend through the backend singleflight, storing it in the
-    /// maincache, expiring no later than `ttl_cap` from now when given.
+    /// maincache (unless a write since `generation` fences it), expiring no later than
+    /// `ttl_cap` from now when given.
     async fn load_locally(
         self: Arc<Self>,
         key: &str,
         ttl_cap: Option<Duration>,
+        generation: Generation,
     ) -> Result<Value, Error> {
-        self.coalesce(&self.backend_loads, key, move |this, key| async move {
-            this.load_from_backend(&key, ttl_cap).await
-        })
+        self.coalesce(
+            &self.backend_loads,
+            key,
+            generation,
+            move |this, key| async move { this.load_from_backend(&key, ttl_cap, generation).await },
+        )
         .await
     }
 
@@ -398,6 +547,7 @@ impl Inner {
         &self,
         key: &str,
         ttl_cap: Option<Duration>,
+        generation: Generation,
     ) -> Result<Value, Error> {
         if let Some(v) = self.main.get(key, &*self.clock) {
             return Ok(v);
@@ -414,20 +564,51 @@ impl Inner {
                 return Err(e);
             }
         };
-        let now = self.clock.now();
-        let value = self.cap_expiry(loaded, now, ttl_cap);
-        if value.is_expired_at(now) {
+        let value = self.cap_expiry(loaded, ttl_cap);
+        if value.is_expired_at(self.clock.now()) {
             self.counters.incr(Counter::NotFound);
             return Err(Error::new(
                 ErrorKind::NotFound,
                 format!("the backend's value for {key:?} had already expired"),
             ));
         }
-        self.main.insert(key, value.clone(), 0.0);
+        let reason = match ttl_cap {
+            Some(_) => StoreReason::Fallback,
+            None => StoreReason::Load,
+        };
+        self.store(Tier::Main, key, &value, 0.0, generation, reason);
         Ok(value)
     }
 
-    fn cap_expiry(&self, value: Value, now: SystemTime, ttl_cap: Option<Duration>) -> Value {
+    /// Store `value` in `tier` unless a write of `key` came in since `generation`.
+    fn store(
+        &self,
+        tier: Tier,
+        key: &str,
+        value: &Value,
+        qps: f32,
+        generation: Generation,
+        reason: StoreReason,
+    ) -> bool {
+        let cache = match tier {
+            Tier::Main => &self.main,
+            Tier::Hot => &self.hot,
+        };
+        let stored = self.fence.store_if(key, generation, || {
+            cache.insert(key, value.clone(), qps);
+        });
+        if stored {
+            self.events.tell(|l| l.on_store(key, tier, reason));
+        } else {
+            self.counters.incr(Counter::FencedStore);
+        }
+        stored
+    }
+
+    /// `value` with its expiry capped by the max TTL (with jitter) and by `ttl_cap` from
+    /// now.
+    pub(crate) fn cap_expiry(&self, value: Value, ttl_cap: Option<Duration>) -> Value {
+        let now = self.clock.now();
         let jittered = self.max_ttl.map(|ttl| {
             let jitter = if self.ttl_jitter.is_zero() {
                 Duration::ZERO
@@ -447,7 +628,7 @@ impl Inner {
         value.with_expiry(expires_at)
     }
 
-    fn consider_promotion(&self, key: &str, value: &Value) {
+    fn consider_promotion(&self, key: &str, value: &Value, generation: Generation) {
         if self.hot.capacity() == 0 {
             return;
         }
@@ -462,8 +643,17 @@ impl Inner {
             .promoter
             .should_promote(key, &promoter::Stats::new(qps, fetches, hotcache))
         {
-            self.hot.insert(key, value.clone(), qps as f32);
-            self.counters.incr(Counter::Promotion);
+            let copy = self.cap_expiry(value.clone(), Some(self.hot_ttl));
+            if self.store(
+                Tier::Hot,
+                key,
+                &copy,
+                qps as f32,
+                generation,
+                StoreReason::Promotion,
+            ) {
+                self.counters.incr(Counter::Promotion);
+            }
         }
     }
 
@@ -474,13 +664,14 @@ impl Inner {
         if let Some(v) = self.cached(key) {
             return Ok(Some(v));
         }
+        let generation = self.fence.current(key);
         let this = self.me.upgrade().ok_or_else(|| {
-            galaxycache_universe::Error::new(
-                galaxycache_universe::ErrorKind::UnknownGalaxy,
+            universe::Error::new(
+                universe::ErrorKind::UnknownGalaxy,
                 format!("galaxy {:?} is shutting down", self.name),
             )
         })?;
-        match this.load_locally(key, None).await {
+        match this.load_locally(key, None, generation).await {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e.to_wire()),
@@ -501,14 +692,12 @@ impl GalaxyHandler for Inner {
         self.cached(key)
     }
 
-    fn serve_write(
-        &self,
-        op: galaxycache_universe::WriteOp<'_>,
-    ) -> Result<(), galaxycache_universe::Error> {
-        let _ = op;
-        Err(galaxycache_universe::Error::new(
-            galaxycache_universe::ErrorKind::Unsupported,
-            "not yet",
-        ))
+    fn serve_write(&self, op: WriteOp<'_>) -> Result<(), universe::Error> {
+        self.apply_from_peer(op);
+        Ok(())
+    }
+
+    fn version(&self) -> u32 {
+        self.version
     }
 }

@@ -4,6 +4,8 @@
 //! byte budget and a [`BackendGetter`]; then [`Galaxy::get`] keys. The maincache holds the
 //! keys this node owns, the hotcache copies of hot keys owned by others, and one
 //! singleflight per node makes sure a missing key is loaded once however many callers ask.
+//! [`Galaxy::remove`], [`Galaxy::set`] and [`Galaxy::flush`] change the data on every
+//! node, and generations keep loads in flight from undoing them.
 
 mod backend;
 mod cache;
@@ -11,9 +13,13 @@ mod candidates;
 mod clock;
 mod codec;
 mod error;
+mod feed;
+mod fence;
 mod galaxy;
+mod listener;
 mod singleflight;
 mod stats;
+mod write;
 
 pub use backend::BackendGetter;
 pub use cache::ENTRY_OVERHEAD;
@@ -24,6 +30,9 @@ pub use codec::Json;
 #[cfg(feature = "protobuf")]
 pub use codec::Proto;
 pub use error::{Error, ErrorKind};
-pub use galaxy::{Galaxy, GalaxyBuilder};
+pub use feed::Invalidation;
+pub use galaxy::{DEFAULT_BROADCAST_RETRIES, DEFAULT_HOT_TTL, Galaxy, GalaxyBuilder};
 pub use galaxycache_universe::Value;
+pub use listener::{Event, Listener, Origin, StoreReason, Tier};
 pub use stats::Stats;
+pub use write::Report;

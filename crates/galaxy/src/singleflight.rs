@@ -1,7 +1,9 @@
 //! One load per key, however many callers ask at once.
 //!
 //! The first caller of a key (the leader) starts the load; later callers wait for its
-//! result. The load does not belong to the leader: if the leader's caller is dropped
+//! result. A flight carries the generation its key had when it started: a caller that saw
+//! a newer generation (a write came in since) does not join it, but starts a new flight in
+//! its place, so no get that starts after a write is answered by a load from before it. The load does not belong to the leader: if the leader's caller is dropped
 //! mid-load, the load moves to a task of its own and finishes for the others. A load that
 //! panics ends as an error for every waiter, and the key can be loaded again.
 
@@ -17,6 +19,7 @@ use std::task::{Context, Poll};
 use quick_cache::DefaultHashBuilder;
 use tokio::sync::Notify;
 
+use crate::fence::Generation;
 use crate::{Error, ErrorKind, Value};
 
 type LoadResult = Result<Value, Error>;
@@ -27,8 +30,8 @@ const SHARDS: usize = 16;
 /// One shard of the in-flight loads.
 type Flights = Mutex<HashMap<Arc<str>, Arc<Flight>>>;
 
-#[derive(Default)]
 struct Flight {
+    generation: Generation,
     result: OnceLock<LoadResult>,
     done: Notify,
 }
@@ -80,16 +83,22 @@ impl Group {
         &self.shards[self.hasher.hash_one(key) as usize % SHARDS]
     }
 
-    /// Run `load` for `key` unless a load of `key` is in flight; either way, its result.
+    /// Run `load` for `key` unless a load of `key` that started at `generation` or later is
+    /// in flight; either way, its result.
     ///
     /// `load` is called only by the leader, with the flight's own copy of the key; the
     /// future it returns may outlive the caller (hence `'static`).
-    pub(crate) async fn run<F, Fut>(self: &Arc<Self>, key: &str, load: F) -> (LoadResult, Role)
+    pub(crate) async fn run<F, Fut>(
+        self: &Arc<Self>,
+        key: &str,
+        generation: Generation,
+        load: F,
+    ) -> (LoadResult, Role)
     where
         F: FnOnce(Arc<str>) -> Fut,
         Fut: Future<Output = LoadResult> + Send + 'static,
     {
-        let (key, flight) = match self.join(key) {
+        let (key, flight) = match self.join(key, generation) {
             Joined::Waiter(flight) => return (flight.wait().await, Role::Waiter),
             Joined::Leader(key, flight) => (key, flight),
         };
@@ -115,12 +124,19 @@ impl Group {
         (result, Role::Leader)
     }
 
-    fn join(&self, key: &str) -> Joined {
+    /// Join the flight of `key` if it is at least as new as `generation`; otherwise start a
+    /// new one in its place (the old one finishes for its own waiters).
+    fn join(&self, key: &str, generation: Generation) -> Joined {
         let mut flights = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(flight) = flights.get(key) {
+        if let Some(flight) = flights.get(key).filter(|f| f.generation >= generation) {
             return Joined::Waiter(Arc::clone(flight));
         }
-        let (key, flight): (Arc<str>, _) = (Arc::from(key), Arc::new(Flight::default()));
+        let flight = Arc::new(Flight {
+            generation,
+            result: OnceLock::new(),
+            done: Notify::new(),
+        });
+        let key: Arc<str> = Arc::from(key);
         flights.insert(Arc::clone(&key), Arc::clone(&flight));
         Joined::Leader(key, flight)
     }
@@ -243,6 +259,65 @@ mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Duration;
 
+    const G0: Generation = Generation::ZERO;
+
+    /// A flight at `generation` that answers `answer` once `gate` is notified.
+    fn gated(
+        group: &Arc<Group>,
+        generation: Generation,
+        gate: &Arc<Notify>,
+        answer: &'static str,
+    ) -> tokio::task::JoinHandle<(LoadResult, Role)> {
+        let (group, gate) = (Arc::clone(group), Arc::clone(gate));
+        tokio::spawn(async move {
+            group
+                .run("k", generation, move |_| async move {
+                    gate.notified().await;
+                    Ok(Value::new(answer))
+                })
+                .await
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_caller_that_saw_a_newer_generation_does_not_join_an_older_flight() {
+        let group = Group::new();
+        let (old_gate, new_gate) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let old = gated(&group, G0, &old_gate, "old");
+        tokio::task::yield_now().await;
+        let g1 = G0.next();
+        let new = gated(&group, g1, &new_gate, "new");
+        tokio::task::yield_now().await;
+        // A caller that saw the old generation joins the newer flight.
+        let late = gated(&group, G0, &Arc::new(Notify::new()), "never loaded");
+        tokio::task::yield_now().await;
+
+        old_gate.notify_one();
+        let (old, role) = old.await.unwrap();
+        assert_eq!(
+            (old.unwrap().bytes().as_ref(), role),
+            (&b"old"[..], Role::Leader)
+        );
+        assert_eq!(
+            group.in_flight(),
+            1,
+            "the old flight left the new one in place"
+        );
+
+        new_gate.notify_one();
+        let (new, role) = new.await.unwrap();
+        assert_eq!(
+            (new.unwrap().bytes().as_ref(), role),
+            (&b"new"[..], Role::Leader)
+        );
+        let (late, role) = late.await.unwrap();
+        assert_eq!(
+            (late.unwrap().bytes().as_ref(), role),
+            (&b"new"[..], Role::Waiter)
+        );
+        assert_eq!(group.in_flight(), 0);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn concurrent_callers_share_one_load() {
         let group = Group::new();
@@ -252,7 +327,7 @@ mod tests {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
             tasks.push(tokio::spawn(async move {
                 group
-                    .run("k", |key| async move {
+                    .run("k", G0, |key| async move {
                         assert_eq!(&*key, "k", "the load gets the flight's key");
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -283,13 +358,13 @@ mod tests {
         };
         let leader = {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
-            tokio::spawn(async move { group.run("k", |_| load(calls)).await })
+            tokio::spawn(async move { group.run("k", G0, |_| load(calls)).await })
         };
         tokio::task::yield_now().await;
         assert_eq!(group.in_flight(), 1, "the leader has started");
         let waiter = {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
-            tokio::spawn(async move { group.run("k", |_| load(calls)).await })
+            tokio::spawn(async move { group.run("k", G0, |_| load(calls)).await })
         };
         tokio::task::yield_now().await;
         leader.abort();
@@ -309,7 +384,7 @@ mod tests {
             let group = Arc::clone(&group);
             tasks.push(tokio::spawn(async move {
                 group
-                    .run("k", |_| async {
+                    .run("k", G0, |_| async {
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         panic!("backend exploded");
                     })
@@ -322,7 +397,7 @@ mod tests {
             assert_eq!(err.kind(), ErrorKind::Panicked);
             assert!(err.message().contains("backend exploded"));
         }
-        let (again, _) = group.run("k", |_| async { Ok(Value::new("ok")) }).await;
+        let (again, _) = group.run("k", G0, |_| async { Ok(Value::new("ok")) }).await;
         assert_eq!(again.unwrap().bytes().as_ref(), b"ok");
     }
 
@@ -331,14 +406,14 @@ mod tests {
         let group = Group::new();
         let g = Arc::clone(&group);
         let panicked = tokio::spawn(async move {
-            g.run("k", |_| -> std::future::Ready<LoadResult> {
+            g.run("k", G0, |_| -> std::future::Ready<LoadResult> {
                 panic!("no future")
             })
             .await
         });
         assert!(panicked.await.unwrap_err().is_panic());
         assert_eq!(group.in_flight(), 0, "the flight was finished by its guard");
-        let (again, role) = group.run("k", |_| async { Ok(Value::new("ok")) }).await;
+        let (again, role) = group.run("k", G0, |_| async { Ok(Value::new("ok")) }).await;
         assert_eq!(
             (again.unwrap().bytes().as_ref(), role),
             (&b"ok"[..], Role::Leader)
@@ -354,7 +429,7 @@ mod tests {
             let (group, calls) = (Arc::clone(&group), Arc::clone(&calls));
             tasks.push(tokio::spawn(async move {
                 group
-                    .run("k", |_| async move {
+                    .run("k", G0, |_| async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(10)).await;
                         Err(Error::backend("db down"))

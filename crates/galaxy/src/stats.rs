@@ -21,9 +21,16 @@ pub(crate) enum Counter {
     ServerRequest,
     LocalFallback,
     Promotion,
+    Remove,
+    Set,
+    Flush,
+    FencedStore,
+    BroadcastFailure,
+    BroadcastRetry,
+    RetryDropped,
 }
 
-const COUNTERS: usize = 12;
+const COUNTERS: usize = 19;
 
 /// One thread's counters, alone on their cache lines so that two cores never write the
 /// same line: a shared atomic would make every hit bounce a line between cores.
@@ -102,6 +109,24 @@ pub struct Stats {
     pub local_fallbacks: u64,
     /// Keys copied into the hotcache.
     pub promotions: u64,
+    /// Removes applied on this node (this node's own, peers', a change feed's, and the
+    /// removes that a set on another node sends), whether or not a copy was held.
+    pub removes: u64,
+    /// Sets stored on this node as the key's owner.
+    pub sets: u64,
+    /// Flushes applied on this node.
+    pub flushes: u64,
+    /// Loads whose result was not stored because a remove, set or flush of the key came in
+    /// while they were in flight (their callers still got the value).
+    pub fenced_stores: u64,
+    /// Writes that a peer did not apply (unreachable, timed out); each is retried.
+    pub broadcast_failures: u64,
+    /// Background retries of such writes.
+    pub broadcast_retries: u64,
+    /// Failed writes not retried because too many retries were waiting already.
+    pub retries_dropped: u64,
+    /// Retries waiting now (a gauge).
+    pub pending_retries: u64,
     /// Bytes held by the maincache (keys, values, per-entry overhead).
     pub main_bytes: u64,
     /// Entries in the maincache.
@@ -135,6 +160,13 @@ impl Stats {
             server_requests: c.get(Counter::ServerRequest),
             local_fallbacks: c.get(Counter::LocalFallback),
             promotions: c.get(Counter::Promotion),
+            removes: c.get(Counter::Remove),
+            sets: c.get(Counter::Set),
+            flushes: c.get(Counter::Flush),
+            fenced_stores: c.get(Counter::FencedStore),
+            broadcast_failures: c.get(Counter::BroadcastFailure),
+            broadcast_retries: c.get(Counter::BroadcastRetry),
+            retries_dropped: c.get(Counter::RetryDropped),
             ..Stats::default()
         }
     }
@@ -155,12 +187,20 @@ impl Stats {
             ("server_requests", self.server_requests),
             ("local_fallbacks", self.local_fallbacks),
             ("promotions", self.promotions),
+            ("removes", self.removes),
+            ("sets", self.sets),
+            ("flushes", self.flushes),
+            ("fenced_stores", self.fenced_stores),
+            ("broadcast_failures", self.broadcast_failures),
+            ("broadcast_retries", self.broadcast_retries),
+            ("retries_dropped", self.retries_dropped),
             ("main_evictions", self.main_evictions),
             ("hot_evictions", self.hot_evictions),
             ("main_bytes", self.main_bytes),
             ("main_entries", self.main_entries),
             ("hot_bytes", self.hot_bytes),
             ("hot_entries", self.hot_entries),
+            ("pending_retries", self.pending_retries),
         ]
         .into_iter()
     }
@@ -186,6 +226,6 @@ mod tests {
         let stats = Stats::from_counters(&c);
         assert_eq!(stats.main_hits, 40_000);
         assert_eq!(stats.gets, 40_004);
-        assert_eq!(stats.fields().count(), 19);
+        assert_eq!(stats.fields().count(), 27);
     }
 }
