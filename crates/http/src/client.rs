@@ -3,18 +3,17 @@
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::Bytes;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    RemoteFetcher, Value,
+    RemoteFetcher, Value, WriteOp,
 };
-use http::header::EXPIRES;
+use http::header::CONTENT_TYPE;
 use http::uri::{self, Authority, PathAndQuery, Scheme};
-use http::{HeaderMap, Request, Response, StatusCode, Uri};
-use http_body::Body as _;
-use http_body_util::{BodyExt, Collected, Empty, LengthLimitError, Limited};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body_util::{BodyExt, Collected, Full};
 use hyper::body::Incoming;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -22,10 +21,11 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message as _;
 use tokio::time::Instant;
 
+use crate::body::{ReadError, copy_out, read_limited};
 use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
-    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
-    fmt_timeout, parse_expires, parse_expires_ms,
+    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER, VERSION_HEADER,
+    fmt_timeout, insert_expiry, read_expiry,
 };
 use crate::pb::GetResponse;
 use crate::{DEFAULT_POOL_IDLE_TIMEOUT, Dialect};
@@ -44,7 +44,9 @@ const PATH_RESERVE: usize = 2_048;
 /// every byte travels as a 3-byte escape still fits in a request path.
 const MAX_KEY_LEN: usize = (MAX_PATH_LEN - PATH_RESERVE) / 3;
 
-type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+/// Request bodies are a value's bytes (a `PUT`) or nothing: one type for every verb, so all
+/// share one pool.
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
 /// Fetches keys from peers over HTTP, in one [`Dialect`]: give it to
 /// [`UniverseBuilder::protocol`](galaxycache_universe::UniverseBuilder::protocol).
@@ -59,9 +61,14 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// path, the dialect's prefix and the galaxy name), and a universe using this protocol caps
 /// its own key bound at that.
 ///
-/// The fetcher sends the time left before the fetch's deadline to the owner, which stops
-/// there; it keeps no timer of its own (the caller enforces the deadline) but refuses to
-/// send once the deadline has passed. How answers map to results:
+/// The fetcher sends the time left before the deadline to the peer, which stops there; it
+/// keeps no timer of its own (the caller enforces the deadline) but refuses to send once
+/// the deadline has passed. In the galaxycache dialect every request names the galaxy's
+/// version in [`VERSION_HEADER`](crate::VERSION_HEADER) unless it is 0; the groupcache
+/// dialect has no versions, so a fetch of another version than 0 is an
+/// [`ErrorKind::Config`] error, sent to nobody.
+///
+/// How answers to a fetch map to results:
 ///
 /// | answer | result |
 /// | --- | --- |
@@ -69,6 +76,9 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// | `404` saying the galaxy exists | `Ok(None)`: NotFound |
 /// | `404` saying there is no such galaxy, or `no such group: …` | [`ErrorKind::UnknownGalaxy`] |
 /// | `400`, `414` | [`ErrorKind::InvalidRequest`] |
+/// | `409` | [`ErrorKind::VersionMismatch`]: the peer's galaxy has another version |
+/// | `405`, `501` | [`ErrorKind::Unsupported`]: the peer has no such verb |
+/// | `413` | [`ErrorKind::TooLarge`] |
 /// | `500` | [`ErrorKind::Remote`], its message the body alone (its first 64 KiB): the owner's load error as the owner's own callers see it |
 /// | `500` whose body cannot be read | the read failure's kind ([`ErrorKind::Unavailable`], say): that is no answer |
 /// | `503` | [`ErrorKind::Overloaded`] |
@@ -77,6 +87,12 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// | refused, reset, or closed mid-answer | [`ErrorKind::Unavailable`] |
 /// | a body over [`max_response_bytes`](HttpProtocolBuilder::max_response_bytes) | [`ErrorKind::TooLarge`] |
 /// | anything else (unparsable, other statuses, bad protobuf or expiry header) | [`ErrorKind::Protocol`] |
+///
+/// A [`write`](RemoteFetcher::write) (galaxycache dialect only: in the groupcache dialect
+/// it is [`ErrorKind::Unsupported`] and sends nothing) is `DELETE` or `PUT` (see
+/// [`Dialect::Galaxycache`]); `204` or `200` is `Ok(())`, and every other answer maps as
+/// for a fetch, except that `500` and the statuses the table does not name are
+/// [`ErrorKind::Unavailable`]: the write was not confirmed applied.
 ///
 /// A value's bytes are copied out of hyper's read buffers into an allocation of their own
 /// length, since caches count a value by its length.
@@ -240,7 +256,16 @@ impl RemoteFetcher for HttpFetcher {
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.get(galaxy.name, key, deadline))
+        Box::pin(self.get(galaxy, key, deadline))
+    }
+
+    fn write<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        op: WriteOp<'a>,
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        Box::pin(self.send_write(galaxy, op, deadline))
     }
 
     fn url(&self) -> &str {
@@ -250,35 +275,112 @@ impl RemoteFetcher for HttpFetcher {
 
 impl HttpFetcher {
     /// The fetch; the caller bounds it by `deadline`, which the request carries.
-    async fn get(&self, galaxy: &str, key: &str, deadline: Instant) -> FetchResult {
+    async fn get(&self, galaxy: GalaxyId<'_>, key: &str, deadline: Instant) -> FetchResult {
+        let request = self.request(Method::GET, galaxy, Some(key), Full::default(), deadline)?;
+        let response = self.send(request).await?;
+        self.answer(response).await
+    }
+
+    /// A write, as `DELETE` (remove, flush) or `PUT` (set); see [`Dialect::Galaxycache`].
+    async fn send_write(
+        &self,
+        galaxy: GalaxyId<'_>,
+        op: WriteOp<'_>,
+        deadline: Instant,
+    ) -> Result<(), Error> {
+        if self.protocol.dialect == Dialect::Groupcache {
+            return Err(self.error(
+                ErrorKind::Unsupported,
+                format!("the groupcache dialect has no {} verb", op.verb()),
+            ));
+        }
+        let request = match op {
+            WriteOp::Remove(key) => {
+                self.request(Method::DELETE, galaxy, Some(key), Full::default(), deadline)?
+            }
+            WriteOp::Flush => {
+                self.request(Method::DELETE, galaxy, None, Full::default(), deadline)?
+            }
+            WriteOp::Set(key, value) => {
+                // A refcounted handle on the value's bytes: nothing is copied to send it.
+                let body = Full::new(value.bytes().clone());
+                let mut request = self.request(Method::PUT, galaxy, Some(key), body, deadline)?;
+                let headers = request.headers_mut();
+                headers.insert(
+                    CONTENT_TYPE,
+                    HeaderValue::from_static("application/octet-stream"),
+                );
+                if let Some(at) = value.expires_at() {
+                    insert_expiry(headers, at);
+                }
+                request
+            }
+        };
+        let response = self.send(request).await?;
+        self.write_answer(response).await
+    }
+
+    /// A request to this peer for `galaxy` (and `key`, when there is one): its method, URI,
+    /// remaining time, galaxy version and `body`. Refused before anything is sent when the
+    /// deadline has passed, or when the dialect cannot name the version.
+    fn request(
+        &self,
+        method: Method,
+        galaxy: GalaxyId<'_>,
+        key: Option<&str>,
+        body: Full<Bytes>,
+        deadline: Instant,
+    ) -> Result<Request<Full<Bytes>>, Error> {
+        let version = match (self.protocol.dialect, galaxy.version) {
+            (_, 0) => None,
+            (Dialect::Galaxycache, v) => Some(HeaderValue::from(v)),
+            (Dialect::Groupcache, v) => {
+                return Err(self.error(
+                    ErrorKind::Config,
+                    format!(
+                        "galaxy {:?} is at version {v}, and the groupcache dialect has no versions",
+                        galaxy.name
+                    ),
+                ));
+            }
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(self.error(ErrorKind::Timeout, "the deadline passed before sending"));
         }
-        let mut request = Request::new(Empty::new());
-        *request.uri_mut() = self.uri(galaxy, key)?;
-        request
-            .headers_mut()
-            .insert(TIMEOUT_HEADER, fmt_timeout(remaining));
-        let response = self
-            .protocol
+        let mut request = Request::new(body);
+        *request.method_mut() = method;
+        *request.uri_mut() = self.uri(galaxy.name, key)?;
+        let headers = request.headers_mut();
+        headers.insert(TIMEOUT_HEADER, fmt_timeout(remaining));
+        if let Some(version) = version {
+            headers.insert(VERSION_HEADER, version);
+        }
+        Ok(request)
+    }
+
+    /// Send `request`; a failure to get an answer's head is the transport's error kind.
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, Error> {
+        self.protocol
             .client
             .request(request)
             .await
-            .map_err(|e| self.request_error(&e))?;
-        self.answer(response).await
+            .map_err(|e| self.request_error(&e))
     }
 
-    /// `http://{authority}{path prefix}{galaxy}/{key}`, escaped: only the path is built
-    /// per request.
-    fn uri(&self, galaxy: &str, key: &str) -> Result<Uri, Error> {
+    /// `http://{authority}{path prefix}{galaxy}/{key}` (or `…{galaxy}` alone, without a
+    /// key), escaped: only the path is built per request.
+    fn uri(&self, galaxy: &str, key: Option<&str>) -> Result<Uri, Error> {
         let dialect = self.protocol.dialect;
+        let key_len = key.map_or(0, str::len);
         let mut path =
-            String::with_capacity(self.path_prefix.len() + 3 * (galaxy.len() + key.len()) + 1);
+            String::with_capacity(self.path_prefix.len() + 3 * (galaxy.len() + key_len) + 1);
         path.push_str(&self.path_prefix);
         dialect.encode_into(galaxy, &mut path);
-        path.push('/');
-        dialect.encode_into(key, &mut path);
+        if let Some(key) = key {
+            path.push('/');
+            dialect.encode_into(key, &mut path);
+        }
         let path =
             PathAndQuery::try_from(path).map_err(|e| self.error(ErrorKind::InvalidRequest, e))?;
         let mut parts = uri::Parts::default();
@@ -288,6 +390,7 @@ impl HttpFetcher {
         Uri::from_parts(parts).map_err(|e| self.error(ErrorKind::InvalidRequest, e))
     }
 
+    /// What a fetch's answer means (see [`HttpProtocol`]).
     async fn answer(&self, response: Response<Incoming>) -> FetchResult {
         let (parts, body) = response.into_parts();
         let galaxy_status = parts
@@ -308,29 +411,42 @@ impl HttpFetcher {
                 let message = text.strip_suffix('\n').unwrap_or(&text);
                 Err(Error::new(ErrorKind::Remote, message))
             }
-            status => {
-                let text = match self.error_text(body).await {
-                    Ok(text) => text,
-                    Err(e) => format!("(unreadable body: {})", e.message()),
-                };
-                let kind = match status {
-                    StatusCode::NOT_FOUND
-                        if galaxy_status == Some(GALAXY_NOT_FOUND.as_bytes())
-                            || text.starts_with("no such group") =>
-                    {
-                        ErrorKind::UnknownGalaxy
-                    }
-                    StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG => ErrorKind::InvalidRequest,
-                    StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Overloaded,
-                    StatusCode::GATEWAY_TIMEOUT => ErrorKind::Timeout,
-                    // 502 and the like come from whatever stands between us and the owner:
-                    // the owner did not answer, so this node loads the key itself.
-                    s if s.is_server_error() => ErrorKind::Unavailable,
-                    _ => ErrorKind::Protocol,
-                };
-                Err(self.error(kind, format!("{status}: {}", text.trim_end())))
-            }
+            status => Err(self
+                .failure(status, &parts.headers, body, ErrorKind::Protocol)
+                .await),
         }
+    }
+
+    /// What a write's answer means (see [`HttpProtocol`]).
+    async fn write_answer(&self, response: Response<Incoming>) -> Result<(), Error> {
+        let (parts, body) = response.into_parts();
+        match parts.status {
+            StatusCode::NO_CONTENT | StatusCode::OK => {
+                drain(body).await;
+                Ok(())
+            }
+            // Whatever the peer did, it did not confirm the write.
+            status => Err(self
+                .failure(status, &parts.headers, body, ErrorKind::Unavailable)
+                .await),
+        }
+    }
+
+    /// The error an answer of `status` is, its message the status and the body's start;
+    /// `otherwise` for a status [`status_kind`] does not know.
+    async fn failure(
+        &self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        body: Incoming,
+        otherwise: ErrorKind,
+    ) -> Error {
+        let text = match self.error_text(body).await {
+            Ok(text) => text,
+            Err(e) => format!("(unreadable body: {})", e.message()),
+        };
+        let kind = status_kind(status, headers, &text).unwrap_or(otherwise);
+        self.error(kind, format!("{status}: {}", text.trim_end()))
     }
 
     /// The value of a `200`: its bytes in an allocation of their own, and its expiry.
@@ -338,7 +454,8 @@ impl HttpFetcher {
         let body = self
             .read_body(body, self.protocol.max_response_bytes)
             .await?;
-        let expires_at = self.expiry(headers)?;
+        let expires_at =
+            read_expiry(headers).map_err(|why| self.error(ErrorKind::Protocol, why))?;
         let bytes = match self.protocol.dialect {
             Dialect::Galaxycache => copy_out(body),
             Dialect::Groupcache => {
@@ -353,38 +470,12 @@ impl HttpFetcher {
         Ok(Value::new(bytes).with_expiry(expires_at))
     }
 
-    /// The expiry a `200` names: to the millisecond when the owner sent
-    /// [`EXPIRES_MS_HEADER`], else to the second from `Expires`.
-    fn expiry(&self, headers: &HeaderMap) -> Result<Option<SystemTime>, Error> {
-        let (parsed, header) = if let Some(v) = headers.get(EXPIRES_MS_HEADER) {
-            (parse_expires_ms(v), "X-Galaxycache-Expires-Ms")
-        } else if let Some(v) = headers.get(EXPIRES) {
-            (parse_expires(v), "Expires")
-        } else {
-            return Ok(None);
-        };
-        parsed
-            .map(Some)
-            .ok_or_else(|| self.error(ErrorKind::Protocol, format!("malformed {header} header")))
-    }
-
     /// The whole body, unless it is longer than `limit`.
     async fn read_body(&self, body: Incoming, limit: usize) -> Result<Collected<Bytes>, Error> {
-        let claimed = body.size_hint().lower();
-        if claimed > limit as u64 {
-            return Err(self.error(
-                ErrorKind::TooLarge,
-                format!("response of {claimed} bytes exceeds the limit of {limit}"),
-            ));
-        }
-        match Limited::new(body, limit).collect().await {
-            Ok(collected) => Ok(collected),
-            Err(e) if e.is::<LengthLimitError>() => Err(self.error(
-                ErrorKind::TooLarge,
-                format!("response exceeds the limit of {limit} bytes"),
-            )),
-            Err(e) => Err(self.error(body_error_kind(&*e), error_chain(&*e))),
-        }
+        read_limited(body, limit).await.map_err(|e| match e {
+            ReadError::TooLarge(why) => self.error(ErrorKind::TooLarge, format!("response {why}")),
+            ReadError::Failed(e) => self.error(body_error_kind(&*e), error_chain(&*e)),
+        })
     }
 
     /// The start of an error response's body (up to 64 KiB; the rest is not read), as
@@ -419,13 +510,27 @@ impl HttpFetcher {
     }
 }
 
-/// The body's bytes in one allocation of exactly their length, never a slice of hyper's
-/// read buffer (which a cached value would keep alive whole, behind the byte budget's back).
-fn copy_out(body: Collected<Bytes>) -> Bytes {
-    let body = body.aggregate();
-    let mut out = Vec::with_capacity(body.remaining());
-    out.put(body);
-    Bytes::from(out)
+/// The error kind an answer of `status` (not a success) means, in fetches and writes alike;
+/// `None` for a status this protocol gives no meaning (each verb says what that is).
+fn status_kind(status: StatusCode, headers: &HeaderMap, text: &str) -> Option<ErrorKind> {
+    let no_galaxy = headers
+        .get(GALAXY_STATUS_HEADER)
+        .is_some_and(|v| v == GALAXY_NOT_FOUND)
+        || text.starts_with("no such group");
+    Some(match status {
+        StatusCode::NOT_FOUND if no_galaxy => ErrorKind::UnknownGalaxy,
+        StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG => ErrorKind::InvalidRequest,
+        StatusCode::CONFLICT => ErrorKind::VersionMismatch,
+        // Reached, but the peer has no such verb (a Go node, an older build).
+        StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => ErrorKind::Unsupported,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorKind::Overloaded,
+        StatusCode::GATEWAY_TIMEOUT => ErrorKind::Timeout,
+        // 502 and the like come from whatever stands between us and the peer: the peer did
+        // not answer, so (for a fetch) this node loads the key itself.
+        s if s.is_server_error() => ErrorKind::Unavailable,
+        _ => return None,
+    })
 }
 
 /// Read a body nobody needs to its end, so its connection goes back to the pool; a long

@@ -16,6 +16,18 @@ pub enum Dialect {
     /// (as Go's `url.PathEscape`), raw value bytes, the expiry in headers
     /// ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER) and `Expires`), and a 404 that says
     /// whether the key or the galaxy is missing.
+    ///
+    /// It has the write verbs too, each answered `204 No Content` once applied:
+    ///
+    /// | request | write |
+    /// | --- | --- |
+    /// | `DELETE {peer}/_galaxycache/{galaxy}/{key}` | remove the key |
+    /// | `PUT {peer}/_galaxycache/{galaxy}/{key}`, the value as the body, its expiry in the headers a `200` carries | set the key's value |
+    /// | `DELETE {peer}/_galaxycache/{galaxy}` (no key segment) | flush the galaxy |
+    ///
+    /// Every request of this dialect names the galaxy's version in
+    /// [`VERSION_HEADER`](crate::VERSION_HEADER) unless it is 0; a server whose galaxy has
+    /// another version answers `409 Conflict`.
     #[default]
     Galaxycache,
     /// golang/groupcache's `HTTPPool`: `GET {peer}/_groupcache/{group}/{key}`, segments
@@ -26,6 +38,13 @@ pub enum Dialect {
     /// into a space (that is what Go's HTTP server does to a path), so a key containing a
     /// space reaches the owner with `+` in its place, and keys `"a b"` and `"a+b"` are the
     /// same key there.
+    ///
+    /// Go's groupcache has no write verbs and no versions, so neither has this dialect: its
+    /// server answers `PUT` and `DELETE` with `405`, its client's
+    /// [`write`](galaxycache_universe::RemoteFetcher::write) is
+    /// [`Unsupported`](galaxycache_universe::ErrorKind::Unsupported) without sending, and a
+    /// fetch of a galaxy version other than 0 is a
+    /// [`Config`](galaxycache_universe::ErrorKind::Config) error.
     Groupcache,
 }
 
@@ -47,35 +66,40 @@ impl Dialect {
         }
     }
 
-    /// The galaxy name and key of the path that follows [`Dialect::path_prefix`].
-    pub(crate) fn decode_path(
-        self,
-        rest: &str,
-    ) -> Result<(Cow<'_, str>, Cow<'_, str>), &'static str> {
+    /// The galaxy name and, when the path has a key segment, the key of the path that
+    /// follows [`Dialect::path_prefix`]: `{galaxy}/{key}`, or `{galaxy}` alone (a flush).
+    /// `{galaxy}/` has a key segment, an empty one.
+    pub(crate) fn decode_target(self, rest: &str) -> Result<Target<'_>, &'static str> {
         match self {
             // Split first, so a `/` in either segment (sent as %2F) survives.
-            Dialect::Galaxycache => {
-                let (galaxy, key) = rest.split_once('/').ok_or(MISSING_KEY)?;
-                Ok((percent_decode(galaxy)?, percent_decode(key)?))
-            }
+            Dialect::Galaxycache => match rest.split_once('/') {
+                Some((galaxy, key)) => Ok((percent_decode(galaxy)?, Some(percent_decode(key)?))),
+                None => Ok((percent_decode(rest)?, None)),
+            },
             // Go's server decodes the whole path, then splits at the first `/`.
             Dialect::Groupcache => match percent_decode(rest)? {
-                Cow::Borrowed(s) => {
-                    let (g, k) = s.split_once('/').ok_or(MISSING_KEY)?;
-                    Ok((Cow::Borrowed(g), Cow::Borrowed(k)))
-                }
-                Cow::Owned(mut galaxy) => {
-                    let slash = galaxy.find('/').ok_or(MISSING_KEY)?;
-                    let key = galaxy[slash + 1..].to_owned();
-                    galaxy.truncate(slash);
-                    Ok((Cow::Owned(galaxy), Cow::Owned(key)))
-                }
+                Cow::Borrowed(s) => match s.split_once('/') {
+                    Some((g, k)) => Ok((Cow::Borrowed(g), Some(Cow::Borrowed(k)))),
+                    None => Ok((Cow::Borrowed(s), None)),
+                },
+                Cow::Owned(mut galaxy) => match galaxy.find('/') {
+                    Some(slash) => {
+                        let key = galaxy[slash + 1..].to_owned();
+                        galaxy.truncate(slash);
+                        Ok((Cow::Owned(galaxy), Some(Cow::Owned(key))))
+                    }
+                    None => Ok((Cow::Owned(galaxy), None)),
+                },
             },
         }
     }
 }
 
-const MISSING_KEY: &str = "the path must be {prefix}{galaxy}/{key}";
+/// What a request path names: a galaxy, and a key unless the path has no key segment.
+pub(crate) type Target<'a> = (Cow<'a, str>, Option<Cow<'a, str>>);
+
+/// Why a path that needs a key segment is refused.
+pub(crate) const MISSING_KEY: &str = "the path must be {prefix}{galaxy}/{key}";
 
 /// RFC 3986 unreserved characters: what Go's `url.QueryEscape` leaves alone.
 fn is_unreserved(b: u8) -> bool {
@@ -182,14 +206,32 @@ mod tests {
 
     #[test]
     fn paths_split_per_dialect() {
-        let (g, k) = Dialect::Galaxycache.decode_path("g%2Fx/a%2Fb/c").unwrap();
-        assert_eq!((&*g, &*k), ("g/x", "a/b/c"));
-        let (g, k) = Dialect::Groupcache.decode_path("g/a%2Fb+c").unwrap();
-        assert_eq!((&*g, &*k), ("g", "a/b+c"));
+        let (g, k) = Dialect::Galaxycache.decode_target("g%2Fx/a%2Fb/c").unwrap();
+        assert_eq!((&*g, k.as_deref()), ("g/x", Some("a/b/c")));
+        let (g, k) = Dialect::Groupcache.decode_target("g/a%2Fb+c").unwrap();
+        assert_eq!((&*g, k.as_deref()), ("g", Some("a/b+c")));
         // As Go: a `/` in a group name would split there.
-        let (g, k) = Dialect::Groupcache.decode_path("g%2Fx/k").unwrap();
-        assert_eq!((&*g, &*k), ("g", "x/k"));
-        assert!(Dialect::Galaxycache.decode_path("only-galaxy").is_err());
+        let (g, k) = Dialect::Groupcache.decode_target("g%2Fx/k").unwrap();
+        assert_eq!((&*g, k.as_deref()), ("g", Some("x/k")));
+    }
+
+    #[test]
+    fn a_path_without_a_key_segment_names_the_galaxy_alone() {
+        for d in [Dialect::Galaxycache, Dialect::Groupcache] {
+            let (g, k) = d.decode_target("only-galaxy").unwrap();
+            assert_eq!((&*g, k), ("only-galaxy", None), "{d:?}");
+            let (g, k) = d.decode_target("g%20x").unwrap();
+            assert_eq!((&*g, k), ("g x", None), "{d:?}");
+            let (g, k) = d.decode_target("g/").unwrap();
+            assert_eq!((&*g, k.as_deref()), ("g", Some("")), "{d:?}: an empty key");
+            assert!(d.decode_target("%zz").is_err(), "{d:?}");
+        }
+        let (g, k) = Dialect::Galaxycache.decode_target("g%2Fx").unwrap();
+        assert_eq!(
+            (&*g, k),
+            ("g/x", None),
+            "an escaped `/` is part of the name"
+        );
     }
 
     #[test]

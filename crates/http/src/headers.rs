@@ -2,7 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use http::{HeaderName, HeaderValue};
+use http::header::EXPIRES;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 /// Request header carrying the time the asking peer still waits, in whole milliseconds
@@ -25,6 +26,12 @@ pub const GALAXY_NOT_FOUND: &str = "Not Found";
 /// last second would arrive already expired. Clients read it first and fall back to
 /// `Expires` (what humans and other servers send).
 pub const EXPIRES_MS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-expires-ms");
+
+/// Request header of the galaxycache dialect naming the version of the galaxy the request
+/// is for (decimal, a `u32`). Sent only for a version other than 0; absent means 0, which is
+/// what a peer that knows no versions (a Go node) speaks. A server whose galaxy has another
+/// version answers `409 Conflict`; a malformed value is a `400`.
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-version");
 
 /// The last instant an HTTP-date can name: 9999-12-31T23:59:59Z.
 const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
@@ -54,6 +61,41 @@ pub(crate) fn fmt_expires_ms(at: SystemTime) -> HeaderValue {
 pub(crate) fn parse_expires_ms(value: &HeaderValue) -> Option<SystemTime> {
     let ms = parse_digits(value)?.parse::<u64>().ok()?;
     UNIX_EPOCH.checked_add(Duration::from_millis(ms))
+}
+
+/// Name `at` as a value's expiry in `headers`: [`EXPIRES_MS_HEADER`] and `Expires`, as a
+/// `200` answer and a `PUT` carry it.
+pub(crate) fn insert_expiry(headers: &mut HeaderMap, at: SystemTime) {
+    headers.insert(EXPIRES_MS_HEADER, fmt_expires_ms(at));
+    headers.insert(EXPIRES, fmt_expires(at));
+}
+
+/// The expiry `headers` name: to the millisecond from [`EXPIRES_MS_HEADER`] when present,
+/// else to the second from `Expires`; `None` without either. A malformed one is an error
+/// naming the header.
+pub(crate) fn read_expiry(headers: &HeaderMap) -> Result<Option<SystemTime>, &'static str> {
+    let (parsed, malformed) = if let Some(v) = headers.get(EXPIRES_MS_HEADER) {
+        (
+            parse_expires_ms(v),
+            "malformed X-Galaxycache-Expires-Ms header",
+        )
+    } else if let Some(v) = headers.get(EXPIRES) {
+        (parse_expires(v), "malformed Expires header")
+    } else {
+        return Ok(None);
+    };
+    parsed.map(Some).ok_or(malformed)
+}
+
+/// The galaxy version a request names in [`VERSION_HEADER`]: 0 without one; `Err` unless
+/// it is digits only and fits a `u32`.
+pub(crate) fn read_version(headers: &HeaderMap) -> Result<u32, &'static str> {
+    match headers.get(VERSION_HEADER) {
+        None => Ok(0),
+        Some(v) => parse_digits(v)
+            .and_then(|text| text.parse().ok())
+            .ok_or("malformed X-Galaxycache-Version header"),
+    }
 }
 
 /// A [`TIMEOUT_HEADER`] value for `remaining`, rounded up to the millisecond.
@@ -122,6 +164,41 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn versions_parse_strictly() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(read_version(&headers), Ok(0), "absent is version 0");
+        for (text, want) in [("0", Ok(0)), ("7", Ok(7)), ("4294967295", Ok(u32::MAX))] {
+            headers.insert(VERSION_HEADER, HeaderValue::from_static(text));
+            assert_eq!(read_version(&headers), want, "{text:?}");
+        }
+        for bad in ["", "-1", "1.5", " 1", "v2", "4294967296"] {
+            headers.insert(VERSION_HEADER, HeaderValue::from_static(bad));
+            assert!(read_version(&headers).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn expiry_prefers_milliseconds_and_refuses_malformed_headers() {
+        let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_900_999);
+        let mut headers = HeaderMap::new();
+        assert_eq!(read_expiry(&headers), Ok(None));
+        insert_expiry(&mut headers, at);
+        assert_eq!(
+            read_expiry(&headers),
+            Ok(Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_900)))
+        );
+        headers.remove(EXPIRES_MS_HEADER);
+        assert_eq!(
+            read_expiry(&headers),
+            Ok(Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)))
+        );
+        headers.insert(EXPIRES, HeaderValue::from_static("whenever"));
+        assert!(read_expiry(&headers).unwrap_err().contains("Expires"));
+        headers.insert(EXPIRES_MS_HEADER, HeaderValue::from_static("soon"));
+        assert!(read_expiry(&headers).unwrap_err().contains("Expires-Ms"));
     }
 
     #[test]

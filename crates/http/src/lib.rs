@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+mod body;
 mod client;
 mod dialect;
 mod headers;
@@ -43,6 +44,7 @@ pub use client::{HttpProtocol, HttpProtocolBuilder};
 pub use dialect::Dialect;
 pub use headers::{
     EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
+    VERSION_HEADER,
 };
 pub use server::PeerService;
 

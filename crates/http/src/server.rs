@@ -6,11 +6,17 @@ use std::pin::pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
-use galaxycache_universe::{BoxFuture, ErrorKind, FetchResult, Universe, Value};
-use http::header::{ALLOW, CONTENT_TYPE, EXPIRES};
+use galaxycache_universe::{
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, Universe,
+    Value, WriteOp,
+};
+use http::header::{ALLOW, CONTENT_TYPE};
 use http::request::Parts;
-use http::{HeaderValue, Method, Request, Response, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
+use http_body::Body;
 use http_body_util::Full;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -20,10 +26,11 @@ use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
-use crate::dialect::MAX_PATH_LEN;
+use crate::body::{BoxError, ReadError, copy_out, read_limited};
+use crate::dialect::{MAX_PATH_LEN, MISSING_KEY};
 use crate::headers::{
-    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
-    fmt_expires, fmt_expires_ms, parse_timeout,
+    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER, insert_expiry,
+    parse_timeout, read_expiry, read_version,
 };
 use crate::pb::GetResponse;
 use crate::{Dialect, SERVER_IDLE_TIMEOUT};
@@ -31,21 +38,36 @@ use crate::{Dialect, SERVER_IDLE_TIMEOUT};
 /// Room for a request's headers other than its path, in the HTTP/2 header list bound.
 const H2_OTHER_HEADERS: usize = 16 * 1024;
 
+/// What the server answers with.
+type Answer = Response<Full<Bytes>>;
+
 /// Answers peers' fetches for a [`Universe`], in one [`Dialect`].
 ///
-/// It is a [`tower::Service`] for requests with any body (the body is never read),
-/// answering with a `Response<Full<Bytes>>`, so an application can mount it in its own
+/// It is a [`tower::Service`] for requests with any [`http_body::Body`] (hyper's, axum's),
+/// answering with a `Answer`, so an application can mount it in its own
 /// hyper or axum server, on one port with its other routes: route every path under the
 /// dialect's [`Dialect::path_prefix`] to it. Or it runs on a listener of its own with
-/// [`PeerService::serve`], which drives the same service.
+/// [`PeerService::serve`], which drives the same service. Only a `PUT`'s body is read,
+/// whole, and at most [`max_request_bytes`](Self::max_request_bytes) of it.
 ///
-/// Cheap to clone. Answers: `200` with the value; `404` for a missing key or galaxy (see
-/// [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)) or a path outside the prefix;
-/// `400` for a malformed path, key or header, or a key longer than the universe's
-/// [`max_key_len`](Universe::max_key_len); `405` for a method other than GET; `503` when the
-/// universe is at its bound of concurrent serves; `504` when the asking peer's deadline
-/// passed (the universe enforces it); `500` with the error's text when loading failed.
-/// (hyper itself answers `414` to a path over 65,534 bytes.)
+/// Cheap to clone. Answers:
+///
+/// | answer | when |
+/// | --- | --- |
+/// | `200` | with the value, to a `GET` |
+/// | `204` | a write (`DELETE`, `PUT`; see [`Dialect::Galaxycache`]) was applied |
+/// | `400` | a malformed path, key or header ([`TIMEOUT_HEADER`](crate::TIMEOUT_HEADER), [`VERSION_HEADER`](crate::VERSION_HEADER), a `PUT`'s expiry), an empty key, or a key longer than the universe's [`max_key_len`](Universe::max_key_len) |
+/// | `404` | a missing key or galaxy (see [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)), or a path outside the prefix |
+/// | `405` | another method than `GET`, `PUT` and `DELETE`; in the groupcache dialect, another than `GET` |
+/// | `409` | the galaxy has another version than the request names (absent: 0) |
+/// | `413` | a `PUT` body over [`max_request_bytes`](Self::max_request_bytes) |
+/// | `500` | the load failed, with the error's text |
+/// | `501` | the galaxy cannot apply writes |
+/// | `503` | the universe is at its bound of concurrent serves |
+/// | `504` | the asking peer's deadline passed (the universe enforces it; a `PUT` body that has not arrived by then is refused too) |
+///
+/// (hyper itself answers `414` to a path over 65,534 bytes.) An answer that is not a `2xx`
+/// has changed nothing.
 ///
 /// In the groupcache dialect a missing key is a `404` with `X-Galaxycache-Galaxy-Status:
 /// Found` too. golang/groupcache has no such answer (its servers send `500` with the
@@ -58,12 +80,42 @@ const H2_OTHER_HEADERS: usize = 16 * 1024;
 pub struct PeerService {
     universe: Universe,
     dialect: Dialect,
+    max_request_bytes: usize,
+}
+
+/// What a request of the peer protocol names.
+struct Asked<'a> {
+    galaxy: Cow<'a, str>,
+    /// `None` when the path has no key segment (a flush).
+    key: Option<Cow<'a, str>>,
+    version: u32,
+    /// When the asking peer stops waiting, if it said.
+    deadline: Option<Instant>,
+}
+
+impl Asked<'_> {
+    fn galaxy(&self) -> GalaxyId<'_> {
+        GalaxyId::new(&self.galaxy, self.version)
+    }
 }
 
 impl PeerService {
     /// A service answering for the galaxies of `universe`.
     pub fn new(universe: Universe, dialect: Dialect) -> Self {
-        PeerService { universe, dialect }
+        PeerService {
+            universe,
+            dialect,
+            max_request_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+        }
+    }
+
+    /// Largest request body (a `PUT`'s value) accepted; a larger one is answered `413`,
+    /// refused from its `Content-Length` or as soon as that many bytes have arrived.
+    /// Default: [`DEFAULT_MAX_RESPONSE_BYTES`] (64 MiB), the largest value a peer's client
+    /// accepts by default.
+    pub fn max_request_bytes(mut self, bytes: usize) -> Self {
+        self.max_request_bytes = bytes;
+        self
     }
 
     /// Serve peers on `listener` until `shutdown` resolves, then stop accepting, let the
@@ -121,71 +173,197 @@ impl PeerService {
         graceful.shutdown().await;
     }
 
-    /// Answer one request. Never fails and never panics: bad input is an error status.
-    async fn respond(&self, parts: Parts) -> Response<Full<Bytes>> {
+    /// Answer one request. Never fails and never panics: bad input is an error status, and
+    /// changes nothing.
+    async fn respond<B>(&self, parts: Parts, body: B) -> Answer
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
         let Some(rest) = parts.uri.path().strip_prefix(self.dialect.path_prefix()) else {
             return text(StatusCode::NOT_FOUND, "not found".into());
         };
-        if parts.method != Method::GET {
-            let mut response = text(StatusCode::METHOD_NOT_ALLOWED, "only GET is allowed".into());
-            response
-                .headers_mut()
-                .insert(ALLOW, HeaderValue::from_static("GET"));
-            return response;
+        if !self.has_verb(&parts.method) {
+            return self.method_not_allowed();
         }
-        let (galaxy, key) = match self.dialect.decode_path(rest) {
-            Ok(segments) => segments,
+        let asked = match self.asked(rest, &parts.headers) {
+            Ok(asked) => asked,
             Err(why) => return self.bad_request(why),
         };
-        let deadline = match parts.headers.get(TIMEOUT_HEADER) {
-            None => None,
-            Some(v) => match parse_timeout(v, Instant::now()) {
-                Ok(deadline) => deadline,
-                Err(()) => return self.bad_request("malformed X-Galaxycache-Timeout-Ms header"),
-            },
-        };
-        // The universe checks the key and answers Timeout once the deadline passes.
-        let result = self
-            .universe
-            .serve_get((&*galaxy).into(), &key, deadline)
-            .await;
-        self.answer(&galaxy, result)
+        match parts.method {
+            Method::GET => self.get(&asked).await,
+            Method::PUT => self.put(&asked, &parts.headers, body).await,
+            _ => self.delete(&asked),
+        }
     }
 
-    fn answer(&self, galaxy: &str, result: FetchResult) -> Response<Full<Bytes>> {
+    /// What a request's path and headers name; why not, when any is malformed.
+    fn asked<'a>(&self, rest: &'a str, headers: &HeaderMap) -> Result<Asked<'a>, &'static str> {
+        let (galaxy, key) = self.dialect.decode_target(rest)?;
+        let version = read_version(headers)?;
+        let deadline = match headers.get(TIMEOUT_HEADER) {
+            None => None,
+            Some(v) => parse_timeout(v, Instant::now())
+                .map_err(|()| "malformed X-Galaxycache-Timeout-Ms header")?,
+        };
+        Ok(Asked {
+            galaxy,
+            key,
+            version,
+            deadline,
+        })
+    }
+
+    /// A `GET`: the value, from the universe, which checks the key and answers Timeout
+    /// once the deadline passes.
+    async fn get(&self, asked: &Asked<'_>) -> Answer {
+        let Some(key) = &asked.key else {
+            return self.bad_request(MISSING_KEY);
+        };
+        let result = self
+            .universe
+            .serve_get(asked.galaxy(), key, asked.deadline)
+            .await;
+        self.answer(&asked.galaxy, result)
+    }
+
+    /// A `DELETE`: remove the key, or flush the galaxy when the path names no key.
+    fn delete(&self, asked: &Asked<'_>) -> Answer {
+        let op = match &asked.key {
+            Some(key) => WriteOp::Remove(key),
+            None => WriteOp::Flush,
+        };
+        self.written(asked, self.universe.serve_write(asked.galaxy(), op))
+    }
+
+    /// A `PUT`: read the value whole (bounded in size, and by the deadline), then set the
+    /// key to it.
+    async fn put<B>(&self, asked: &Asked<'_>, headers: &HeaderMap, body: B) -> Answer
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let Some(key) = &asked.key else {
+            return self.bad_request(MISSING_KEY);
+        };
+        let value = match self.value_of(headers, body, asked.deadline).await {
+            Ok(value) => value,
+            Err(e) => return self.failed(&asked.galaxy, &e),
+        };
+        let op = WriteOp::Set(key, &value);
+        self.written(asked, self.universe.serve_write(asked.galaxy(), op))
+    }
+
+    /// The value a `PUT` carries: the body, copied to an allocation of its own length (the
+    /// galaxy may cache it), and the expiry its headers name. Refused as
+    /// [`ErrorKind::InvalidRequest`], [`ErrorKind::TooLarge`] or, when the deadline passes
+    /// before the body has arrived, [`ErrorKind::Timeout`].
+    async fn value_of<B>(
+        &self,
+        headers: &HeaderMap,
+        body: B,
+        deadline: Option<Instant>,
+    ) -> Result<Value, Error>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        let expires_at =
+            read_expiry(headers).map_err(|why| Error::new(ErrorKind::InvalidRequest, why))?;
+        let read = read_limited(body, self.max_request_bytes);
+        let read = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
+                let why = "the asking peer's deadline passed before the value arrived";
+                Error::new(ErrorKind::Timeout, why)
+            })?,
+            None => read.await,
+        };
+        match read {
+            Ok(body) => Ok(Value::new(copy_out(body)).with_expiry(expires_at)),
+            Err(ReadError::TooLarge(why)) => Err(Error::new(ErrorKind::TooLarge, why)),
+            Err(ReadError::Failed(e)) => Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!("the body could not be read: {e}"),
+            )),
+        }
+    }
+
+    /// The answer to a write: `204` once applied.
+    fn written(&self, asked: &Asked<'_>, result: Result<(), Error>) -> Answer {
+        match result {
+            Ok(()) => no_content(),
+            Err(e) => self.failed(&asked.galaxy, &e),
+        }
+    }
+
+    /// Whether this dialect has `method`: `GET`, and the write verbs `PUT` and `DELETE` in
+    /// the galaxycache dialect (golang/groupcache has no write verbs).
+    fn has_verb(&self, method: &Method) -> bool {
+        match self.dialect {
+            Dialect::Galaxycache => [Method::GET, Method::PUT, Method::DELETE].contains(method),
+            Dialect::Groupcache => method == Method::GET,
+        }
+    }
+
+    /// `405`, naming the methods this dialect has.
+    fn method_not_allowed(&self) -> Answer {
+        let allowed = match self.dialect {
+            Dialect::Galaxycache => "GET, PUT, DELETE",
+            Dialect::Groupcache => "GET",
+        };
+        let mut response = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("only {allowed} allowed"),
+        );
+        response
+            .headers_mut()
+            .insert(ALLOW, HeaderValue::from_static(allowed));
+        response
+    }
+
+    /// The answer to a `GET`.
+    fn answer(&self, galaxy: &str, result: FetchResult) -> Answer {
         match result {
             Ok(Some(value)) => self.value(value),
             Ok(None) => galaxy_status(
                 text(StatusCode::NOT_FOUND, "no such key".into()),
                 GALAXY_FOUND,
             ),
-            Err(e) => match e.kind() {
-                ErrorKind::UnknownGalaxy => {
-                    let body = match self.dialect {
-                        Dialect::Galaxycache => e.message().to_owned(),
-                        Dialect::Groupcache => format!("no such group: {galaxy}"),
-                    };
-                    galaxy_status(text(StatusCode::NOT_FOUND, body), GALAXY_NOT_FOUND)
-                }
-                ErrorKind::InvalidRequest => self.bad_request(e.message()),
-                ErrorKind::Overloaded => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-                ErrorKind::Timeout => text(StatusCode::GATEWAY_TIMEOUT, e.to_string()),
-                kind => {
-                    tracing::debug!(galaxy, error = %e, "peer server: load failed");
-                    // A load error's own message alone, as groupcache sends it: the asking
-                    // node hands its callers the same error this node's callers get.
-                    let body = if kind == ErrorKind::Remote {
-                        e.message().to_owned()
-                    } else {
-                        e.to_string()
-                    };
-                    text(StatusCode::INTERNAL_SERVER_ERROR, body)
-                }
-            },
+            Err(e) => self.failed(galaxy, &e),
         }
     }
 
-    fn value(&self, value: Value) -> Response<Full<Bytes>> {
+    /// The answer to a request the universe refused, or whose load or write failed.
+    fn failed(&self, galaxy: &str, e: &Error) -> Answer {
+        let status = match e.kind() {
+            ErrorKind::UnknownGalaxy => {
+                let body = match self.dialect {
+                    Dialect::Galaxycache => e.message().to_owned(),
+                    Dialect::Groupcache => format!("no such group: {galaxy}"),
+                };
+                return galaxy_status(text(StatusCode::NOT_FOUND, body), GALAXY_NOT_FOUND);
+            }
+            ErrorKind::InvalidRequest => return self.bad_request(e.message()),
+            ErrorKind::VersionMismatch => StatusCode::CONFLICT,
+            ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+            ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            // A load error's own message alone, as groupcache sends it: the asking node
+            // hands its callers the same error this node's callers get.
+            ErrorKind::Remote => {
+                tracing::debug!(galaxy, error = %e, "peer server: load failed");
+                return text(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned());
+            }
+            _ => {
+                tracing::debug!(galaxy, error = %e, "peer server: request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        text(status, e.to_string())
+    }
+
+    fn value(&self, value: Value) -> Answer {
         let expires_at = value.expires_at();
         let (content_type, body) = match self.dialect {
             Dialect::Galaxycache => ("application/octet-stream", value.into_bytes()),
@@ -206,13 +384,12 @@ impl PeerService {
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
         if let Some(at) = expires_at {
-            headers.insert(EXPIRES_MS_HEADER, fmt_expires_ms(at));
-            headers.insert(EXPIRES, fmt_expires(at));
+            insert_expiry(headers, at);
         }
         response
     }
 
-    fn bad_request(&self, why: &str) -> Response<Full<Bytes>> {
+    fn bad_request(&self, why: &str) -> Answer {
         let body = match self.dialect {
             Dialect::Galaxycache => why.to_owned(),
             // Go's servers say exactly "bad request"; the detail follows for humans.
@@ -222,8 +399,13 @@ impl PeerService {
     }
 }
 
-impl<B> tower::Service<Request<B>> for PeerService {
-    type Response = Response<Full<Bytes>>;
+impl<B> tower::Service<Request<B>> for PeerService
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    type Response = Answer;
     type Error = Infallible;
     type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
 
@@ -232,14 +414,21 @@ impl<B> tower::Service<Request<B>> for PeerService {
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let (parts, _) = request.into_parts();
+        let (parts, body) = request.into_parts();
         let this = self.clone();
-        Box::pin(async move { Ok(this.respond(parts).await) })
+        Box::pin(async move { Ok(this.respond(parts, body).await) })
     }
 }
 
+/// `204 No Content`: a write was applied.
+fn no_content() -> Answer {
+    let mut response = Response::new(Full::default());
+    *response.status_mut() = StatusCode::NO_CONTENT;
+    response
+}
+
 /// A `text/plain` response, newline-terminated as Go's `http.Error` writes it.
-fn text(status: StatusCode, mut body: String) -> Response<Full<Bytes>> {
+fn text(status: StatusCode, mut body: String) -> Answer {
     body.push('\n');
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = status;
@@ -250,10 +439,7 @@ fn text(status: StatusCode, mut body: String) -> Response<Full<Bytes>> {
     response
 }
 
-fn galaxy_status(
-    mut response: Response<Full<Bytes>>,
-    status: &'static str,
-) -> Response<Full<Bytes>> {
+fn galaxy_status(mut response: Answer, status: &'static str) -> Answer {
     response
         .headers_mut()
         .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static(status));

@@ -161,18 +161,36 @@ async fn malformed_http_gets_400() {
 
 #[tokio::test]
 async fn wrong_methods_get_405() {
-    let node = Node::start(Dialect::Galaxycache).await;
-    for method in ["POST", "PUT", "DELETE", "HEAD"] {
-        let request = format!(
-            "{method} /_galaxycache/g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-        );
-        let response =
-            String::from_utf8_lossy(&exchange(node.addr, request.as_bytes()).await).into_owned();
-        assert_eq!(status(&response), "405", "{method}: {response}");
-        assert!(response.contains("allow: GET"), "{response}");
+    // PUT and DELETE are the galaxycache dialect's write verbs (tests/write_bad_input.rs);
+    // the groupcache dialect has none.
+    for (dialect, prefix, methods, allow) in [
+        (
+            Dialect::Galaxycache,
+            "/_galaxycache/",
+            &["POST", "PATCH", "HEAD", "OPTIONS"][..],
+            "allow: GET, PUT, DELETE",
+        ),
+        (
+            Dialect::Groupcache,
+            "/_groupcache/",
+            &["POST", "PUT", "DELETE", "HEAD"][..],
+            "allow: GET\r\n",
+        ),
+    ] {
+        let node = Node::start(dialect).await;
+        for method in methods {
+            let request = format!(
+                "{method} {prefix}g/k HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let response = String::from_utf8_lossy(&exchange(node.addr, request.as_bytes()).await)
+                .into_owned();
+            assert_eq!(status(&response), "405", "{method}: {response}");
+            assert!(response.contains(allow), "{response}");
+        }
+        assert_still_serving(&node, prefix).await;
+        assert_eq!(node.fake.writes(), [], "{dialect:?}");
+        node.stop().await;
     }
-    assert_still_serving(&node, "/_galaxycache/").await;
-    node.stop().await;
 }
 
 #[tokio::test]

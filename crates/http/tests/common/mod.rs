@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -24,8 +25,15 @@ pub fn expiry() -> SystemTime {
 /// `expiring` expires at [`expiry`], `half-second` 500 ms from now (see
 /// [`Fake::sent_expiry`]), `hang` never answers, `gate` waits for [`Fake::gate`], `big:N`
 /// is N bytes; any other key's value is the key itself.
+///
+/// It records every write it is asked to apply ([`Fake::writes`]) and has the version
+/// [`Fake::version`] says.
 #[derive(Debug, Default)]
 pub struct Fake {
+    /// Every write that reached the galaxy, in order.
+    pub writes: Mutex<Vec<Written>>,
+    /// The galaxy's version (0 unless set).
+    pub version: AtomicU32,
     /// Every key asked for, with the deadline the server passed on.
     pub seen: Mutex<Vec<(String, Option<Instant>)>>,
     /// Notified when a `gate` request arrives.
@@ -36,7 +44,25 @@ pub struct Fake {
     pub sent_expiry: Mutex<Option<SystemTime>>,
 }
 
+/// A write as the galaxy received it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Written {
+    Remove(String),
+    /// Key, value bytes, expiry.
+    Set(String, Vec<u8>, Option<SystemTime>),
+    Flush,
+}
+
 impl Fake {
+    /// The writes received so far.
+    pub fn writes(&self) -> Vec<Written> {
+        self.writes.lock().unwrap().clone()
+    }
+
+    pub fn set_version(&self, version: u32) {
+        self.version.store(version, Ordering::SeqCst);
+    }
+
     pub fn last_seen(&self) -> (String, Option<Instant>) {
         self.seen
             .lock()
@@ -81,8 +107,19 @@ impl GalaxyHandler for Fake {
     fn serve_peek(&self, _: &str) -> Option<Value> {
         None
     }
-    fn serve_write(&self, _: WriteOp<'_>) -> Result<(), Error> {
+    fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error> {
+        let written = match op {
+            WriteOp::Remove(key) => Written::Remove(key.to_owned()),
+            WriteOp::Set(key, value) => {
+                Written::Set(key.to_owned(), value.bytes().to_vec(), value.expires_at())
+            }
+            WriteOp::Flush => Written::Flush,
+        };
+        self.writes.lock().unwrap().push(written);
         Ok(())
+    }
+    fn version(&self) -> u32 {
+        self.version.load(Ordering::SeqCst)
     }
 }
 
@@ -105,6 +142,15 @@ impl Node {
         dialect: Dialect,
         builder: galaxycache_universe::UniverseBuilder,
     ) -> Node {
+        Self::start_configured(dialect, builder, |service| service).await
+    }
+
+    /// A node whose peer service `configure` sets up.
+    pub async fn start_configured(
+        dialect: Dialect,
+        builder: galaxycache_universe::UniverseBuilder,
+        configure: impl FnOnce(PeerService) -> PeerService,
+    ) -> Node {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let universe = builder.build();
@@ -112,7 +158,7 @@ impl Node {
         let handler: Arc<dyn GalaxyHandler> = fake.clone();
         universe.register("g", Arc::downgrade(&handler)).unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = PeerService::new(universe.clone(), dialect);
+        let server = configure(PeerService::new(universe.clone(), dialect));
         let serving = tokio::spawn(server.serve(listener, async {
             stopped.await.ok();
         }));
