@@ -1,22 +1,42 @@
 //! The gRPC peer protocol of galaxycache, on tonic and prost, wire-compatible with
 //! galaxycache (Go): `package galaxycachepb`, service `GalaxyCache`, RPCs `GetFromPeer` and
-//! `PeekPeer` (see `proto/galaxycache.proto`).
+//! `PeekPeer` (see `proto/galaxycache.proto`); and our own write RPCs `Remove`, `Set` and
+//! `Flush`, which a Go peer answers UNIMPLEMENTED.
 //!
 //! - Client: [`GrpcProtocol`], the [`FetchProtocol`](galaxycache_universe::FetchProtocol) a
 //!   universe uses to reach its peers.
 //! - Server: [`service`] to add to an application's own tonic router, or [`GrpcServer`] to
 //!   serve alone on a listener with graceful shutdown.
 //!
+//! # Versions
+//!
+//! Every request carries the version of the galaxy's values
+//! ([`GalaxyId::version`](galaxycache_universe::GalaxyId)): field 100 of `GetRequest` and
+//! `PeekRequest`, a field of its own in each write message. A request without it (from a Go
+//! node) means version 0, the default.
+//!
 //! # Errors on the wire
 //!
-//! A missing key is NOT_FOUND (an answer, not a failure). An unknown galaxy and a bad key
-//! (empty, too long, not UTF-8) are INVALID_ARGUMENT, told apart by the metadata entry
-//! `galaxycache-galaxy-status`: `not-found` for an unknown galaxy, `found` otherwise. Only
-//! with a peer that sends no such entry (galaxycache in Go) does a client take an
-//! INVALID_ARGUMENT whose message names a galaxy as an unknown galaxy. A failed load is
-//! INTERNAL with the load error's own message, which the asking node hands to its callers
+//! A missing key is NOT_FOUND (an answer, not a failure; never the answer to a write, which
+//! is OK once applied). An unknown galaxy and a bad key (empty, too long, not UTF-8) are
+//! INVALID_ARGUMENT, told apart by the metadata entry `galaxycache-galaxy-status`:
+//! `not-found` for an unknown galaxy, `found` otherwise; a set whose expiry lies outside
+//! `google.protobuf.Timestamp`'s range is INVALID_ARGUMENT (`found`) too. Only with a peer
+//! that sends no such entry (galaxycache in Go) does a client take an INVALID_ARGUMENT whose
+//! message names a galaxy as an unknown galaxy. A galaxy at another version than the
+//! request's answers FAILED_PRECONDITION, its message naming both versions; the client reads
+//! it as [`VersionMismatch`](galaxycache_universe::ErrorKind::VersionMismatch), and the
+//! asking node loads the key itself. A peer without the verb (galaxycache in Go, for the
+//! write RPCs) answers UNIMPLEMENTED, read as
+//! [`Unsupported`](galaxycache_universe::ErrorKind::Unsupported). A request message larger
+//! than the server's bound (the longest key, the largest value a set may carry:
+//! [`GrpcServer::max_value_bytes`], and 4 KiB) is OUT_OF_RANGE, refused by tonic's decoder
+//! from its length prefix, and read as
+//! [`TooLarge`](galaxycache_universe::ErrorKind::TooLarge). A failed load (or write) is
+//! INTERNAL with the error's own message, which the asking node hands to its callers
 //! unchanged; a load that outlives the caller's `grpc-timeout` ends as DEADLINE_EXCEEDED or
-//! CANCELLED; a server at its bound of concurrent work answers RESOURCE_EXHAUSTED.
+//! CANCELLED; a server at its bound of concurrent work answers RESOURCE_EXHAUSTED. Bad
+//! input never changes anything on the server.
 //!
 //! # Round trip
 //!

@@ -208,11 +208,13 @@ impl GrpcServer {
     /// ([`DEFAULT_MAX_RESPONSE_BYTES`], the one value bound of every protocol, so a value
     /// that a client accepts can be set too).
     ///
-    /// With the universe's [`max_key_len`](Universe::max_key_len) and 4 KiB of room, it
-    /// makes the bound on every request message: tonic's decoder refuses a larger one
-    /// (OUT_OF_RANGE) from its length prefix, before reading it. One bound serves all RPCs,
-    /// since tonic bounds a service, not a method; a get that large is refused by the key
-    /// check once decoded.
+    /// The bound is on whole request messages, as tonic's decoder enforces it: the
+    /// universe's [`max_key_len`](Universe::max_key_len) plus this plus 4 KiB for the galaxy
+    /// name, the expiry and the field tags. A set of the longest key and a value of this
+    /// size always fits; a larger message is refused (OUT_OF_RANGE) from its length prefix,
+    /// before it is read. One bound serves all RPCs, since tonic bounds a service, not a
+    /// method (a get that large is decoded, then refused by the key check); a set needs it
+    /// anyway, so a per-method bound would not lower what a peer can make this node buffer.
     pub fn max_value_bytes(mut self, bytes: usize) -> Self {
         self.max_value_bytes = bytes;
         self
