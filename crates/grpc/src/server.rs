@@ -73,13 +73,7 @@ impl GalaxyCacheService {
     fn new(universe: Universe) -> Self {
         GalaxyCacheService { universe }
     }
-}
 
-fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
-    request_timeout(request.metadata()).and_then(|t| Instant::now().checked_add(t))
-}
-
-impl GalaxyCacheService {
     /// Apply a peer's write to galaxy `galaxy` at `version`; `answer` once applied.
     fn write<T>(
         &self,
@@ -93,6 +87,10 @@ impl GalaxyCacheService {
             .map(|()| Response::new(answer))
             .map_err(|e| status_from_error(&e))
     }
+}
+
+fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
+    request_timeout(request.metadata()).and_then(|t| Instant::now().checked_add(t))
 }
 
 /// A request's key, or the INVALID_ARGUMENT status a key that is not UTF-8 gets.
