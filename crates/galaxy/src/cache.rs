@@ -43,29 +43,29 @@ struct EvictionState {
     coldest_qps: AtomicU64,
 }
 
-#[derive(Clone, Default)]
-struct OnEvict {
-    state: Arc<EvictionState>,
-    /// Keep the evicted keys for the listener (only when there is one).
-    collect: bool,
-}
-
-impl Lifecycle<Box<str>, Entry> for OnEvict {
-    /// Keys evicted by one insert, told to the listener once the shard is unlocked.
-    type RequestState = Vec<Box<str>>;
-
-    fn on_evict(&self, evicted: &mut Vec<Box<str>>, key: Box<str>, entry: Entry) {
-        if self.collect {
-            evicted.push(key);
-        }
-        let s = &self.state;
-        s.count.fetch_add(1, Ordering::Relaxed);
-        let _ = s
+impl EvictionState {
+    fn record(&self, qps: f32) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        let _ = self
             .coldest_qps
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |bits| {
                 let old = f64::from_bits(bits);
-                Some((old * 0.75 + f64::from(entry.qps) * 0.25).to_bits())
+                Some((old * 0.75 + f64::from(qps) * 0.25).to_bits())
             });
+    }
+}
+
+/// Collects what one insert pushed out, so the insert can tell evictions (other keys)
+/// from the replaced value of its own key, which quick_cache reports the same way.
+#[derive(Clone, Copy, Default)]
+struct OnEvict;
+
+impl Lifecycle<Box<str>, Entry> for OnEvict {
+    /// Keys and rates of the entries one insert pushed out.
+    type RequestState = Vec<(Box<str>, f32)>;
+
+    fn on_evict(&self, evicted: &mut Vec<(Box<str>, f32)>, key: Box<str>, entry: Entry) {
+        evicted.push((key, entry.qps));
     }
 }
 
@@ -83,11 +83,7 @@ pub(crate) struct ByteCache {
 
 impl ByteCache {
     pub(crate) fn new(capacity: u64, tier: Tier, events: Arc<Events>) -> Self {
-        let evictions = OnEvict {
-            state: Arc::default(),
-            collect: events.enabled(),
-        };
-        let state = Arc::clone(&evictions.state);
+        let state = Arc::default();
         if capacity == 0 {
             return ByteCache {
                 cache: None,
@@ -103,8 +99,7 @@ impl ByteCache {
             .weight_capacity(capacity)
             .build()
             .expect("estimated items and weight capacity are set");
-        let cache =
-            Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), evictions);
+        let cache = Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), OnEvict);
         // Shards round their share of the capacity up; take the rounding back so the sum
         // of the shards' capacities is within ours.
         let shards = cache.num_shards() as u64;
@@ -148,10 +143,13 @@ impl ByteCache {
 
     pub(crate) fn insert(&self, key: &str, value: Value, qps: f32) {
         let Some(cache) = &self.cache else { return };
-        let mut evicted = Vec::new();
-        cache.insert_with_lifecycle(key.into(), Entry { value, qps }, &mut evicted);
-        for key in evicted {
-            self.events.tell(|l| l.on_evict(&key, self.tier));
+        let mut pushed_out = Vec::new();
+        cache.insert_with_lifecycle(key.into(), Entry { value, qps }, &mut pushed_out);
+        // The shard is unlocked now. An entry of the inserted key itself is the value it
+        // replaced (or the value, too large to admit): not an eviction.
+        for (evicted, qps) in pushed_out.into_iter().filter(|(k, _)| **k != *key) {
+            self.evictions.record(qps);
+            self.events.tell(|l| l.on_evict(&evicted, self.tier));
         }
     }
 
@@ -223,6 +221,16 @@ mod tests {
         assert!(cache.evictions() > 0);
         assert!(cache.bytes() <= 64 * 1024);
         assert!(cache.coldest_qps() > 0.0);
+    }
+
+    #[test]
+    fn replacing_a_value_is_not_an_eviction() {
+        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        for i in 0..100 {
+            cache.insert("k", Value::new(vec![0u8; i]), 0.0);
+        }
+        assert_eq!(cache.evictions(), 0);
+        assert_eq!(cache.entries(), 1);
     }
 
     proptest! {

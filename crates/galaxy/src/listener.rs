@@ -180,12 +180,6 @@ impl Events {
         Events(listener)
     }
 
-    /// Whether anyone listens: callers skip the work of telling when nobody does.
-    #[inline]
-    pub(crate) fn enabled(&self) -> bool {
-        self.0.is_some()
-    }
-
     #[inline]
     pub(crate) fn tell(&self, event: impl FnOnce(&dyn Listener)) {
         if let Some(listener) = &self.0

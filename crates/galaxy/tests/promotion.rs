@@ -13,7 +13,10 @@ async fn a_hammered_key_is_promoted_and_stops_causing_peer_loads() {
     let key = c.key_owned_by(1, "hot");
     let asker = &c.nodes[0].galaxy;
     for _ in 0..1000 {
-        assert_eq!(asker.get(&key).await.unwrap().bytes(), value_of(&key).bytes());
+        assert_eq!(
+            asker.get(&key).await.unwrap().bytes(),
+            value_of(&key).bytes()
+        );
     }
     let s = asker.stats();
     assert_eq!(s.promotions, 1);

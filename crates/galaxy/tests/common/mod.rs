@@ -136,3 +136,36 @@ impl Calls {
         self.0.load(Ordering::SeqCst)
     }
 }
+
+/// A database whose every write bumps the key's version; values read from it say
+/// `key@version`, so a test can tell how old a value is.
+#[derive(Clone, Default)]
+pub struct VersionedDb(Arc<Mutex<HashMap<String, u64>>>);
+
+impl VersionedDb {
+    pub fn read(&self, key: &str) -> u64 {
+        self.0.lock().unwrap().get(key).copied().unwrap_or(0)
+    }
+    /// Write `key`: its new version.
+    pub fn write(&self, key: &str) -> u64 {
+        let mut db = self.0.lock().unwrap();
+        let v = db.entry(key.to_owned()).or_default();
+        *v += 1;
+        *v
+    }
+    pub fn value(key: &str, version: u64) -> Value {
+        Value::new(format!("{key}@{version}"))
+    }
+    /// The version a value says it has.
+    pub fn version_of(value: &Value) -> u64 {
+        let s = std::str::from_utf8(value.bytes()).unwrap();
+        s.rsplit_once('@').unwrap().1.parse().unwrap()
+    }
+}
+
+/// Let every task that can run, run (a bounded number of rounds).
+pub async fn settle() {
+    for _ in 0..100 {
+        tokio::task::yield_now().await;
+    }
+}
