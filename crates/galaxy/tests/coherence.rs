@@ -182,7 +182,7 @@ async fn a_peer_down_during_a_remove_serves_its_hot_copy_at_most_the_hot_ttl() {
     c.net.set_fault(&cut_off.url, Some(Fault::Fail));
     let version = db.write(&key);
     let report = writer.galaxy.remove(&key).await.unwrap();
-    assert_eq!(report.applied, [owner.url.clone()]);
+    assert_eq!(report.applied, std::slice::from_ref(&owner.url));
     assert_eq!(report.failed.len(), 1);
     assert_eq!(report.failed[0].1.kind(), ErrorKind::Unavailable);
 
