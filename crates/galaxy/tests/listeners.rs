@@ -146,13 +146,8 @@ async fn every_event_is_heard_with_its_reason() {
 async fn evictions_are_heard() {
     let heard = Heard::default();
     let universe = Universe::builder("http://me").build();
-    let g = Galaxy::builder(&universe, "g", 64 * 1024, |key: String| async move {
-        Ok::<_, Error>(
-            Some(Value::new(vec![b'x'; 1024]).with_expiry(None)).map(|v| {
-                let _ = &key;
-                v
-            }),
-        )
+    let g = Galaxy::builder(&universe, "g", 64 * 1024, |_key: String| async move {
+        Ok::<_, Error>(Some(Value::new(vec![b'x'; 1024])))
     })
     .hot_ratio(0.0)
     .listener(heard.listener())
