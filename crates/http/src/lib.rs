@@ -8,6 +8,13 @@
 //! [`PeerService`] to answer its peers, either mounted in the application's own server or
 //! on a listener of its own.
 //!
+//! The galaxycache dialect carries writes too (remove, set and flush, as
+//! [`RemoteFetcher::write`](galaxycache_universe::RemoteFetcher::write) sends them) as
+//! `DELETE` and `PUT`, and galaxy versions in [`VERSION_HEADER`]: a peer whose galaxy has
+//! another version refuses with `409`, which the asking node reads as
+//! [`VersionMismatch`](galaxycache_universe::ErrorKind::VersionMismatch). The groupcache
+//! dialect has neither, as Go's groupcache; see [`Dialect`] for both.
+//!
 //! ```
 //! use std::sync::Arc;
 //! use galaxycache_http::{Dialect, HttpProtocol, PeerService};

@@ -4,48 +4,14 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use common::Node;
+use common::{Node, assert_still_serving, exchange, send, status};
 use galaxycache_http::Dialect;
 use galaxycache_universe::Universe;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-
-/// Everything the server sends back before it closes the connection (bounded).
-async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(request).await.unwrap();
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    let read_all = async {
-        loop {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => out.extend_from_slice(&buf[..n]),
-            }
-        }
-    };
-    tokio::time::timeout(Duration::from_secs(5), read_all)
-        .await
-        .expect("the server neither answered nor closed the connection");
-    out
-}
 
 /// Status line, headers and body of a `GET {path}` with `headers`, as text.
 async fn get(addr: SocketAddr, path: &str, headers: &str) -> String {
-    let request =
-        format!("GET {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n{headers}\r\n");
-    String::from_utf8_lossy(&exchange(addr, request.as_bytes()).await).into_owned()
-}
-
-fn status(response: &str) -> &str {
-    response.get(9..12).unwrap_or(response)
-}
-
-async fn assert_still_serving(node: &Node, prefix: &str) {
-    let ok = get(node.addr, &format!("{prefix}g/fine"), "").await;
-    assert_eq!(status(&ok), "200", "{ok}");
+    send(addr, "GET", path, headers, b"").await
 }
 
 #[tokio::test]

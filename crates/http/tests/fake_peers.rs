@@ -3,13 +3,16 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{client, fetcher, soon};
 use galaxycache_http::{Dialect, HttpProtocol};
-use galaxycache_universe::{Error, ErrorKind, FetchProtocol, FetchResult};
+use galaxycache_universe::{
+    Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId, Value, WriteOp,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -20,9 +23,12 @@ enum Then {
     Hang,
 }
 
-/// A peer that reads each request's head, writes `answer`, then closes or hangs.
+/// A peer that reads each request (its head, and as much body as its `content-length`
+/// says), records it, writes `answer`, then closes or hangs.
 struct FakePeer {
     url: String,
+    /// Every request received, in order, as text.
+    received: Arc<Mutex<Vec<String>>>,
     task: JoinHandle<()>,
 }
 
@@ -30,27 +36,34 @@ impl FakePeer {
     async fn start(answer: Vec<u8>, then: Then) -> FakePeer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let record = received.clone();
         let task = tokio::spawn(async move {
             let mut held = Vec::new();
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
+                let request = read_request(&mut stream).await;
+                record
+                    .lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&request).into_owned());
                 let _ = stream.write_all(&answer).await;
                 if let Then::Hang = then {
                     held.push(stream);
                 }
             }
         });
-        FakePeer { url, task }
+        FakePeer {
+            url,
+            received,
+            task,
+        }
+    }
+
+    fn received(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
     }
 
     /// A fetch bounded by `deadline` as a galaxy bounds it: the fetcher only sends the
@@ -71,6 +84,31 @@ impl Drop for FakePeer {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// One request's head and its `content-length` bytes of body (as far as they arrive).
+async fn read_request(stream: &mut TcpStream) -> Vec<u8> {
+    let mut request = Vec::new();
+    let mut buf = [0u8; 1024];
+    let mut wanted = None;
+    while wanted.is_none_or(|len| request.len() < len) {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => request.extend_from_slice(&buf[..n]),
+        }
+        if wanted.is_none()
+            && let Some(end) = request.windows(4).position(|w| w == b"\r\n\r\n")
+        {
+            let head = String::from_utf8_lossy(&request[..end]).to_ascii_lowercase();
+            let body_len = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length: "))
+                .and_then(|n| n.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            wanted = Some(end + 4 + body_len);
+        }
+    }
+    request
 }
 
 fn kind(result: FetchResult) -> ErrorKind {
@@ -295,4 +333,169 @@ async fn unusable_peer_urls_are_config_errors() {
     }
     let f = protocol.connect("http://peer:8080/").unwrap();
     assert_eq!(f.url(), "http://peer:8080/");
+}
+
+/// The galaxy version travels in `X-Galaxycache-Version`, and only when it is not 0.
+#[tokio::test]
+async fn the_version_header_is_sent_unless_the_version_is_zero() {
+    let ok = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let peer = FakePeer::start(ok.to_vec(), Then::Close).await;
+    let f = client(Dialect::Galaxycache, &peer.url);
+    let at = std::time::UNIX_EPOCH + Duration::from_millis(4_000_000_000_123);
+    let value = Value::expiring("v a l", at);
+    for version in [0, 5] {
+        let g = GalaxyId::new("g", version);
+        f.fetch(g, "a b", soon()).await.unwrap().unwrap();
+        for op in [
+            WriteOp::Remove("a b"),
+            WriteOp::Set("a b", &value),
+            WriteOp::Flush,
+        ] {
+            f.write(g, op, soon()).await.unwrap();
+        }
+    }
+    let received = peer.received();
+    let lines: Vec<&str> = received.iter().map(|r| r.lines().next().unwrap()).collect();
+    let one_round = [
+        "GET /_galaxycache/g/a%20b HTTP/1.1",
+        "DELETE /_galaxycache/g/a%20b HTTP/1.1",
+        "PUT /_galaxycache/g/a%20b HTTP/1.1",
+        "DELETE /_galaxycache/g HTTP/1.1",
+    ];
+    assert_eq!(lines, [one_round, one_round].concat());
+    for (i, request) in received.iter().enumerate() {
+        // The caller's remaining time, out of the 10 s of `soon()`, in whole milliseconds.
+        let timeout_ms = request
+            .lines()
+            .find_map(|l| l.strip_prefix("x-galaxycache-timeout-ms: "))
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("no remaining time in {request}"));
+        assert!((9_000..=10_000).contains(&timeout_ms), "{request}");
+        let versioned = request.contains("x-galaxycache-version: 5\r\n");
+        assert_eq!(versioned, i >= 4, "{request}");
+        if i < 4 {
+            assert!(!request.contains("x-galaxycache-version"), "{request}");
+        }
+    }
+    let put = &received[2];
+    assert!(
+        put.contains("x-galaxycache-expires-ms: 4000000000123\r\n"),
+        "{put}"
+    );
+    assert!(
+        put.contains("expires: Tue, 02 Oct 2096 07:06:40 GMT\r\n"),
+        "{put}"
+    );
+    assert!(put.ends_with("\r\n\r\nv a l"), "{put}");
+}
+
+/// The groupcache dialect has neither writes nor versions: such calls fail unsent.
+#[tokio::test]
+async fn the_groupcache_dialect_sends_no_write_and_no_version() {
+    let ok = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+    let peer = FakePeer::start(ok.to_vec(), Then::Close).await;
+    let f = client(Dialect::Groupcache, &peer.url);
+    let value = Value::new("v");
+    for op in [
+        WriteOp::Remove("k"),
+        WriteOp::Set("k", &value),
+        WriteOp::Flush,
+    ] {
+        let e = f.write("g".into(), op, soon()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{op:?}: {e}");
+    }
+    let e = f
+        .fetch(GalaxyId::new("g", 1), "k", soon())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    // Version 0 is what Go speaks: sent, without a header. Had anything been sent before,
+    // it would have been received first.
+    f.fetch("g".into(), "k", soon()).await.unwrap().unwrap();
+    let received = peer.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert!(
+        received[0].starts_with("GET /_groupcache/g/k "),
+        "{received:?}"
+    );
+    assert!(
+        !received[0].contains("x-galaxycache-version"),
+        "{received:?}"
+    );
+}
+
+/// A peer's answer to a write, and the kind the client makes of it.
+#[tokio::test]
+async fn write_answers_map_to_kinds() {
+    let ok = Ok(());
+    let cases: [(&str, &str, Result<(), ErrorKind>); 15] = [
+        ("204 No Content", "", ok),
+        ("200 OK", "", ok),
+        // A server without the verb: Go's answers 405, others 501.
+        (
+            "405 Method Not Allowed",
+            "Allow: GET\r\n",
+            Err(ErrorKind::Unsupported),
+        ),
+        ("501 Not Implemented", "", Err(ErrorKind::Unsupported)),
+        ("409 Conflict", "", Err(ErrorKind::VersionMismatch)),
+        (
+            "404 Not Found",
+            "X-Galaxycache-Galaxy-Status: Not Found\r\n",
+            Err(ErrorKind::UnknownGalaxy),
+        ),
+        ("400 Bad Request", "", Err(ErrorKind::InvalidRequest)),
+        ("413 Payload Too Large", "", Err(ErrorKind::TooLarge)),
+        ("503 Service Unavailable", "", Err(ErrorKind::Overloaded)),
+        ("504 Gateway Timeout", "", Err(ErrorKind::Timeout)),
+        // Anything else did not confirm the write.
+        ("500 Internal Server Error", "", Err(ErrorKind::Unavailable)),
+        ("502 Bad Gateway", "", Err(ErrorKind::Unavailable)),
+        ("404 Not Found", "", Err(ErrorKind::Unavailable)),
+        ("302 Found", "Location: /\r\n", Err(ErrorKind::Unavailable)),
+        ("202 Accepted", "", Err(ErrorKind::Unavailable)),
+    ];
+    let value = Value::new("v");
+    for (status, headers, want) in cases {
+        let answer = format!(
+            "HTTP/1.1 {status}\r\n{headers}Connection: close\r\nContent-Length: 4\r\n\r\nwhy\n"
+        );
+        let peer = FakePeer::start(answer.into_bytes(), Then::Close).await;
+        let f = client(Dialect::Galaxycache, &peer.url);
+        for op in [
+            WriteOp::Remove("k"),
+            WriteOp::Set("k", &value),
+            WriteOp::Flush,
+        ] {
+            let got = f.write("g".into(), op, soon()).await.map_err(|e| e.kind());
+            assert_eq!(got, want, "{status} to {op:?}");
+        }
+    }
+}
+
+/// The status mapping is one for fetches and writes: a fetch reads the new statuses alike.
+#[tokio::test]
+async fn fetch_answers_of_the_write_era_map_alike() {
+    for (status, want) in [
+        ("409 Conflict", ErrorKind::VersionMismatch),
+        ("405 Method Not Allowed", ErrorKind::Unsupported),
+        ("501 Not Implemented", ErrorKind::Unsupported),
+    ] {
+        let answer = format!("HTTP/1.1 {status}\r\nContent-Length: 0\r\n\r\n");
+        let peer = FakePeer::start(answer.into_bytes(), Then::Close).await;
+        let got = peer.fetch(Dialect::Galaxycache, 1024, soon()).await;
+        assert_eq!(kind(got), want, "{status}");
+    }
+}
+
+#[tokio::test]
+async fn a_write_to_a_refused_connection_is_unavailable() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let err = client(Dialect::Galaxycache, &url)
+        .write("g".into(), WriteOp::Flush, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
 }

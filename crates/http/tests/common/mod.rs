@@ -11,7 +11,8 @@ use galaxycache_universe::{
     BoxFuture, Error, ErrorKind, FetchResult, GalaxyHandler, RemoteFetcher, Universe, Value,
     WriteOp,
 };
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -193,4 +194,52 @@ pub fn client(dialect: Dialect, url: &str) -> Arc<dyn RemoteFetcher> {
 
 pub fn soon() -> Instant {
     Instant::now() + Duration::from_secs(10)
+}
+
+/// Everything the server sends back to the raw `request` before it closes the connection
+/// (bounded).
+pub async fn exchange(addr: SocketAddr, request: &[u8]) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    let read_all = async {
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), read_all)
+        .await
+        .expect("the server neither answered nor closed the connection");
+    out
+}
+
+/// The status code of a raw HTTP/1.1 response.
+pub fn status(response: &str) -> &str {
+    response.get(9..12).unwrap_or(response)
+}
+
+/// Status line, headers and body of the answer to `{method} {path}` with `headers` (each
+/// line ending in `\r\n`) and `body`, as text. The connection is closed after it.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &str,
+    body: &[u8],
+) -> String {
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: peer\r\nConnection: close\r\n{headers}\r\n")
+            .into_bytes();
+    request.extend_from_slice(body);
+    String::from_utf8_lossy(&exchange(addr, &request).await).into_owned()
+}
+
+/// The node still answers a well-formed `GET` under `prefix`.
+pub async fn assert_still_serving(node: &Node, prefix: &str) {
+    let ok = send(node.addr, "GET", &format!("{prefix}g/fine"), "", b"").await;
+    assert_eq!(status(&ok), "200", "{ok}");
 }
