@@ -233,6 +233,7 @@ async fn bad_keys_and_galaxies_are_invalid_arguments() {
     let ask = |galaxy: &str, key: &[u8]| GetRequest {
         galaxy: galaxy.to_owned(),
         key: Bytes::copy_from_slice(key),
+        version: 0,
     };
     for (what, request) in [
         ("a key that is not UTF-8", ask("g", &[b'k', 0xc3, 0x28])),

@@ -1,6 +1,7 @@
 //! Three nodes over real loopback sockets, each its own universe, for each wire: HTTP in
 //! the galaxycache and groupcache dialects, and gRPC. One backend load per key in the
-//! cluster, the same values everywhere, an owner that stops mid-run, an owner that hangs.
+//! cluster, the same values everywhere, an owner that stops mid-run, an owner that hangs,
+//! and remove, set and flush reaching every node.
 #![cfg(all(feature = "http", feature = "grpc"))]
 
 use std::collections::HashMap;
@@ -58,24 +59,36 @@ fn value_of(key: &str) -> Value {
     Value::new(format!("value of {key}"))
 }
 
-/// Backend loads per key, across the whole cluster.
+/// Backend loads per key, across the whole cluster; and the data source's changes, if any
+/// (a key not written answers `value_of(key)`).
 #[derive(Clone, Default)]
-struct Loads(Arc<Mutex<HashMap<String, u32>>>);
+struct Loads {
+    loads: Arc<Mutex<HashMap<String, u32>>>,
+    written: Arc<Mutex<HashMap<String, String>>>,
+}
 
 impl Loads {
     fn backend(
         &self,
     ) -> impl Fn(String) -> std::future::Ready<Result<Option<Value>, Error>> + use<> {
-        let loads = self.clone();
+        let this = self.clone();
         move |key: String| {
-            let value = value_of(&key);
-            *loads.0.lock().unwrap().entry(key).or_default() += 1;
+            let value = match this.written.lock().unwrap().get(&key) {
+                Some(written) => Value::new(written.clone()),
+                None => value_of(&key),
+            };
+            *this.loads.lock().unwrap().entry(key).or_default() += 1;
             std::future::ready(Ok(Some(value)))
         }
     }
 
     fn per_key(&self) -> HashMap<String, u32> {
-        self.0.lock().unwrap().clone()
+        self.loads.lock().unwrap().clone()
+    }
+
+    /// Change the data source's value of `key`.
+    fn write(&self, key: &str, value: &str) {
+        self.written.lock().unwrap().insert(key.to_owned(), value.to_owned());
     }
 }
 
@@ -292,6 +305,56 @@ async fn a_hanging_owner_costs_one_peer_timeout(wire: Wire) {
     }
 }
 
+/// Removes and sets from every node in turn, then a flush: every node serves the new
+/// values, each loaded once in the cluster. The groupcache dialect has no write verbs:
+/// there, every peer refuses, and says so in the report.
+async fn writes_reach_every_node(wire: Wire) {
+    let loads = Loads::default();
+    let nodes = cluster(wire, 3, &[], Duration::from_secs(10), &loads).await;
+    let galaxies: Vec<Galaxy> = nodes.iter().map(|n| n.galaxy.clone()).collect();
+    let keys = keys(60);
+    get_everything(&galaxies, &keys, Arc::new(|_| {})).await;
+    let can_write = !matches!(wire, Wire::Http(Dialect::Groupcache));
+    for (i, key) in keys.iter().enumerate() {
+        let (writer, new) = (&galaxies[i % 3], format!("new {key}"));
+        loads.write(key, &new);
+        let report = if i % 2 == 0 {
+            writer.remove(key).await.unwrap()
+        } else {
+            writer.set(key, Value::new(new.clone())).await.unwrap()
+        };
+        if !can_write {
+            assert_eq!(report.refused.len(), 2, "{report:?}");
+            continue;
+        }
+        assert!(report.is_complete(), "{key}: {report:?}");
+        for (node, galaxy) in galaxies.iter().enumerate() {
+            let got = galaxy.get(key).await.unwrap();
+            assert_eq!(got.bytes(), new.as_bytes(), "node {node}, key {key}");
+        }
+        let expected = if i % 2 == 0 { 2 } else { 1 };
+        assert_eq!(loads.per_key()[key], expected, "loads of {key}");
+    }
+    if can_write {
+        for key in keys.iter() {
+            loads.write(key, "after the flush");
+        }
+        let report = galaxies[1].flush().await;
+        assert!(report.is_complete(), "{report:?}");
+        let before: u32 = loads.per_key().values().sum();
+        for galaxy in &galaxies {
+            for key in keys.iter() {
+                assert_eq!(galaxy.get(key).await.unwrap().bytes().as_ref(), b"after the flush");
+            }
+        }
+        let after: u32 = loads.per_key().values().sum();
+        assert_eq!(after - before, keys.len() as u32, "one load per key after the flush");
+    }
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
 /// One test per scenario and wire.
 macro_rules! for_each_wire {
     ($($scenario:ident),*) => {
@@ -316,5 +379,6 @@ macro_rules! for_each_wire {
 for_each_wire!(
     each_key_is_loaded_once,
     an_owner_stopping_mid_run_fails_no_get,
-    a_hanging_owner_costs_one_peer_timeout
+    a_hanging_owner_costs_one_peer_timeout,
+    writes_reach_every_node
 );
