@@ -6,7 +6,7 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use galaxycache_promoter::{self as promoter, DefaultPromoter, HotcacheStats, Promoter};
+use galaxycache_promoter::{self as promoter, HotcacheStats, Promoter};
 use galaxycache_universe::{
     self as universe, BoxFuture, FetchResult, GalaxyHandler, GalaxyId, Owner, RemoteFetcher,
     Universe, WriteOp,
@@ -21,9 +21,7 @@ use crate::listener::{Events, Origin, StoreReason, Tier};
 use crate::singleflight::{Group, Role};
 use crate::stats::{Counter, Counters};
 use crate::write::Write;
-use crate::{
-    BackendGetter, Clock, Codec, Error, ErrorKind, Listener, Report, Stats, SystemClock, Value,
-};
+use crate::{Clock, Codec, Error, ErrorKind, GalaxyBuilder, Report, Stats, Value};
 
 /// Keys whose fetch rates are tracked for promotion.
 const CANDIDATE_KEYS: usize = 16 * 1024;
@@ -103,155 +101,20 @@ pub(crate) struct Inner {
     pub(crate) pending_retries: AtomicUsize,
 }
 
-/// Builds a [`Galaxy`]; see [`Galaxy::builder`].
-pub struct GalaxyBuilder {
-    universe: Universe,
-    name: String,
-    budget: u64,
-    backend: Box<dyn DynBackend>,
-    hot_ratio: f64,
-    max_ttl: Option<Duration>,
-    ttl_jitter: Duration,
-    peer_timeout: Duration,
-    fallback_ttl: Duration,
-    hot_ttl: Duration,
-    version: u32,
-    broadcast_retries: u32,
-    listener: Option<Box<dyn Listener>>,
-    promoter: Box<dyn Promoter>,
-    clock: Arc<dyn Clock>,
-}
-
-/// Default of [`GalaxyBuilder::hot_ttl`]: 60 s.
-pub const DEFAULT_HOT_TTL: Duration = Duration::from_secs(60);
-/// Default of [`GalaxyBuilder::broadcast_retries`]: 5 (after 1, 2, 4, 8 and 16 s).
-pub const DEFAULT_BROADCAST_RETRIES: u32 = 5;
-
-impl fmt::Debug for GalaxyBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("GalaxyBuilder")
-            .field("name", &self.name)
-            .field("budget", &self.budget)
-            .field("hot_ratio", &self.hot_ratio)
-            .field("max_ttl", &self.max_ttl)
-            .field("ttl_jitter", &self.ttl_jitter)
-            .field("peer_timeout", &self.peer_timeout)
-            .field("fallback_ttl", &self.fallback_ttl)
-            .field("hot_ttl", &self.hot_ttl)
-            .field("version", &self.version)
-            .field("broadcast_retries", &self.broadcast_retries)
-            .finish_non_exhaustive()
-    }
-}
-
-impl GalaxyBuilder {
-    /// Share of the byte budget kept for the hotcache (copies of hot keys owned by other
-    /// peers); the rest is the maincache. Default: 1/8. Must be within 0..=1.
-    pub fn hot_ratio(mut self, ratio: f64) -> Self {
-        self.hot_ratio = ratio;
-        self
-    }
-
-    /// Longest a value is served after it is loaded, whatever its backend said. Default:
-    /// none (a value without expiry lives until evicted, as in groupcache).
-    pub fn max_ttl(mut self, ttl: Duration) -> Self {
-        self.max_ttl = Some(ttl);
-        self
-    }
-
-    /// Up to this much is taken off [`max_ttl`](Self::max_ttl), at random per value, so
-    /// keys loaded together do not all expire together. Default: zero. Capped at max_ttl.
-    pub fn ttl_jitter(mut self, jitter: Duration) -> Self {
-        self.ttl_jitter = jitter;
-        self
-    }
-
-    /// How long to wait for a key's owner before loading the key locally. Default: 1 s.
-    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
-        self.peer_timeout = timeout;
-        self
-    }
-
-    /// When the owner failed and the key was loaded locally, the local copy is kept this
-    /// long at most: long enough that a dead owner does not cause a backend stampede, short
-    /// enough that no long-lived duplicate outlives the owner's recovery. Default: 1 s.
-    pub fn fallback_ttl(mut self, ttl: Duration) -> Self {
-        self.fallback_ttl = ttl;
-        self
-    }
-
-    /// Longest a hot copy (of a key another peer owns) is served, whatever the value's own
-    /// expiry. This bounds staleness when a remove or set does not reach this node (it was
-    /// down or cut off, and the retries failed too): its copy is gone this long after it
-    /// was fetched. Default: 60 s ([`DEFAULT_HOT_TTL`]).
-    pub fn hot_ttl(mut self, ttl: Duration) -> Self {
-        self.hot_ttl = ttl;
-        self
-    }
-
-    /// The version of this galaxy's values. Nodes never exchange values or writes across
-    /// versions: bump it when the format of the values changes, and during the rolling
-    /// deploy a node whose key's owner runs the other version loads the key itself (kept
-    /// for the fallback TTL) instead of taking a value it cannot read. Default: 0, what a
-    /// golang/groupcache or Go galaxycache peer speaks.
-    pub fn version(mut self, version: u32) -> Self {
-        self.version = version;
-        self
-    }
-
-    /// How many times a remove or flush that did not reach a peer is retried in the
-    /// background (after 1 s, then doubling up to 30 s). 0 turns retries off. Default: 5
-    /// ([`DEFAULT_BROADCAST_RETRIES`]).
-    pub fn broadcast_retries(mut self, retries: u32) -> Self {
-        self.broadcast_retries = retries;
-        self
-    }
-
-    /// Told of every store, expiry, eviction, remove and flush; see [`Listener`]. Default:
-    /// none.
-    pub fn listener(mut self, listener: impl Listener) -> Self {
-        self.listener = Some(Box::new(listener));
-        self
-    }
-
-    /// Decides which peer-owned keys are copied into the hotcache. Default:
-    /// [`DefaultPromoter`].
-    pub fn promoter(mut self, promoter: impl Promoter) -> Self {
-        self.promoter = Box::new(promoter);
-        self
-    }
-
-    /// The clock for expiry and request rates. Default: [`SystemClock`].
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
-    /// The galaxy, registered in its universe so peers can fetch from it.
-    ///
-    /// Fails with [`ErrorKind::Config`] when the name is empty or taken in this universe,
-    /// or the hot ratio is outside 0..=1.
-    pub fn build(self) -> Result<Galaxy, Error> {
-        if self.name.is_empty() {
-            return Err(Error::new(ErrorKind::Config, "a galaxy needs a name"));
-        }
-        if !(0.0..=1.0).contains(&self.hot_ratio) {
-            return Err(Error::new(
-                ErrorKind::Config,
-                format!("hot_ratio {} is outside 0..=1", self.hot_ratio),
-            ));
-        }
-        let hot_bytes = (self.budget as f64 * self.hot_ratio) as u64;
-        let universe = self.universe.clone();
-        let name: Arc<str> = Arc::from(self.name.as_str());
-        let events = Arc::new(Events::new(self.listener));
+impl Galaxy {
+    /// The galaxy of a checked builder, registered in its universe.
+    pub(crate) fn assemble(b: GalaxyBuilder) -> Result<Galaxy, Error> {
+        let hot_bytes = (b.budget as f64 * b.hot_ratio) as u64;
+        let universe = b.universe.clone();
+        let name: Arc<str> = Arc::from(b.name.as_str());
+        let events = Arc::new(Events::new(b.listener));
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             name: Arc::clone(&name),
-            version: self.version,
-            universe: self.universe,
-            backend: self.backend,
-            main: ByteCache::new(self.budget - hot_bytes, Tier::Main, Arc::clone(&events)),
+            version: b.version,
+            universe: b.universe,
+            backend: b.backend,
+            main: ByteCache::new(b.budget - hot_bytes, Tier::Main, Arc::clone(&events)),
             hot: ByteCache::new(hot_bytes, Tier::Hot, Arc::clone(&events)),
             candidates: Candidates::new(CANDIDATE_KEYS),
             client_loads: Group::new(),
@@ -259,49 +122,19 @@ impl GalaxyBuilder {
             fence: Fence::new(),
             events,
             counters: Counters::new(),
-            promoter: self.promoter,
-            clock: self.clock,
-            max_ttl: self.max_ttl,
-            ttl_jitter: self.ttl_jitter.min(self.max_ttl.unwrap_or_default()),
-            peer_timeout: self.peer_timeout,
-            fallback_ttl: self.fallback_ttl,
-            hot_ttl: self.hot_ttl,
-            broadcast_retries: self.broadcast_retries,
+            promoter: b.promoter,
+            clock: b.clock,
+            max_ttl: b.max_ttl,
+            ttl_jitter: b.ttl_jitter.min(b.max_ttl.unwrap_or_default()),
+            peer_timeout: b.peer_timeout,
+            fallback_ttl: b.fallback_ttl,
+            hot_ttl: b.hot_ttl,
+            broadcast_retries: b.broadcast_retries,
             pending_retries: AtomicUsize::new(0),
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
         Ok(Galaxy { inner })
-    }
-}
-
-impl Galaxy {
-    /// Start building a galaxy called `name` in `universe`, holding at most `budget_bytes`
-    /// (maincache and hotcache together; each entry counts its key, its value and a fixed
-    /// overhead), loading missing keys from `backend`.
-    pub fn builder(
-        universe: &Universe,
-        name: impl Into<String>,
-        budget_bytes: u64,
-        backend: impl BackendGetter,
-    ) -> GalaxyBuilder {
-        GalaxyBuilder {
-            universe: universe.clone(),
-            name: name.into(),
-            budget: budget_bytes,
-            backend: Box::new(backend),
-            hot_ratio: 1.0 / 8.0,
-            max_ttl: None,
-            ttl_jitter: Duration::ZERO,
-            peer_timeout: Duration::from_secs(1),
-            fallback_ttl: Duration::from_secs(1),
-            hot_ttl: DEFAULT_HOT_TTL,
-            version: 0,
-            broadcast_retries: DEFAULT_BROADCAST_RETRIES,
-            listener: None,
-            promoter: Box::new(DefaultPromoter),
-            clock: Arc::new(SystemClock),
-        }
     }
 
     /// The galaxy's name.

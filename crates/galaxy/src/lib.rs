@@ -8,6 +8,7 @@
 //! node, and generations keep loads in flight from undoing them.
 
 mod backend;
+mod builder;
 mod cache;
 mod candidates;
 mod clock;
@@ -22,6 +23,7 @@ mod stats;
 mod write;
 
 pub use backend::BackendGetter;
+pub use builder::{DEFAULT_BROADCAST_RETRIES, DEFAULT_HOT_TTL, GalaxyBuilder};
 pub use cache::ENTRY_OVERHEAD;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::Codec;
@@ -31,7 +33,7 @@ pub use codec::Json;
 pub use codec::Proto;
 pub use error::{Error, ErrorKind};
 pub use feed::Invalidation;
-pub use galaxy::{DEFAULT_BROADCAST_RETRIES, DEFAULT_HOT_TTL, Galaxy, GalaxyBuilder};
+pub use galaxy::Galaxy;
 pub use galaxycache_universe::Value;
 pub use listener::{Event, Listener, Origin, StoreReason, Tier};
 pub use stats::Stats;
