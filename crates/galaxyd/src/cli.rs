@@ -90,8 +90,9 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_CACHE_BYTES,
           conflicts_with = "config")]
     pub cache_bytes: u64,
-    /// Data source: synthetic, sqlite:PATH or http:URL_TEMPLATE ({key} is replaced by the
-    /// percent-encoded key).
+    /// Data source: synthetic, sqlite:PATH, http:URL_TEMPLATE ({key} is replaced by the
+    /// percent-encoded key) or postgres:URL (a postgresql:// connection URL, e.g.
+    /// postgres:postgresql://app:secret@db:5432/app; no TLS: plain TCP or a unix socket).
     #[arg(
         long,
         value_name = "SPEC",
@@ -107,9 +108,17 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0",
           conflicts_with = "config")]
     pub backend_delay: Duration,
-    /// SQLite backend: the query; ?1 is the key, the first column the value.
+    /// SQLite and PostgreSQL backends: the query; the key is ?1 (SQLite) or $1 (PostgreSQL,
+    /// as text), the first column of the first row is the value (PostgreSQL: text or bytea),
+    /// no row is no such key. PostgreSQL's default is the same query with $1.
     #[arg(long, value_name = "SQL", default_value = DEFAULT_QUERY, conflicts_with = "config")]
     pub query: String,
+    /// PostgreSQL backend: LISTEN on this channel (a dedicated connection); each
+    /// notification's payload is a key to remove from the galaxy on every node, `*` flushes
+    /// it (e.g. `NOTIFY chan, 'key-1'` after an UPDATE). After a lost connection the node
+    /// reconnects and flushes the galaxy, since notifications may have been missed.
+    #[arg(long, value_name = "NAME", conflicts_with = "config")]
+    pub notify_channel: Option<String>,
     /// How long a fetch from the key's owner may take before this node loads it itself.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "config")]
     pub peer_timeout: Option<Duration>,
@@ -155,6 +164,7 @@ impl ServeArgs {
             },
             peer_timeout: self.peer_timeout,
             hot_ratio: None,
+            notify_channel: self.notify_channel.clone(),
         }
     }
 }
@@ -291,6 +301,28 @@ mod tests {
     }
 
     #[test]
+    fn serve_flags_for_a_postgres_galaxy() {
+        let s = serve(&[
+            "--backend",
+            "postgres:postgresql://app@127.0.0.1:5432/app",
+            "--query",
+            "SELECT body FROM items WHERE id = $1",
+            "--notify-channel",
+            "items_changed",
+        ]);
+        let g = &s.node_config().unwrap().galaxies[0];
+        assert_eq!(
+            g.backend,
+            BackendSpec::Postgres("postgresql://app@127.0.0.1:5432/app".into())
+        );
+        assert_eq!(
+            g.backend_options.query,
+            "SELECT body FROM items WHERE id = $1"
+        );
+        assert_eq!(g.notify_channel.as_deref(), Some("items_changed"));
+    }
+
+    #[test]
     fn serve_defaults() {
         let c = serve(&[]).node_config().unwrap();
         assert_eq!(c.galaxies[0].name, "default");
@@ -323,6 +355,10 @@ mod tests {
         assert!(e.contains("zipf exponent"), "{e}");
         let e = message(&["owner"]);
         assert!(e.contains("--peers"), "{e}");
+        let e = serve(&["--notify-channel", "kv"])
+            .node_config()
+            .unwrap_err();
+        assert!(e.contains("needs a postgres backend"), "{e}");
         let e = serve(&["--config", "/nonexistent/galaxyd.toml"]).node_config();
         assert!(e.unwrap_err().contains("cannot read config file"));
     }

@@ -18,7 +18,23 @@
 //! backend = "synthetic"
 //! value_size = "4KiB"
 //! backend_delay = "20ms"
+//!
+//! [[galaxy]]
+//! name = "products"
+//! backend = "postgres:postgresql://app:secret@db:5432/shop"   # no TLS: plain TCP
+//! query = "SELECT body FROM products WHERE sku = $1"          # $1 is the key, as text
+//! connections = 8                                             # pooled connections
+//! backend_timeout = "5s"                                      # to connect or get one
+//! notify_channel = "products_changed"                         # LISTEN for invalidations
 //! ```
+//!
+//! With `notify_channel`, every node LISTENs on that channel (a dedicated connection) and
+//! each notification's payload is a key to remove from the galaxy, `*` a flush:
+//! `UPDATE products SET ...; NOTIFY products_changed, 'sku-1';` (or `pg_notify`). The name
+//! is used as given, quoted; an unquoted `NOTIFY` folds it to lowercase. When the LISTEN
+//! connection is lost the node reconnects (backing off up to 30 s) and then flushes the
+//! galaxy on every node, since notifications may have been missed. Only postgres backends
+//! have one.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -29,7 +45,7 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use crate::backend::{BackendOptions, BackendSpec};
+use crate::backend::{BackendOptions, BackendSpec, notify_feed};
 use crate::units::{parse_duration, parse_size};
 
 /// The peer URL a node has when none is given.
@@ -117,6 +133,9 @@ pub struct GalaxyConfig {
     pub peer_timeout: Option<Duration>,
     /// The hotcache's share of the budget; the core's default when `None`.
     pub hot_ratio: Option<f64>,
+    /// PostgreSQL backends only: LISTEN on this channel and treat each notification's
+    /// payload as a key to remove (`*`: flush the galaxy). None by default.
+    pub notify_channel: Option<String>,
 }
 
 impl GalaxyConfig {
@@ -129,6 +148,7 @@ impl GalaxyConfig {
             backend_options: BackendOptions::default(),
             peer_timeout: None,
             hot_ratio: None,
+            notify_channel: None,
         }
     }
 }
@@ -186,6 +206,7 @@ struct FileGalaxy {
     backend_timeout: Option<String>,
     peer_timeout: Option<String>,
     hot_ratio: Option<f64>,
+    notify_channel: Option<String>,
 }
 
 impl FileGalaxy {
@@ -218,6 +239,7 @@ impl FileGalaxy {
         }
         galaxy.peer_timeout = duration_field(&self.peer_timeout, &format!("{at}: peer_timeout"))?;
         galaxy.hot_ratio = self.hot_ratio;
+        galaxy.notify_channel = self.notify_channel;
         Ok(galaxy)
     }
 }
@@ -307,6 +329,12 @@ impl TopLevel {
         if let Some(g) = galaxies.iter().find(|g| g.name.is_empty()) {
             return Err(format!("a galaxy has an empty name ({})", g.backend));
         }
+        for g in &galaxies {
+            if let Some(channel) = &g.notify_channel {
+                notify_feed(&g.backend, channel, &g.backend_options)
+                    .map_err(|e| format!("galaxy {:?}: {e}", g.name))?;
+            }
+        }
         Ok(NodeConfig {
             self_url,
             peers,
@@ -391,6 +419,14 @@ mod tests {
         value_size = "4KiB"
         backend_delay = "20ms"
         hot_ratio = 0.25
+
+        [[galaxy]]
+        name = "products"
+        backend = "postgres:postgresql://app:secret@db:5432/shop"
+        query = "SELECT body FROM products WHERE sku = $1"
+        connections = 8
+        backend_timeout = "5s"
+        notify_channel = "products_changed"
     "#;
 
     fn resolve(text: &str) -> Result<NodeConfig, String> {
@@ -408,8 +444,8 @@ mod tests {
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.protocol, Protocol::Grpc);
         assert_eq!(c.replicas, 50);
-        let [users, pages] = &c.galaxies[..] else {
-            panic!("two galaxies expected: {:?}", c.galaxies)
+        let [users, pages, products] = &c.galaxies[..] else {
+            panic!("three galaxies expected: {:?}", c.galaxies)
         };
         assert_eq!(users.cache_bytes, 64 << 20);
         assert_eq!(
@@ -426,6 +462,16 @@ mod tests {
         assert_eq!(pages.backend_options.value_size, 4096);
         assert_eq!(pages.backend_options.delay, Duration::from_millis(20));
         assert_eq!(pages.hot_ratio, Some(0.25));
+        assert_eq!(pages.notify_channel, None);
+        assert_eq!(
+            products.backend,
+            BackendSpec::Postgres("postgresql://app:secret@db:5432/shop".into())
+        );
+        let options = &products.backend_options;
+        assert_eq!(options.query, "SELECT body FROM products WHERE sku = $1");
+        assert_eq!(options.connections, 8);
+        assert_eq!(options.timeout, Duration::from_secs(5));
+        assert_eq!(products.notify_channel.as_deref(), Some("products_changed"));
     }
 
     #[test]
@@ -467,6 +513,16 @@ mod tests {
         let e = resolve("self = \"https://x:1\"\n[[galaxy]]\nname = \"g\"\n").unwrap_err();
         assert!(e.contains("self URL"), "{e}");
         assert!(resolve("").unwrap_err().contains("no galaxy"));
+        let e = resolve("[[galaxy]]\nname = \"g\"\nnotify_channel = \"c\"\n").unwrap_err();
+        assert!(
+            e.contains("galaxy \"g\"") && e.contains("needs a postgres backend"),
+            "{e}"
+        );
+        let e = resolve(
+            "[[galaxy]]\nname = \"g\"\nbackend = \"postgres:postgres://db/x\"\nnotify_channel = \"\"\n",
+        )
+        .unwrap_err();
+        assert!(e.contains("notify channel"), "{e}");
         let twice = "[[galaxy]]\nname = \"g\"\n[[galaxy]]\nname = \"g\"\n";
         assert!(resolve(twice).unwrap_err().contains("configured twice"));
     }

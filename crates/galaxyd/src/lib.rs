@@ -2,7 +2,8 @@
 //!
 //! - `galaxyd serve`: one node — a peer listener (HTTP, gRPC or groupcache's HTTP
 //!   dialect) and a client API (`GET /v1/galaxies/{galaxy}/keys/{key}`, `/v1/stats`,
-//!   `/metrics`, `/healthz`), in front of a synthetic, SQLite or HTTP backend.
+//!   `/metrics`, `/healthz`), in front of a synthetic, SQLite, HTTP or PostgreSQL backend
+//!   (optionally following a LISTEN/NOTIFY channel for invalidations).
 //! - `galaxyd owner`: which peer owns each key.
 //! - `galaxyd demo`: a 3-node cluster in this process, in front of SQLite, under a
 //!   skewed workload.

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api;
-use crate::backend::Backend;
+use crate::backend::{Backend, NotifyFeed, notify_feed};
 use crate::config::{GalaxyConfig, NodeConfig, Protocol};
 
 /// A running node. Stop it with [`Node::shutdown`]; dropping it stops nothing.
@@ -27,6 +27,8 @@ pub struct Node {
     stop: watch::Sender<bool>,
     /// The peer server and the client API, each named, until they end.
     servers: JoinSet<(&'static str, anyhow::Result<()>)>,
+    /// The change feeds (`notify_channel`) of the galaxies that have one, until stopped.
+    feeds: JoinSet<()>,
 }
 
 impl Node {
@@ -60,9 +62,15 @@ impl Node {
             .iter()
             .map(|g| build_galaxy(&universe, g))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        let feeds = change_feeds(&config.galaxies)?;
         let peer_addr = peer_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        let mut following = JoinSet::new();
+        for (index, feed) in feeds {
+            let galaxy = galaxies[index].clone();
+            following.spawn(feed.run(galaxy, until_stopped(stopped.clone())));
+        }
         let mut servers = JoinSet::new();
         let peers = serve_peers(
             config.protocol,
@@ -90,6 +98,7 @@ impl Node {
             peer_addr,
             stop,
             servers,
+            feeds: following,
         })
     }
 
@@ -142,6 +151,8 @@ impl Node {
                 result = Err(failure);
             }
         }
+        // Each feed ends once it sees the stop signal.
+        while self.feeds.join_next().await.is_some() {}
         result?;
         tracing::info!(self_url = %self.universe.self_url(), "node stopped");
         Ok(())
@@ -152,6 +163,7 @@ impl Drop for Node {
     fn drop(&mut self) {
         // Dropping a node stops nothing: the servers run on, as spawned tasks do.
         self.servers.detach_all();
+        self.feeds.detach_all();
     }
 }
 
@@ -187,6 +199,20 @@ fn build_galaxy(universe: &Universe, config: &GalaxyConfig) -> anyhow::Result<Ga
     builder
         .build()
         .with_context(|| format!("galaxy {:?}", config.name))
+}
+
+/// The change feed of each galaxy that has a notify channel, by the galaxy's index.
+fn change_feeds(galaxies: &[GalaxyConfig]) -> anyhow::Result<Vec<(usize, NotifyFeed)>> {
+    let mut feeds = Vec::new();
+    for (index, g) in galaxies.iter().enumerate() {
+        if let Some(channel) = &g.notify_channel {
+            let feed = notify_feed(&g.backend, channel, &g.backend_options)
+                .map_err(anyhow::Error::msg)
+                .with_context(|| format!("galaxy {:?}", g.name))?;
+            feeds.push((index, feed));
+        }
+    }
+    Ok(feeds)
 }
 
 async fn until_stopped(mut stopped: watch::Receiver<bool>) {

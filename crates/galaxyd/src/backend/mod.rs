@@ -1,6 +1,7 @@
 //! The data sources a galaxyd galaxy can sit in front of.
 
 mod http;
+mod postgres;
 mod sqlite;
 mod synthetic;
 
@@ -12,15 +13,17 @@ use std::time::Duration;
 use galaxycache_universe::Value;
 
 use self::http::HttpBackend;
+use self::postgres::PostgresBackend;
 use self::sqlite::SqliteBackend;
 use self::synthetic::SyntheticBackend;
 
+pub(crate) use self::postgres::NotifyFeed;
 pub(crate) use self::sqlite::DEFAULT_QUERY;
 pub(crate) use self::synthetic::is_synthetic_value;
 pub use self::synthetic::synthetic_value;
 
-/// Which backend, as written on the command line: `synthetic`, `sqlite:PATH` or
-/// `http:URL_TEMPLATE`.
+/// Which backend, as written on the command line: `synthetic`, `sqlite:PATH`,
+/// `http:URL_TEMPLATE` or `postgres:URL`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum BackendSpec {
     /// Every key exists; its value is derived from the key.
@@ -31,20 +34,34 @@ pub enum BackendSpec {
     /// expire as the origin's `Cache-Control` max-age or `Expires` say (`no-store` and
     /// `no-cache` are not honoured: galaxyd is there to cache the origin).
     Http(String),
+    /// A PostgreSQL database: a `postgresql://` (or `postgres://`) connection URL. No TLS:
+    /// the connection is plain TCP or a unix socket.
+    Postgres(String),
 }
 
 impl FromStr for BackendSpec {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
-        let expected = "expected synthetic, sqlite:PATH or http:URL (e.g. \
-                        http:http://origin:8080/items/{key})";
+        let expected = "expected synthetic, sqlite:PATH, http:URL (e.g. \
+                        http:http://origin:8080/items/{key}) or postgres:URL (e.g. \
+                        postgres:postgresql://app@db:5432/app)";
         match text.split_once(':') {
             None if text == "synthetic" => Ok(BackendSpec::Synthetic),
             Some(("sqlite", "")) => Err(format!("backend {text:?} names no database file")),
             Some(("sqlite", path)) => Ok(BackendSpec::Sqlite(PathBuf::from(path))),
             Some(("http", "")) => Err(format!("backend {text:?} names no URL")),
             Some(("http", url)) => Ok(BackendSpec::Http(url.to_owned())),
+            Some(("postgres", "")) => Err(format!("backend {text:?} names no URL")),
+            Some(("postgres", url))
+                if url.starts_with("postgresql://") || url.starts_with("postgres://") =>
+            {
+                Ok(BackendSpec::Postgres(url.to_owned()))
+            }
+            Some(("postgres", _)) => Err(format!(
+                "backend {text:?}: expected a postgresql:// URL, e.g. \
+                 postgres:postgresql://app@db:5432/app"
+            )),
             _ => Err(format!("unknown backend {text:?}: {expected}")),
         }
     }
@@ -56,6 +73,8 @@ impl fmt::Display for BackendSpec {
             BackendSpec::Synthetic => f.write_str("synthetic"),
             BackendSpec::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
             BackendSpec::Http(url) => write!(f, "http:{url}"),
+            // Shown in logs and errors: never the password.
+            BackendSpec::Postgres(url) => write!(f, "postgres:{}", postgres::redact(url)),
         }
     }
 }
@@ -67,12 +86,14 @@ pub struct BackendOptions {
     pub value_size: usize,
     /// Synthetic: simulated latency of each load. Default zero.
     pub delay: Duration,
-    /// SQLite: the query; `?1` is the key, the first column the value. Default
-    /// `SELECT value FROM kv WHERE key = ?1`.
+    /// SQLite and PostgreSQL: the query; the key is `?1` (SQLite) or `$1` (PostgreSQL, as
+    /// text), the first column of the first row is the value. Default
+    /// `SELECT value FROM kv WHERE key = ?1`, which PostgreSQL runs with `$1`.
     pub query: String,
-    /// SQLite: connections (each serves one query at a time). Default 4.
+    /// SQLite and PostgreSQL: connections (each serves one query at a time). Default 4.
     pub connections: usize,
-    /// HTTP: how long a request to the origin may take. Default 10 s.
+    /// HTTP: how long a request to the origin may take; PostgreSQL: how long connecting or
+    /// waiting for a pooled connection may take. Default 10 s.
     pub timeout: Duration,
 }
 
@@ -100,6 +121,7 @@ enum Kind {
     Sqlite(SqliteBackend),
     /// Boxed: a pooled hyper client is large.
     Http(Box<HttpBackend>),
+    Postgres(PostgresBackend),
 }
 
 impl Backend {
@@ -116,6 +138,19 @@ impl Backend {
                 options.connections,
             )?),
             BackendSpec::Http(url) => Kind::Http(Box::new(HttpBackend::new(url, options.timeout)?)),
+            BackendSpec::Postgres(url) => {
+                // The default query, written for SQLite, in PostgreSQL's placeholder.
+                let query = match options.query.as_str() {
+                    DEFAULT_QUERY => postgres::DEFAULT_QUERY,
+                    query => query,
+                };
+                Kind::Postgres(PostgresBackend::open(
+                    url,
+                    query,
+                    options.connections,
+                    options.timeout,
+                )?)
+            }
         };
         Ok(Backend { kind })
     }
@@ -129,7 +164,23 @@ impl Backend {
                 .load(key)
                 .await?
                 .map(|(bytes, expiry)| Value::new(bytes).with_expiry(expiry))),
+            Kind::Postgres(b) => Ok(b.load(key).await?.map(Value::new)),
         }
+    }
+}
+
+/// The change feed of a galaxy whose backend is `spec`: LISTEN on `channel` (PostgreSQL
+/// only). Errors say why the configuration cannot have one.
+pub(crate) fn notify_feed(
+    spec: &BackendSpec,
+    channel: &str,
+    options: &BackendOptions,
+) -> Result<NotifyFeed, String> {
+    match spec {
+        BackendSpec::Postgres(url) => NotifyFeed::new(url, channel, options.timeout),
+        other => Err(format!(
+            "notify channel {channel:?} needs a postgres backend (LISTEN/NOTIFY), not {other}"
+        )),
     }
 }
 
@@ -156,7 +207,16 @@ mod tests {
             "http:http://origin:8080/items/{key}".parse(),
             Ok(BackendSpec::Http("http://origin:8080/items/{key}".into()))
         );
-        for spec in ["synthetic", "sqlite:kv.db", "http:http://o/{key}"] {
+        assert_eq!(
+            "postgres:postgresql://app@db/app".parse(),
+            Ok(BackendSpec::Postgres("postgresql://app@db/app".into()))
+        );
+        for spec in [
+            "synthetic",
+            "sqlite:kv.db",
+            "http:http://o/{key}",
+            "postgres:postgres://db:5432/app",
+        ] {
             assert_eq!(spec.parse::<BackendSpec>().unwrap().to_string(), spec);
         }
     }
@@ -181,6 +241,16 @@ mod tests {
                 .contains("no URL")
         );
         assert!("synthetic:x".parse::<BackendSpec>().is_err());
+        let e = "postgres:db:5432".parse::<BackendSpec>().unwrap_err();
+        assert!(e.contains("expected a postgresql:// URL"), "{e}");
+        assert!(
+            "postgres:"
+                .parse::<BackendSpec>()
+                .unwrap_err()
+                .contains("no URL")
+        );
+        let spec: BackendSpec = "postgres:postgresql://app:s3cret@db/app".parse().unwrap();
+        assert_eq!(spec.to_string(), "postgres:postgresql://app:***@db/app");
     }
 
     #[tokio::test]
