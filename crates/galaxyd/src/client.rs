@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, StatusCode, Uri};
-use http_body_util::{BodyExt, Empty, Limited};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -38,7 +38,7 @@ pub struct Response {
 /// A pooled HTTP/1 client: connections are kept alive and reused.
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpConnector, Empty<Bytes>>,
+    inner: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
 }
 
@@ -58,19 +58,38 @@ impl HttpClient {
 
     /// GET `uri` and read the whole body (at most 64 MiB).
     pub async fn get(&self, uri: Uri) -> Result<Response, String> {
+        self.send(Method::GET, uri, HeaderMap::new(), Bytes::new())
+            .await
+    }
+
+    /// Send `method` to `uri` with `headers` and `body` (none when empty), and read the
+    /// whole answer (at most 64 MiB). The client API's writes: `DELETE` and `PUT` of a
+    /// key, `POST` of a flush.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: Uri,
+        headers: HeaderMap,
+        body: Bytes,
+    ) -> Result<Response, String> {
         // Cheap (reference counts): the text is only made when an error needs it.
-        let shown = uri.clone();
+        let (shown_method, shown_uri) = (method.clone(), uri.clone());
+        let shown = || format!("{shown_method} {shown_uri}");
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = method;
+        *request.uri_mut() = uri;
+        *request.headers_mut() = headers;
         let exchange = async {
             let response = self
                 .inner
-                .get(uri)
+                .request(request)
                 .await
-                .map_err(|e| format!("GET {shown}: {}", error_chain(&e)))?;
+                .map_err(|e| format!("{}: {}", shown(), error_chain(&e)))?;
             let (parts, body) = response.into_parts();
             let body = Limited::new(body, MAX_BODY)
                 .collect()
                 .await
-                .map_err(|e| format!("GET {shown}: reading the body: {e}"))?
+                .map_err(|e| format!("{}: reading the body: {e}", shown()))?
                 .to_bytes();
             Ok(Response {
                 status: parts.status,
@@ -80,7 +99,7 @@ impl HttpClient {
         };
         tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| format!("GET {shown}: no response within {:?}", self.timeout))?
+            .map_err(|_| format!("{}: no response within {:?}", shown(), self.timeout))?
     }
 }
 
