@@ -1,30 +1,62 @@
-//! The client API of a node (axum): values, stats, metrics, health.
+//! The client API of a node (axum): values, writes, stats, metrics, health.
 //!
 //! - `GET /v1/galaxies/{galaxy}/keys/{key}` (key percent-encoded): 200 with the value
-//!   bytes; 404 when the data source has no such key (`X-Galaxycache-Galaxy-Status:
-//!   Found`) or no such galaxy (`Not Found`, and a different message); 400 for an empty or
-//!   oversized key; 503 when the load failed; 504 when it did not finish in time.
+//!   bytes (and `Expires` when the value expires); 404 when the data source has no such
+//!   key (`X-Galaxycache-Galaxy-Status: Found`) or no such galaxy (`Not Found`, and a
+//!   different message); 400 for an empty or oversized key; 503 when the load failed;
+//!   504 when it did not finish in time.
+//! - `DELETE /v1/galaxies/{galaxy}/keys/{key}`: remove the key from the whole cluster
+//!   (the owner first, then every other peer); the next get loads it anew.
+//! - `PUT /v1/galaxies/{galaxy}/keys/{key}`, body = the value's bytes (at most 64 MiB,
+//!   the peer protocols' bound on a value, else 413): store the value at the key's owner
+//!   (write-through); every other node drops its copy. `Cache-Control: max-age=N`
+//!   (seconds from now) or else `Expires` (an HTTP date) sets the value's expiry; either
+//!   one malformed is 400.
+//! - `POST /v1/galaxies/{galaxy}/flush`: every node drops every entry of the galaxy.
+//!
+//!   A write is answered 200 once this node applied it and every peer answered or timed
+//!   out, with `{"galaxy": G, "key": K, "op": "remove"|"set"|"flush", "applied": [URL],
+//!   "refused": [{"peer": URL, "error": MSG}], "failed": [{"peer": URL, "error": MSG}],
+//!   "complete": BOOL}` (no `key` for a flush; peers other than this node; `refused`: the
+//!   peer cannot apply the verb, `failed`: unreachable, retried in the background). The
+//!   key is decoded as a get's is; an unknown galaxy is 404, a bad key 400. A write takes
+//!   at most about twice the galaxy's peer timeout (the owner, then the others at once),
+//!   and once started runs to its end even if the client goes away.
 //! - `GET /v1/stats`: `{"node": URL, "galaxies": {NAME: {STAT: N, ...}}}`, every stat of
 //!   the core.
-//! - `GET /metrics`: the same stats, client gets by outcome and their latency, in the
-//!   Prometheus text format.
+//! - `GET /metrics`: the same stats, client gets by outcome and their latency, client
+//!   writes by op and outcome, in the Prometheus text format.
 //! - `GET /healthz`: `ok`.
+//!
+//! Another method on one of these paths is 405.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use bytes::Bytes;
-use galaxycache_galaxy::{ErrorKind, Galaxy, Value};
+use galaxycache_galaxy::{ErrorKind, Galaxy, Report, Value};
 use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
-use http::{HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
-use crate::metrics::{ClientMetrics, GalaxyReport, Outcome, render_prometheus};
+use crate::metrics::{
+    ClientMetrics, GalaxyReport, Outcome, WriteOutcome, WriteVerb, render_prometheus,
+};
+
+/// Largest value a `PUT` may carry: the peer protocols' bound on a value
+/// ([`DEFAULT_MAX_RESPONSE_BYTES`](galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES),
+/// 64 MiB), so whatever is set here can travel to every peer.
+pub(crate) const MAX_VALUE_BYTES: usize = galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES;
+
+/// `max-age` past this is taken as this (RFC 9111, 1.2.2: 2^31 seconds).
+const MAX_AGE_CAP: u64 = 1 << 31;
 
 struct Served {
     galaxy: Galaxy,
@@ -60,9 +92,19 @@ pub fn router(node_url: &str, galaxies: &[Galaxy], request_timeout: Duration) ->
         request_timeout,
     }));
     Router::new()
-        .route("/v1/galaxies/{galaxy}/keys/{*key}", get(get_key))
-        .route("/v1/galaxies/{galaxy}/keys/", get(empty_key))
-        .route("/v1/galaxies/{galaxy}/keys", get(empty_key))
+        .route(
+            "/v1/galaxies/{galaxy}/keys/{*key}",
+            get(get_key).delete(delete_key).put(put_key),
+        )
+        .route(
+            "/v1/galaxies/{galaxy}/keys/",
+            get(empty_key).delete(delete_empty).put(put_empty),
+        )
+        .route(
+            "/v1/galaxies/{galaxy}/keys",
+            get(empty_key).delete(delete_empty).put(put_empty),
+        )
+        .route("/v1/galaxies/{galaxy}/flush", post(flush))
         .route("/v1/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -139,6 +181,234 @@ async fn answer_get(api: &Api, galaxy: &str, key: &str) -> Response {
     response
 }
 
+/// `DELETE /v1/galaxies/{galaxy}/keys[/]`: a remove of the empty key, refused (400).
+async fn delete_empty(State(api): State<Api>, Path(galaxy): Path<String>) -> Response {
+    answer_remove(&api, &galaxy, String::new()).await
+}
+
+/// `PUT /v1/galaxies/{galaxy}/keys[/]`: a set of the empty key, refused (400) before the
+/// body is read.
+async fn put_empty(
+    State(api): State<Api>,
+    Path(galaxy): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer_set(&api, &galaxy, String::new(), &headers, body).await
+}
+
+async fn delete_key(
+    State(api): State<Api>,
+    Path((galaxy, key)): Path<(String, String)>,
+) -> Response {
+    answer_remove(&api, &galaxy, key).await
+}
+
+async fn put_key(
+    State(api): State<Api>,
+    Path((galaxy, key)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    answer_set(&api, &galaxy, key, &headers, body).await
+}
+
+async fn flush(State(api): State<Api>, Path(galaxy): Path<String>) -> Response {
+    let Some(served) = api.0.galaxies.get(&galaxy) else {
+        return unknown_galaxy(&galaxy);
+    };
+    let g = served.galaxy.clone();
+    let done = tokio::spawn(async move { Ok(g.flush().await) }).await;
+    write_answer(served, &galaxy, None, WriteVerb::Flush, done)
+}
+
+async fn answer_remove(api: &Api, galaxy: &str, key: String) -> Response {
+    let Some(served) = api.0.galaxies.get(galaxy) else {
+        return unknown_galaxy(galaxy);
+    };
+    let g = served.galaxy.clone();
+    let task_key = key.clone();
+    let done = tokio::spawn(async move { g.remove(&task_key).await }).await;
+    write_answer(served, galaxy, Some(&key), WriteVerb::Remove, done)
+}
+
+async fn answer_set(
+    api: &Api,
+    galaxy: &str,
+    key: String,
+    headers: &HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(served) = api.0.galaxies.get(galaxy) else {
+        return unknown_galaxy(galaxy);
+    };
+    let refuse = |status: StatusCode, message: String| {
+        served
+            .metrics
+            .record_write(WriteVerb::Set, WriteOutcome::BadRequest);
+        text(status, message)
+    };
+    if let Err(e) = served.galaxy.universe().check_key(&key) {
+        return refuse(StatusCode::BAD_REQUEST, format!("invalid key: {e}"));
+    }
+    let expires_at = match requested_expiry(headers, SystemTime::now()) {
+        Ok(expires_at) => expires_at,
+        Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
+    };
+    let bytes = match read_value(headers, body).await {
+        Ok(bytes) => bytes,
+        Err((status, message)) => return refuse(status, message),
+    };
+    let value = Value::new(bytes).with_expiry(expires_at);
+    let g = served.galaxy.clone();
+    let task_key = key.clone();
+    let done = tokio::spawn(async move { g.set(&task_key, value).await }).await;
+    write_answer(served, galaxy, Some(&key), WriteVerb::Set, done)
+}
+
+/// The body of a `PUT`, at most [`MAX_VALUE_BYTES`]: 413 past that (told by
+/// `Content-Length` before reading, or while reading), 400 when it cannot be read.
+async fn read_value(headers: &HeaderMap, body: Body) -> Result<Bytes, (StatusCode, String)> {
+    let too_large = || {
+        let message = format!("a value may have at most {MAX_VALUE_BYTES} bytes");
+        (StatusCode::PAYLOAD_TOO_LARGE, message)
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_VALUE_BYTES as u64) {
+        return Err(too_large());
+    }
+    match Limited::new(body, MAX_VALUE_BYTES).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(e) => Err((
+            StatusCode::BAD_REQUEST,
+            format!("cannot read the body: {e}"),
+        )),
+    }
+}
+
+/// The expiry a `PUT` asks for, seen at `now`: `Cache-Control: max-age=N` (N seconds from
+/// now), else `Expires` (an HTTP date), else none. Both headers are checked when both
+/// are sent: either one malformed is an error (the message says which). Other
+/// `Cache-Control` directives are ignored.
+fn requested_expiry(headers: &HeaderMap, now: SystemTime) -> Result<Option<SystemTime>, String> {
+    let max_age = max_age(headers)?;
+    let expires = match headers.get(header::EXPIRES) {
+        None => None,
+        Some(v) => {
+            let date = v
+                .to_str()
+                .ok()
+                .and_then(|t| httpdate::parse_http_date(t).ok());
+            Some(date.ok_or_else(|| {
+                format!("malformed Expires {v:?}: expected an HTTP date such as \"Sun, 06 Nov 1994 08:49:37 GMT\"")
+            })?)
+        }
+    };
+    Ok(match max_age {
+        // Saturating: past what a SystemTime holds, the value does not expire by itself.
+        Some(secs) => now.checked_add(Duration::from_secs(secs)),
+        None => expires,
+    })
+}
+
+/// The `max-age` of every `Cache-Control` header together, in seconds (at most
+/// [`MAX_AGE_CAP`]); an error when it is malformed or given twice.
+fn max_age(headers: &HeaderMap) -> Result<Option<u64>, String> {
+    let mut found = None;
+    for v in headers.get_all(header::CACHE_CONTROL) {
+        let malformed = || format!("malformed Cache-Control {v:?}: expected max-age=SECONDS");
+        let line = v.to_str().map_err(|_| malformed())?;
+        for directive in line.split(',').map(str::trim) {
+            let (name, arg) = match directive.split_once('=') {
+                Some((name, arg)) => (name.trim(), Some(arg.trim())),
+                None => (directive, None),
+            };
+            if !name.eq_ignore_ascii_case("max-age") {
+                continue;
+            }
+            let digits = arg.map(|a| a.trim_matches('"')).ok_or_else(malformed)?;
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(malformed());
+            }
+            if found.is_some() {
+                return Err(format!("Cache-Control {v:?}: max-age given twice"));
+            }
+            let secs = digits.parse::<u64>().unwrap_or(MAX_AGE_CAP);
+            found = Some(secs.min(MAX_AGE_CAP));
+        }
+    }
+    Ok(found)
+}
+
+/// Answer a write whose task ended with `done`, and count it.
+fn write_answer(
+    served: &Served,
+    galaxy: &str,
+    key: Option<&str>,
+    verb: WriteVerb,
+    done: Result<Result<Report, galaxycache_galaxy::Error>, tokio::task::JoinError>,
+) -> Response {
+    let (outcome, response) = match done {
+        Ok(Ok(report)) => {
+            let outcome = if report.is_complete() {
+                WriteOutcome::Complete
+            } else {
+                tracing::warn!(galaxy, key, op = verb.label(), refused = ?report.refused, failed = ?report.failed, "write not applied by every peer");
+                WriteOutcome::Incomplete
+            };
+            let json = report_json(galaxy, key, verb, &report);
+            let r = ([(header::CONTENT_TYPE, "application/json")], json).into_response();
+            (outcome, r)
+        }
+        Ok(Err(e)) if matches!(e.kind(), ErrorKind::InvalidKey) => (
+            WriteOutcome::BadRequest,
+            text(StatusCode::BAD_REQUEST, e.to_string()),
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(galaxy, key, op = verb.label(), error = %e, "write failed");
+            (
+                WriteOutcome::Error,
+                text(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            )
+        }
+        Err(e) => {
+            tracing::error!(galaxy, key, op = verb.label(), error = %e, "write task failed");
+            let message = format!("the {} did not finish: {e}", verb.label());
+            (
+                WriteOutcome::Error,
+                text(StatusCode::INTERNAL_SERVER_ERROR, message),
+            )
+        }
+    };
+    served.metrics.record_write(verb, outcome);
+    response
+}
+
+/// The JSON answer to a write (see the module docs).
+fn report_json(galaxy: &str, key: Option<&str>, verb: WriteVerb, report: &Report) -> String {
+    let peers = |list: &[(String, galaxycache_universe::Error)]| {
+        list.iter()
+            .map(|(peer, e)| serde_json::json!({"peer": peer, "error": e.to_string()}))
+            .collect::<Vec<_>>()
+    };
+    let mut body = serde_json::json!({
+        "galaxy": galaxy,
+        "op": verb.label(),
+        "applied": report.applied,
+        "refused": peers(&report.refused),
+        "failed": peers(&report.failed),
+        "complete": report.is_complete(),
+    });
+    if let (Some(key), Some(map)) = (key, body.as_object_mut()) {
+        map.insert("key".to_owned(), key.into());
+    }
+    body.to_string()
+}
+
 fn value_response(value: Value) -> Response {
     let expires = value.expires_at().map(httpdate::fmt_http_date);
     let mut r = (
@@ -184,6 +454,7 @@ async fn metrics(State(api): State<Api>) -> Response {
             stats: served.galaxy.stats().fields().collect(),
             outcomes: served.metrics.outcomes(),
             latency: served.metrics.latency(),
+            writes: served.metrics.writes(),
         })
         .collect();
     (
@@ -194,4 +465,87 @@ async fn metrics(State(api): State<Api>) -> Response {
         render_prometheus(&reports),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(header::HeaderName, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(name.clone(), HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn expiry_from_max_age_or_expires() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let at = |secs| Some(now + Duration::from_secs(secs));
+        let expiry = |pairs: &[(header::HeaderName, &str)]| requested_expiry(&headers(pairs), now);
+        assert_eq!(expiry(&[]), Ok(None));
+        assert_eq!(expiry(&[(header::CACHE_CONTROL, "max-age=60")]), Ok(at(60)));
+        assert_eq!(
+            expiry(&[(
+                header::CACHE_CONTROL,
+                "public, MAX-AGE = \"5\" ,no-transform"
+            )]),
+            Ok(at(5))
+        );
+        // Other directives alone set nothing; max-age on a second line counts.
+        assert_eq!(expiry(&[(header::CACHE_CONTROL, "no-cache")]), Ok(None));
+        assert_eq!(
+            expiry(&[
+                (header::CACHE_CONTROL, "public"),
+                (header::CACHE_CONTROL, "max-age=7")
+            ]),
+            Ok(at(7))
+        );
+        // Past 2^31 s (and past u64) is 2^31 s.
+        let huge = "max-age=99999999999999999999999";
+        assert_eq!(expiry(&[(header::CACHE_CONTROL, huge)]), Ok(at(1 << 31)));
+        let date = "Sun, 06 Nov 1994 08:49:37 GMT";
+        let parsed = httpdate::parse_http_date(date).ok();
+        assert_eq!(expiry(&[(header::EXPIRES, date)]), Ok(parsed));
+        // max-age wins over Expires, as in HTTP caching.
+        assert_eq!(
+            expiry(&[
+                (header::EXPIRES, date),
+                (header::CACHE_CONTROL, "max-age=1")
+            ]),
+            Ok(at(1))
+        );
+    }
+
+    #[test]
+    fn malformed_expiry_headers_are_errors() {
+        let now = SystemTime::UNIX_EPOCH;
+        for pairs in [
+            vec![(header::CACHE_CONTROL, "max-age=abc")],
+            vec![(header::CACHE_CONTROL, "max-age=")],
+            vec![(header::CACHE_CONTROL, "max-age")],
+            vec![(header::CACHE_CONTROL, "max-age=-1")],
+            vec![(header::CACHE_CONTROL, "max-age=1.5")],
+            vec![(header::CACHE_CONTROL, "max-age=1, max-age=2")],
+            vec![(header::EXPIRES, "0")],
+            vec![(header::EXPIRES, "tomorrow")],
+            vec![
+                (header::CACHE_CONTROL, "max-age=1"),
+                (header::EXPIRES, "never"),
+            ],
+        ] {
+            let e = requested_expiry(&headers(&pairs), now).unwrap_err();
+            assert!(
+                e.contains("malformed") || e.contains("twice"),
+                "{pairs:?}: {e}"
+            );
+        }
+        let mut bytes = HeaderMap::new();
+        bytes.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_bytes(b"max-age=\xff").unwrap(),
+        );
+        assert!(requested_expiry(&bytes, now).is_err());
+    }
 }

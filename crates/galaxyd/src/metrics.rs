@@ -42,11 +42,69 @@ impl Outcome {
     }
 }
 
-/// Client-API counters of one galaxy: gets by outcome and their latency.
+/// A client write verb, as counted by `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteVerb {
+    /// `DELETE` of a key.
+    Remove,
+    /// `PUT` of a key.
+    Set,
+    /// `POST` of a flush.
+    Flush,
+}
+
+impl WriteVerb {
+    const ALL: [WriteVerb; 3] = [WriteVerb::Remove, WriteVerb::Set, WriteVerb::Flush];
+
+    /// The `op` label, and the `op` of the write's JSON answer.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            WriteVerb::Remove => "remove",
+            WriteVerb::Set => "set",
+            WriteVerb::Flush => "flush",
+        }
+    }
+}
+
+/// How a client write ended, as counted by `/metrics`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum WriteOutcome {
+    /// 200, and every peer applied it.
+    Complete,
+    /// 200, applied here, but some peer refused it or could not be reached.
+    Incomplete,
+    /// 4xx: the request was malformed or its body too large; nothing was written.
+    BadRequest,
+    /// 500: the write task failed.
+    Error,
+}
+
+impl WriteOutcome {
+    const ALL: [WriteOutcome; 4] = [
+        WriteOutcome::Complete,
+        WriteOutcome::Incomplete,
+        WriteOutcome::BadRequest,
+        WriteOutcome::Error,
+    ];
+
+    /// The `outcome` label.
+    fn label(self) -> &'static str {
+        match self {
+            WriteOutcome::Complete => "complete",
+            WriteOutcome::Incomplete => "incomplete",
+            WriteOutcome::BadRequest => "bad_request",
+            WriteOutcome::Error => "error",
+        }
+    }
+}
+
+/// Client-API counters of one galaxy: gets by outcome and their latency, writes by verb
+/// and outcome.
 #[derive(Debug, Default)]
 pub(crate) struct ClientMetrics {
     outcomes: [AtomicU64; Outcome::ALL.len()],
     latency: LatencyHistogram,
+    writes: [[AtomicU64; WriteOutcome::ALL.len()]; WriteVerb::ALL.len()],
 }
 
 impl ClientMetrics {
@@ -73,6 +131,24 @@ impl ClientMetrics {
     pub(crate) fn latency(&self) -> HistogramSnapshot {
         self.latency.snapshot()
     }
+
+    /// Count one write.
+    pub(crate) fn record_write(&self, verb: WriteVerb, outcome: WriteOutcome) {
+        self.writes[verb as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Writes so far by verb label and outcome label.
+    pub(crate) fn writes(&self) -> Vec<(&'static str, &'static str, u64)> {
+        WriteVerb::ALL
+            .iter()
+            .flat_map(|v| {
+                WriteOutcome::ALL.iter().map(move |o| {
+                    let n = self.writes[*v as usize][*o as usize].load(Ordering::Relaxed);
+                    (v.label(), o.label(), n)
+                })
+            })
+            .collect()
+    }
 }
 
 /// Everything `/metrics` shows about one galaxy.
@@ -86,11 +162,13 @@ pub(crate) struct GalaxyReport {
     pub(crate) outcomes: Vec<(&'static str, u64)>,
     /// Latency of client gets.
     pub(crate) latency: HistogramSnapshot,
+    /// Client writes by verb label and outcome label.
+    pub(crate) writes: Vec<(&'static str, &'static str, u64)>,
 }
 
 /// Whether a core stat is a level (gauge) rather than a running count (counter).
 fn is_gauge(stat: &str) -> bool {
-    stat.ends_with("_bytes") || stat.ends_with("_entries")
+    stat.ends_with("_bytes") || stat.ends_with("_entries") || stat == "pending_retries"
 }
 
 fn help(stat: &str) -> String {
@@ -108,6 +186,14 @@ fn help(stat: &str) -> String {
         "coalesced_waits" => "Gets that waited on a load already in flight",
         "server_requests" => "Requests served to peers",
         "local_fallbacks" => "Keys loaded locally because their owner failed",
+        "removes" => "Removes applied on this node, from any origin",
+        "sets" => "Sets stored on this node as the key's owner",
+        "flushes" => "Flushes applied on this node",
+        "fenced_stores" => "Loads not stored because a write came in while in flight",
+        "broadcast_failures" => "Writes that a peer did not apply",
+        "broadcast_retries" => "Background retries of writes a peer did not apply",
+        "retries_dropped" => "Failed writes not retried because too many were waiting",
+        "pending_retries" => "Retries of writes waiting now",
         "main_bytes" => "Bytes held by the maincache",
         "main_entries" => "Entries held by the maincache",
         "hot_bytes" => "Bytes held by the hotcache",
@@ -129,7 +215,8 @@ fn label(value: &str) -> String {
 
 /// Render `galaxies` in the Prometheus text format: one family per core stat
 /// (`galaxycache_<stat>_total` counters, `galaxycache_<stat>` gauges), client gets by
-/// outcome and a latency histogram, every sample labelled by galaxy.
+/// outcome and a latency histogram, client writes by verb and outcome, every sample
+/// labelled by galaxy.
 pub(crate) fn render_prometheus(galaxies: &[GalaxyReport]) -> String {
     let mut out = String::new();
     let Some(first) = galaxies.first() else {
@@ -158,6 +245,21 @@ pub(crate) fn render_prometheus(galaxies: &[GalaxyReport]) -> String {
             let _ = writeln!(
                 out,
                 "{name}{{galaxy=\"{galaxy}\",outcome=\"{outcome}\"}} {v}"
+            );
+        }
+    }
+    let name = "galaxyd_client_writes_total";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Client API writes (remove, set, flush) by op and outcome."
+    );
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for g in galaxies {
+        let galaxy = label(&g.name);
+        for (op, outcome, v) in &g.writes {
+            let _ = writeln!(
+                out,
+                "{name}{{galaxy=\"{galaxy}\",op=\"{op}\",outcome=\"{outcome}\"}} {v}"
             );
         }
     }
@@ -192,11 +294,14 @@ mod tests {
         let m = ClientMetrics::default();
         m.record(Outcome::Ok, Duration::from_millis(2));
         m.record(Outcome::NotFound, Duration::from_millis(20));
+        m.record_write(WriteVerb::Set, WriteOutcome::Incomplete);
+        m.record_write(WriteVerb::Set, WriteOutcome::Incomplete);
         GalaxyReport {
             name: name.to_owned(),
             stats: vec![("gets", gets), ("main_bytes", 4096)],
             outcomes: m.outcomes(),
             latency: m.latency(),
+            writes: m.writes(),
         }
     }
 
@@ -214,12 +319,24 @@ mod tests {
             ]
         );
         assert!(text.contains("# TYPE galaxycache_main_bytes gauge\n"));
+        let text_pending = render_prometheus(&[GalaxyReport {
+            stats: vec![("pending_retries", 3)],
+            ..report("g", 0)
+        }]);
+        assert!(text_pending.contains("# TYPE galaxycache_pending_retries gauge\n"));
         assert!(text.contains("galaxycache_main_bytes{galaxy=\"users\"} 4096\n"));
         assert!(
             text.contains("galaxyd_client_gets_total{galaxy=\"users\",outcome=\"not_found\"} 1\n")
         );
+        assert!(text.contains(
+            "galaxyd_client_writes_total{galaxy=\"users\",op=\"set\",outcome=\"incomplete\"} 2\n"
+        ));
+        assert!(text.contains(
+            "galaxyd_client_writes_total{galaxy=\"users\",op=\"flush\",outcome=\"complete\"} 0\n"
+        ));
         for family in [
             "galaxycache_gets_total",
+            "galaxyd_client_writes_total",
             "galaxyd_client_get_duration_seconds",
         ] {
             let n = text.matches(&format!("# TYPE {family} ")).count();
