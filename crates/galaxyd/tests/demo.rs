@@ -1,4 +1,5 @@
-//! A shortened demo: three nodes over loopback HTTP in front of SQLite.
+//! A shortened demo: three nodes over loopback HTTP in front of SQLite, reads then an
+//! update step (rows changed, their keys removed through one node).
 
 use galaxyd::{DemoConfig, Dist, run_demo};
 
@@ -23,4 +24,18 @@ async fn a_short_demo_keeps_the_cluster_invariants() {
     assert!(summary.latency.p50 > 0.0 && summary.latency.p50 <= summary.latency.p99);
     let text = summary.to_string();
     assert!(text.contains("backend loads"), "{text}");
+
+    // The update step: 100 rows changed and removed through one node, then every node
+    // served every new value, each changed key loaded from the database once.
+    let update = &summary.update;
+    assert_eq!(update.rows, 100);
+    assert_eq!(update.removes_complete, 100);
+    assert_eq!((update.fresh, update.stale), (300, 0));
+    assert_eq!(update.backend_loads, 100);
+    assert!(update.remove_latency.p50 > 0.0);
+    assert!(
+        text.contains("updated 100 rows; all 3 nodes serve the new values"),
+        "{text}"
+    );
+    println!("{text}");
 }
