@@ -8,7 +8,8 @@ use galaxycache_promoter::{DefaultPromoter, Promoter};
 use galaxycache_universe::Universe;
 
 use crate::backend::DynBackend;
-use crate::{BackendGetter, Clock, Error, ErrorKind, Galaxy, Listener, SystemClock};
+use crate::freshness::Policy;
+use crate::{BackendGetter, Clock, Error, ErrorKind, Galaxy, Listener, Refresh, SystemClock};
 
 /// Builds a [`Galaxy`]; see [`Galaxy::builder`].
 pub struct GalaxyBuilder {
@@ -25,6 +26,12 @@ pub struct GalaxyBuilder {
     pub(crate) version: u32,
     pub(crate) broadcast_retries: u32,
     pub(crate) listener: Option<Box<dyn Listener>>,
+    refresh: Option<Refresh>,
+    xfetch_beta: Option<f64>,
+    stale_if_error: Duration,
+    soft_timeout: Option<Duration>,
+    not_found_ttl: Option<Duration>,
+    seed: Option<u64>,
     pub(crate) promoter: Box<dyn Promoter>,
     pub(crate) clock: Arc<dyn Clock>,
 }
@@ -114,6 +121,62 @@ impl GalaxyBuilder {
         self
     }
 
+    /// When a value is reloaded in the background while it is still served: a get past
+    /// that point returns the value at once and starts one reload (coalesced like any load:
+    /// the owner reloads from the backend, a node with a hot copy asks the owner again).
+    /// A value's own refresh instant, from its backend, wins. Default: none (a value is
+    /// reloaded only once it has expired).
+    pub fn refresh(mut self, refresh: Refresh) -> Self {
+        self.refresh = Some(refresh);
+        self
+    }
+
+    /// Spread refresh points at random before the planned one, as XFetch does (Vattani
+    /// et al., VLDB 2015): earlier by `load time × beta × ln(1/u)`, `u` uniform, never
+    /// before the load. Keys loaded together then do not refresh together; a larger `beta`
+    /// refreshes earlier. Takes effect with [`refresh`](Self::refresh). Default: off;
+    /// `1.0` is XFetch's own default.
+    pub fn xfetch(mut self, beta: f64) -> Self {
+        self.xfetch_beta = Some(beta.max(0.0));
+        self
+    }
+
+    /// Keep an expired value this much longer, and serve it (marked
+    /// [`is_stale`](crate::Value::is_stale)) when its reload fails: a backend error, an
+    /// owner that cannot be reached while the local load fails too, a timeout. The failure
+    /// is counted (`Stats::stale_served`), not returned. A value's own stale limit, from
+    /// its backend, wins. Default: zero (off).
+    pub fn stale_if_error(mut self, window: Duration) -> Self {
+        self.stale_if_error = window;
+        self
+    }
+
+    /// With a stale value at hand (see [`stale_if_error`](Self::stale_if_error)), wait
+    /// this long at most for its reload: then the caller gets the stale value, and the
+    /// reload goes on in the background and stores its value when it is done. Default:
+    /// none (wait for the reload).
+    pub fn soft_timeout(mut self, timeout: Duration) -> Self {
+        self.soft_timeout = Some(timeout);
+        self
+    }
+
+    /// Remember that the data source has no value for a key this long: gets meanwhile
+    /// answer NotFound without asking it, on every node (the owner's answer travels to
+    /// peers with its expiry, like a value). A cached miss costs its key's bytes against
+    /// the budget; remove and set clear it. Default: none (every get of a missing key
+    /// asks the owner's data source).
+    pub fn not_found_ttl(mut self, ttl: Duration) -> Self {
+        self.not_found_ttl = Some(ttl);
+        self
+    }
+
+    /// Seed of the random draws of [`xfetch`](Self::xfetch), for reproducible tests.
+    /// Default: random.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
     /// Told of every store, expiry, eviction, remove and flush; see [`Listener`]. Default:
     /// none.
     pub fn listener(mut self, listener: impl Listener) -> Self {
@@ -132,6 +195,18 @@ impl GalaxyBuilder {
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
+    }
+
+    /// The freshness settings, as the galaxy keeps them.
+    pub(crate) fn policy(&self) -> Policy {
+        Policy::new(
+            self.refresh,
+            self.xfetch_beta,
+            self.stale_if_error,
+            self.soft_timeout,
+            self.not_found_ttl,
+            self.seed,
+        )
     }
 
     /// The galaxy, registered in its universe so peers can fetch from it.
@@ -176,6 +251,12 @@ impl Galaxy {
             version: 0,
             broadcast_retries: DEFAULT_BROADCAST_RETRIES,
             listener: None,
+            refresh: None,
+            xfetch_beta: None,
+            stale_if_error: Duration::ZERO,
+            soft_timeout: None,
+            not_found_ttl: None,
+            seed: None,
             promoter: Box::new(DefaultPromoter),
             clock: Arc::new(SystemClock),
         }

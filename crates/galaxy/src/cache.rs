@@ -71,6 +71,21 @@ impl Lifecycle<Box<str>, Entry> for OnEvict {
 
 type Inner = Cache<Box<str>, Entry, ByWeight, DefaultHashBuilder, OnEvict>;
 
+/// What a cache holds for a key, as of now.
+#[derive(Debug)]
+pub(crate) enum Lookup {
+    /// A value to serve.
+    Fresh(Value),
+    /// A value to serve that is due for a background reload.
+    Due(Value),
+    /// An expired value that may be served only if reloading it fails or is slow.
+    Stale(Value),
+    /// A cached miss: the key does not exist (the value says until when).
+    Absent(Value),
+    /// Nothing usable.
+    Miss,
+}
+
 /// Never holds more than its capacity in [`entry_weight`] terms; never returns an
 /// expired value.
 pub(crate) struct ByteCache {
@@ -117,28 +132,41 @@ impl ByteCache {
 
     /// The fresh value of `key`, if held. An expired one is removed.
     #[inline]
-    pub(crate) fn get(&self, key: &str, clock: &dyn Clock) -> Option<Value> {
-        let entry = self.cache.as_ref()?.get(key)?;
-        if entry.value.expires_at().is_none() {
-            return Some(entry.value);
+    pub(crate) fn get(&self, key: &str, clock: &dyn Clock) -> Lookup {
+        let Some(entry) = self.cache.as_ref().and_then(|c| c.get(key)) else {
+            return Lookup::Miss;
+        };
+        let value = entry.value;
+        if value.next_instant().is_none() {
+            return Lookup::Fresh(value);
         }
         let now = clock.now();
-        if entry.value.is_expired_at(now) {
-            self.remove_expired(key, now);
-            return None;
+        if value.is_expired_at(now) {
+            return self.expired(key, value, now);
         }
-        Some(entry.value)
+        if value.is_absent() {
+            Lookup::Absent(value)
+        } else if value.is_due_at(now) {
+            Lookup::Due(value)
+        } else {
+            Lookup::Fresh(value)
+        }
     }
 
+    /// An expired value: still servable stale, or gone.
     #[cold]
-    fn remove_expired(&self, key: &str, now: SystemTime) {
-        let Some(cache) = &self.cache else { return };
-        if cache
-            .remove_if(key, |e| e.value.is_expired_at(now))
-            .is_some()
-        {
+    fn expired(&self, key: &str, value: Value, now: SystemTime) -> Lookup {
+        if value.is_servable_stale_at(now) && !value.is_absent() {
+            return Lookup::Stale(value);
+        }
+        let Some(cache) = &self.cache else {
+            return Lookup::Miss;
+        };
+        let gone = |e: &Entry| e.value.is_expired_at(now) && !e.value.is_servable_stale_at(now);
+        if cache.remove_if(key, gone).is_some() {
             self.events.tell(|l| l.on_expire(key, self.tier));
         }
+        Lookup::Miss
     }
 
     pub(crate) fn insert(&self, key: &str, value: Value, qps: f32) {
@@ -198,17 +226,43 @@ mod tests {
         let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
         let at = clock.now() + Duration::from_secs(10);
         cache.insert("k", Value::expiring("v", at), 0.0);
-        assert!(cache.get("k", &clock).is_some());
+        assert!(matches!(cache.get("k", &clock), Lookup::Fresh(_)));
         clock.advance(Duration::from_secs(10));
-        assert!(cache.get("k", &clock).is_none());
+        assert!(matches!(cache.get("k", &clock), Lookup::Miss));
         assert_eq!(cache.entries(), 0, "an expired entry is removed when seen");
+    }
+
+    #[test]
+    fn values_go_due_then_stale_then_away() {
+        let clock = ManualClock::new();
+        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        let s = Duration::from_secs(1);
+        let now = clock.now();
+        let v = Value::expiring("v", now + 10 * s)
+            .with_refresh_at(Some(now + 5 * s))
+            .with_stale_until(Some(now + 20 * s));
+        cache.insert("k", v, 0.0);
+        let at = |secs| {
+            clock.advance(Duration::from_secs(secs));
+            cache.get("k", &clock)
+        };
+        assert!(matches!(at(4), Lookup::Fresh(_)));
+        assert!(matches!(at(1), Lookup::Due(_)));
+        assert!(matches!(at(5), Lookup::Stale(_)));
+        assert_eq!(cache.entries(), 1, "kept while it may be served stale");
+        assert!(matches!(at(10), Lookup::Miss));
+        assert_eq!(cache.entries(), 0);
+        cache.insert("gone", Value::absent(clock.now() + s), 0.0);
+        assert!(matches!(cache.get("gone", &clock), Lookup::Absent(_)));
+        clock.advance(s);
+        assert!(matches!(cache.get("gone", &clock), Lookup::Miss));
     }
 
     #[test]
     fn a_zero_budget_holds_nothing() {
         let cache = ByteCache::new(0, Tier::Main, Arc::default());
         cache.insert("k", Value::new("v"), 0.0);
-        assert!(cache.get("k", &ManualClock::new()).is_none());
+        assert!(matches!(cache.get("k", &ManualClock::new()), Lookup::Miss));
         assert_eq!(cache.bytes(), 0);
     }
 

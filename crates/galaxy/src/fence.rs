@@ -27,6 +27,9 @@ impl Generation {
     }
 }
 
+/// Every stripe's generation at one moment.
+pub(crate) struct Snapshot(Box<[u64]>);
+
 pub(crate) struct Fence {
     stripes: Box<[Mutex<u64>]>,
     hasher: DefaultHashBuilder,
@@ -40,9 +43,30 @@ impl Fence {
         }
     }
 
+    fn index(&self, key: &str) -> usize {
+        self.hasher.hash_one(key) as usize % STRIPES
+    }
+
     fn stripe(&self, key: &str) -> std::sync::MutexGuard<'_, u64> {
-        let i = self.hasher.hash_one(key) as usize % STRIPES;
-        self.stripes[i].lock().unwrap_or_else(|e| e.into_inner())
+        self.stripes[self.index(key)]
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every key's generation now: for a long load of many keys (a preload) that must
+    /// store none of those written since it started.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        Snapshot(
+            self.stripes
+                .iter()
+                .map(|s| *s.lock().unwrap_or_else(|e| e.into_inner()))
+                .collect(),
+        )
+    }
+
+    /// `key`'s generation as of `snapshot`.
+    pub(crate) fn generation_in(&self, snapshot: &Snapshot, key: &str) -> Generation {
+        Generation(snapshot.0[self.index(key)])
     }
 
     /// `key`'s generation now: what a load records when it starts.
@@ -101,6 +125,16 @@ mod tests {
         for (i, seen) in seen.into_iter().enumerate() {
             assert!(!fence.store_if(&format!("k{i}"), seen, || ()));
         }
+    }
+
+    #[test]
+    fn a_snapshot_fences_what_was_written_after_it() {
+        let fence = Fence::new();
+        fence.advance("before", || ());
+        let snapshot = fence.snapshot();
+        fence.advance("after", || ());
+        assert!(fence.store_if("before", fence.generation_in(&snapshot, "before"), || ()));
+        assert!(!fence.store_if("after", fence.generation_in(&snapshot, "after"), || ()));
     }
 
     #[test]

@@ -14,9 +14,10 @@ use galaxycache_universe::{
 use tokio::time::Instant;
 
 use crate::backend::DynBackend;
-use crate::cache::ByteCache;
+use crate::cache::{ByteCache, Lookup};
 use crate::candidates::Candidates;
 use crate::fence::{Fence, Generation};
+use crate::freshness::{Policy, stale_may_answer};
 use crate::listener::{Events, Origin, StoreReason, Tier};
 use crate::singleflight::{Group, Role};
 use crate::stats::{Counter, Counters};
@@ -99,6 +100,7 @@ pub(crate) struct Inner {
     hot_ttl: Duration,
     pub(crate) broadcast_retries: u32,
     pub(crate) pending_retries: AtomicUsize,
+    pub(crate) policy: Policy,
 }
 
 impl Galaxy {
@@ -107,6 +109,7 @@ impl Galaxy {
         let hot_bytes = (b.budget as f64 * b.hot_ratio) as u64;
         let universe = b.universe.clone();
         let name: Arc<str> = Arc::from(b.name.as_str());
+        let policy = b.policy();
         let events = Arc::new(Events::new(b.listener));
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
@@ -131,6 +134,7 @@ impl Galaxy {
             hot_ttl: b.hot_ttl,
             broadcast_retries: b.broadcast_retries,
             pending_retries: AtomicUsize::new(0),
+            policy,
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
@@ -147,33 +151,54 @@ impl Galaxy {
     /// Errors: [`ErrorKind::NotFound`] when the data source has no such key (said by this
     /// node's backend or by the owner); [`ErrorKind::InvalidKey`] for an empty key or one
     /// longer than the universe allows; otherwise the backend's error.
+    ///
+    /// A value past its refresh point is returned at once and reloaded in the background.
+    /// An expired value within its stale limit is returned (marked
+    /// [`is_stale`](Value::is_stale)) when the reload fails, or takes longer than the soft
+    /// timeout; see the builder's freshness settings.
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
         let inner = &self.inner;
-        if let Some(v) = inner.main.get(key, &*inner.clock) {
-            inner.counters.incr(Counter::MainHit);
-            return Ok(v);
+        let (found, hit) = match inner.main.get(key, &*inner.clock) {
+            Lookup::Miss => (inner.hot.get(key, &*inner.clock), Counter::HotHit),
+            found => (found, Counter::MainHit),
+        };
+        match found {
+            Lookup::Fresh(v) => {
+                inner.counters.incr(hit);
+                Ok(v)
+            }
+            // Out of line and boxed, so the future of a hit stays small.
+            found => Box::pin(self.get_uncommon(key, found, hit)).await,
         }
-        if let Some(v) = inner.hot.get(key, &*inner.clock) {
-            inner.counters.incr(Counter::HotHit);
-            return Ok(v);
-        }
-        // Out of line and boxed, so the future of a hit stays small.
-        Box::pin(self.get_missing(key)).await
     }
 
-    async fn get_missing(&self, key: &str) -> Result<Value, Error> {
+    async fn get_uncommon(&self, key: &str, found: Lookup, hit: Counter) -> Result<Value, Error> {
+        let inner = &self.inner;
+        match found {
+            Lookup::Fresh(v) => Ok(v),
+            Lookup::Due(v) => {
+                inner.counters.incr(hit);
+                inner.refresh_in_background(key);
+                Ok(v)
+            }
+            Lookup::Absent(_) => {
+                inner.counters.incr(Counter::NotFoundHit);
+                Err(Error::not_found(key))
+            }
+            Lookup::Stale(stale) => self.get_missing(key, Some(stale)).await,
+            Lookup::Miss => self.get_missing(key, None).await,
+        }
+    }
+
+    async fn get_missing(&self, key: &str, stale: Option<Value>) -> Result<Value, Error> {
         let inner = &self.inner;
         inner.counters.incr(Counter::Miss);
         inner.universe.check_key(key)?;
-        let generation = inner.fence.current(key);
-        inner
-            .coalesce(
-                &inner.client_loads,
-                key,
-                generation,
-                move |this, key| async move { this.load_for_client(&key, generation).await },
-            )
-            .await
+        let load = inner.load_coalesced(key, false);
+        match stale {
+            Some(stale) => inner.answer_or_stale(load, stale).await,
+            None => load.await,
+        }
     }
 
     /// The value of `key` decoded as `T`; see [`get`](Self::get).
@@ -302,24 +327,90 @@ impl Inner {
         result
     }
 
-    /// A fresh cached value, without counting a hit.
-    fn cached(&self, key: &str) -> Option<Value> {
-        self.main
-            .get(key, &*self.clock)
-            .or_else(|| self.hot.get(key, &*self.clock))
+    /// What the caches hold for `key`, without counting a hit.
+    fn cached(&self, key: &str) -> Lookup {
+        match self.main.get(key, &*self.clock) {
+            Lookup::Miss => self.hot.get(key, &*self.clock),
+            found => found,
+        }
+    }
+
+    /// Load `key` through the client singleflight: from the owner, or from the backend
+    /// when this node owns it. A refresh skips the caches, whose value is due.
+    fn load_coalesced(
+        self: &Arc<Self>,
+        key: &str,
+        refresh: bool,
+    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
+        let (this, key) = (Arc::clone(self), Arc::<str>::from(key));
+        let generation = self.fence.current(&key);
+        async move {
+            let group = Arc::clone(&this.client_loads);
+            let load = move |this: Arc<Self>, key: Arc<str>| async move {
+                this.load_for_client(&key, generation, refresh).await
+            };
+            this.coalesce(&group, &key, generation, load).await
+        }
+    }
+
+    /// `load`'s value; or, when it fails or outlasts the soft timeout, `stale` (the load
+    /// goes on in the background and stores its value when it is done).
+    async fn answer_or_stale(
+        &self,
+        load: impl Future<Output = Result<Value, Error>>,
+        stale: Value,
+    ) -> Result<Value, Error> {
+        let result = match self.policy.soft_timeout {
+            Some(soft) => match tokio::time::timeout(soft, load).await {
+                Ok(result) => result,
+                Err(_) => {
+                    self.counters.incr(Counter::SoftTimeout);
+                    Err(Error::new(
+                        ErrorKind::Timeout,
+                        "slower than the soft timeout",
+                    ))
+                }
+            },
+            None => load.await,
+        };
+        match result {
+            Err(e) if stale_may_answer(&e) => {
+                self.counters.incr(Counter::StaleServed);
+                tracing::debug!(galaxy = %self.name, error = %e, "serving a stale value");
+                Ok(stale.into_stale())
+            }
+            result => result,
+        }
+    }
+
+    /// Reload `key` in the background, once, while its due value is still served.
+    pub(crate) fn refresh_in_background(self: &Arc<Self>, key: &str) {
+        if self.client_loads.is_in_flight(key) {
+            return;
+        }
+        self.counters.incr(Counter::Refresh);
+        let refresh = self.load_coalesced(key, true);
+        tokio::spawn(async move {
+            let _ = refresh.await;
+        });
     }
 
     async fn load_for_client(
         self: Arc<Self>,
         key: &str,
         generation: Generation,
+        refresh: bool,
     ) -> Result<Value, Error> {
-        if let Some(v) = self.cached(key) {
-            return Ok(v);
+        if !refresh {
+            match self.cached(key) {
+                Lookup::Fresh(v) | Lookup::Due(v) => return Ok(v),
+                Lookup::Absent(_) => return Err(Error::not_found(key)),
+                Lookup::Stale(_) | Lookup::Miss => {}
+            }
         }
         match self.universe.owner(key) {
-            Owner::Local => self.load_locally(key, None, generation).await,
-            Owner::Remote(peer) => self.load_from_peer(key, &*peer, generation).await,
+            Owner::Local => self.load_locally(key, None, generation, refresh).await,
+            Owner::Remote(peer) => self.load_from_peer(key, &*peer, generation, refresh).await,
         }
     }
 
@@ -328,15 +419,48 @@ impl Inner {
         key: &str,
         peer: &dyn RemoteFetcher,
         generation: Generation,
+        refresh: bool,
     ) -> Result<Value, Error> {
         let deadline = Instant::now() + self.peer_timeout;
         let id = GalaxyId::new(&self.name, self.version);
         let fetched = tokio::time::timeout_at(deadline, peer.fetch(id, key, deadline)).await;
+        let now = self.clock.now();
         let failure = match fetched {
-            Ok(Ok(Some(value))) if !value.is_expired_at(self.clock.now()) => {
+            Ok(Ok(Some(value))) if value.is_absent() => {
                 self.counters.incr(Counter::PeerLoad);
-                self.consider_promotion(key, &value, generation);
+                self.counters.incr(Counter::NotFound);
+                let copy = self.hot_copy(value);
+                self.store(
+                    Tier::Hot,
+                    key,
+                    &copy,
+                    0.0,
+                    generation,
+                    StoreReason::Promotion,
+                );
+                return Err(Error::not_found(key));
+            }
+            Ok(Ok(Some(value))) if !value.is_expired_at(now) => {
+                self.counters.incr(Counter::PeerLoad);
+                if refresh {
+                    let copy = self.hot_copy(value.clone());
+                    self.store(
+                        Tier::Hot,
+                        key,
+                        &copy,
+                        0.0,
+                        generation,
+                        StoreReason::Promotion,
+                    );
+                } else {
+                    self.consider_promotion(key, &value, generation);
+                }
                 return Ok(value);
+            }
+            // The owner's reload failed and it answered with its stale value.
+            Ok(Ok(Some(value))) if value.is_servable_stale_at(now) => {
+                self.counters.incr(Counter::PeerLoad);
+                return Ok(value.into_stale());
             }
             Ok(Ok(None)) => {
                 self.counters.incr(Counter::PeerLoad);
@@ -355,7 +479,8 @@ impl Inner {
         self.counters.incr(Counter::LocalFallback);
         tracing::debug!(galaxy = %self.name, key, peer = peer.url(), %failure, "owner failed; loading locally");
         let fallback_ttl = self.fallback_ttl;
-        self.load_locally(key, Some(fallback_ttl), generation).await
+        self.load_locally(key, Some(fallback_ttl), generation, refresh)
+            .await
     }
 
     /// Load `key` from the backend through the backend singleflight, storing it in the
@@ -366,12 +491,16 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
         generation: Generation,
+        refresh: bool,
     ) -> Result<Value, Error> {
         self.coalesce(
             &self.backend_loads,
             key,
             generation,
-            move |this, key| async move { this.load_from_backend(&key, ttl_cap, generation).await },
+            move |this, key| async move {
+                this.load_from_backend(&key, ttl_cap, generation, refresh)
+                    .await
+            },
         )
         .await
     }
@@ -381,15 +510,28 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
         generation: Generation,
+        refresh: bool,
     ) -> Result<Value, Error> {
-        if let Some(v) = self.main.get(key, &*self.clock) {
-            return Ok(v);
+        if !refresh {
+            match self.main.get(key, &*self.clock) {
+                Lookup::Fresh(v) | Lookup::Due(v) => return Ok(v),
+                Lookup::Absent(_) => return Err(Error::not_found(key)),
+                Lookup::Stale(_) | Lookup::Miss => {}
+            }
         }
+        let reason = match ttl_cap {
+            Some(_) => StoreReason::Fallback,
+            None => StoreReason::Load,
+        };
         self.counters.incr(Counter::BackendLoad);
+        let (loaded_at, started) = (self.clock.now(), Instant::now());
         let loaded = match self.backend.load(key).await {
             Ok(Some(v)) => v,
             Ok(None) => {
                 self.counters.incr(Counter::NotFound);
+                if let Some(absent) = self.policy.absent(self.clock.now(), ttl_cap) {
+                    self.store(Tier::Main, key, &absent, 0.0, generation, reason);
+                }
                 return Err(Error::not_found(key));
             }
             Err(e) => {
@@ -405,16 +547,13 @@ impl Inner {
                 format!("the backend's value for {key:?} had already expired"),
             ));
         }
-        let reason = match ttl_cap {
-            Some(_) => StoreReason::Fallback,
-            None => StoreReason::Load,
-        };
+        let value = self.policy.stamp(value, loaded_at, started.elapsed());
         self.store(Tier::Main, key, &value, 0.0, generation, reason);
         Ok(value)
     }
 
     /// Store `value` in `tier` unless a write of `key` came in since `generation`.
-    fn store(
+    pub(crate) fn store(
         &self,
         tier: Tier,
         key: &str,
@@ -476,7 +615,7 @@ impl Inner {
             .promoter
             .should_promote(key, &promoter::Stats::new(qps, fetches, hotcache))
         {
-            let copy = self.cap_expiry(value.clone(), Some(self.hot_ttl));
+            let copy = self.hot_copy(value.clone());
             if self.store(
                 Tier::Hot,
                 key,
@@ -490,24 +629,51 @@ impl Inner {
         }
     }
 
+    /// A copy of an owner's value for the hotcache: served at most the hot TTL, and, if
+    /// the owner is itself refreshing it, asked for again a peer timeout from now.
+    fn hot_copy(&self, value: Value) -> Value {
+        let now = self.clock.now();
+        let value = match value.refresh_at() {
+            Some(at) if at <= now => value.with_refresh_at(Some(now + self.peer_timeout)),
+            _ => value,
+        };
+        self.cap_expiry(value, Some(self.hot_ttl))
+    }
+
     /// Answer a peer from the caches or the backend; the asking peer's deadline is
-    /// enforced around this by `Universe::serve_get`.
+    /// enforced around this by `Universe::serve_get`. A cached miss travels as such, so
+    /// the peer caches it too; a value whose reload fails is answered stale if it may be.
     async fn serve(&self, key: &str) -> FetchResult {
         self.counters.incr(Counter::ServerRequest);
-        if let Some(v) = self.cached(key) {
-            return Ok(Some(v));
-        }
-        let generation = self.fence.current(key);
         let this = self.me.upgrade().ok_or_else(|| {
             universe::Error::new(
                 universe::ErrorKind::UnknownGalaxy,
                 format!("galaxy {:?} is shutting down", self.name),
             )
         })?;
-        match this.load_locally(key, None, generation).await {
+        let stale = match self.cached(key) {
+            Lookup::Fresh(v) | Lookup::Absent(v) => return Ok(Some(v)),
+            Lookup::Due(v) => {
+                this.refresh_in_background(key);
+                return Ok(Some(v));
+            }
+            Lookup::Stale(v) => Some(v),
+            Lookup::Miss => None,
+        };
+        let generation = self.fence.current(key);
+        match this.load_locally(key, None, generation, false).await {
             Ok(v) => Ok(Some(v)),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e.to_wire()),
+            Err(e) if e.is_not_found() => match self.main.get(key, &*self.clock) {
+                Lookup::Absent(absent) => Ok(Some(absent)),
+                _ => Ok(None),
+            },
+            Err(e) => match stale {
+                Some(stale) if stale_may_answer(&e) => {
+                    self.counters.incr(Counter::StaleServed);
+                    Ok(Some(stale))
+                }
+                _ => Err(e.to_wire()),
+            },
         }
     }
 }
@@ -522,7 +688,10 @@ impl GalaxyHandler for Inner {
     }
 
     fn serve_peek(&self, key: &str) -> Option<Value> {
-        self.cached(key)
+        match self.cached(key) {
+            Lookup::Fresh(v) | Lookup::Due(v) | Lookup::Absent(v) => Some(v),
+            Lookup::Stale(_) | Lookup::Miss => None,
+        }
     }
 
     fn serve_write(&self, op: WriteOp<'_>) -> Result<(), universe::Error> {

@@ -25,6 +25,8 @@ pub enum StoreReason {
     Promotion,
     /// Written by [`Galaxy::set`](crate::Galaxy::set), here or on another node.
     Set,
+    /// Read by [`Galaxy::preload`](crate::Galaxy::preload).
+    Preload,
 }
 
 /// Where a remove or a flush came from.

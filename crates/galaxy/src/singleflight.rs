@@ -141,6 +141,12 @@ impl Group {
         Joined::Leader(key, flight)
     }
 
+    /// Whether a load of `key` is in flight.
+    pub(crate) fn is_in_flight(&self, key: &str) -> bool {
+        let flights = self.shard(key).lock().unwrap_or_else(|e| e.into_inner());
+        flights.contains_key(key)
+    }
+
     #[cfg(test)]
     pub(crate) fn in_flight(&self) -> usize {
         self.shards

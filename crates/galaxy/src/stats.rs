@@ -28,9 +28,14 @@ pub(crate) enum Counter {
     BroadcastFailure,
     BroadcastRetry,
     RetryDropped,
+    Refresh,
+    StaleServed,
+    SoftTimeout,
+    NotFoundHit,
+    Preloaded,
 }
 
-const COUNTERS: usize = 19;
+const COUNTERS: usize = 24;
 
 /// One thread's counters, alone on their cache lines so that two cores never write the
 /// same line: a shared atomic would make every hit bounce a line between cores.
@@ -77,8 +82,8 @@ impl Counters {
 
 /// A snapshot of a galaxy's counters and cache sizes. Fields may be added.
 ///
-/// `gets` is every [`Galaxy::get`](crate::Galaxy::get); each one is a main hit, a hot hit
-/// or a miss. A miss is then a coalesced wait, or a load from the owner (a peer load) or
+/// `gets` is every [`Galaxy::get`](crate::Galaxy::get); each one is a main hit, a hot hit,
+/// a cached miss (`not_found_hits`) or a miss. A miss is then a coalesced wait, or a load from the owner (a peer load) or
 /// from the backend.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -127,6 +132,16 @@ pub struct Stats {
     pub retries_dropped: u64,
     /// Retries waiting now (a gauge).
     pub pending_retries: u64,
+    /// Background reloads started because a value passed its refresh point.
+    pub refreshes: u64,
+    /// Gets answered with a stale value because reloading it failed or was slow.
+    pub stale_served: u64,
+    /// Of those, the gets whose reload was slower than the soft timeout.
+    pub soft_timeouts: u64,
+    /// Gets answered NotFound from a cached miss, without asking anyone.
+    pub not_found_hits: u64,
+    /// Entries stored by [`Galaxy::preload`](crate::Galaxy::preload).
+    pub preloaded: u64,
     /// Bytes held by the maincache (keys, values, per-entry overhead).
     pub main_bytes: u64,
     /// Entries in the maincache.
@@ -147,7 +162,7 @@ impl Stats {
         let hot_hits = c.get(Counter::HotHit);
         let misses = c.get(Counter::Miss);
         Stats {
-            gets: main_hits + hot_hits + misses,
+            gets: main_hits + hot_hits + misses + c.get(Counter::NotFoundHit),
             main_hits,
             hot_hits,
             misses,
@@ -167,6 +182,11 @@ impl Stats {
             broadcast_failures: c.get(Counter::BroadcastFailure),
             broadcast_retries: c.get(Counter::BroadcastRetry),
             retries_dropped: c.get(Counter::RetryDropped),
+            refreshes: c.get(Counter::Refresh),
+            stale_served: c.get(Counter::StaleServed),
+            soft_timeouts: c.get(Counter::SoftTimeout),
+            not_found_hits: c.get(Counter::NotFoundHit),
+            preloaded: c.get(Counter::Preloaded),
             ..Stats::default()
         }
     }
@@ -194,6 +214,11 @@ impl Stats {
             ("broadcast_failures", self.broadcast_failures),
             ("broadcast_retries", self.broadcast_retries),
             ("retries_dropped", self.retries_dropped),
+            ("refreshes", self.refreshes),
+            ("stale_served", self.stale_served),
+            ("soft_timeouts", self.soft_timeouts),
+            ("not_found_hits", self.not_found_hits),
+            ("preloaded", self.preloaded),
             ("main_evictions", self.main_evictions),
             ("hot_evictions", self.hot_evictions),
             ("main_bytes", self.main_bytes),
@@ -226,6 +251,6 @@ mod tests {
         let stats = Stats::from_counters(&c);
         assert_eq!(stats.main_hits, 40_000);
         assert_eq!(stats.gets, 40_004);
-        assert_eq!(stats.fields().count(), 27);
+        assert_eq!(stats.fields().count(), 32);
     }
 }

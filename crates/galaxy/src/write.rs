@@ -112,6 +112,7 @@ impl Inner {
 
     /// Store `value` as the value of `key`, which this node owns, fencing older loads.
     pub(crate) fn store_set(&self, key: &str, value: Value) {
+        let value = self.policy.stamp(value, self.clock.now(), Duration::ZERO);
         self.fence.advance(key, || {
             self.hot.remove(key);
             self.main.insert(key, value, 0.0);

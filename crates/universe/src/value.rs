@@ -1,17 +1,33 @@
-//! A cached value and its expiry.
+//! A cached value, its instants, and the cached answer that a key does not exist.
 
 use bytes::Bytes;
 use std::time::SystemTime;
 
-/// A value as it is cached and as it travels between peers: the bytes and, when the value
-/// expires, the wall-clock instant at which it stops being served.
+/// A value as it is cached and as it travels between peers: the bytes and up to three
+/// instants, all optional and all wall-clock:
+///
+/// - **refresh**: from here on the value is still served, and reloaded in the background;
+/// - **expiry**: from here on the value is not served as fresh;
+/// - **stale limit**: until here an expired value may still be served, but only when
+///   reloading it fails or is slower than the galaxy's soft timeout.
+///
+/// A value may also be a *cached miss* ([`Value::absent`]): the data source said the key
+/// does not exist, and that answer is kept until the expiry like any value.
 ///
 /// Cloning is cheap: the bytes are reference-counted, never copied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Value {
     bytes: Bytes,
     expires_at: Option<SystemTime>,
+    refresh_at: Option<SystemTime>,
+    stale_until: Option<SystemTime>,
+    flags: u8,
 }
+
+/// The key does not exist in the data source (a cached miss).
+const ABSENT: u8 = 1;
+/// This copy is served past its expiry.
+const STALE: u8 = 2;
 
 impl Value {
     /// A value that does not expire.
@@ -19,23 +35,48 @@ impl Value {
         Value {
             bytes: bytes.into(),
             expires_at: None,
+            refresh_at: None,
+            stale_until: None,
+            flags: 0,
         }
     }
 
     /// A value that is served until `expires_at` and never after.
     pub fn expiring(bytes: impl Into<Bytes>, expires_at: SystemTime) -> Self {
+        Value::new(bytes).with_expiry(Some(expires_at))
+    }
+
+    /// The answer that the key does not exist, to be kept until `expires_at`: a cached
+    /// miss. It has no bytes.
+    pub fn absent(expires_at: SystemTime) -> Self {
         Value {
-            bytes: bytes.into(),
-            expires_at: Some(expires_at),
+            flags: ABSENT,
+            ..Value::expiring(Bytes::new(), expires_at)
         }
     }
 
-    /// The same bytes with another expiry.
-    pub fn with_expiry(self, expires_at: Option<SystemTime>) -> Self {
-        Value {
-            bytes: self.bytes,
-            expires_at,
-        }
+    /// The same value with another expiry.
+    pub fn with_expiry(mut self, expires_at: Option<SystemTime>) -> Self {
+        self.expires_at = expires_at;
+        self
+    }
+
+    /// The same value with another refresh instant.
+    pub fn with_refresh_at(mut self, refresh_at: Option<SystemTime>) -> Self {
+        self.refresh_at = refresh_at;
+        self
+    }
+
+    /// The same value with another stale limit.
+    pub fn with_stale_until(mut self, stale_until: Option<SystemTime>) -> Self {
+        self.stale_until = stale_until;
+        self
+    }
+
+    /// The same value, marked as served past its expiry (see [`is_stale`](Self::is_stale)).
+    pub fn into_stale(mut self) -> Self {
+        self.flags |= STALE;
+        self
     }
 
     /// The bytes.
@@ -48,15 +89,58 @@ impl Value {
         self.bytes
     }
 
-    /// When the value stops being served, if ever.
+    /// When the value stops being served as fresh, if ever.
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at
+    }
+
+    /// When the value should be reloaded in the background, if ever.
+    pub fn refresh_at(&self) -> Option<SystemTime> {
+        self.refresh_at
+    }
+
+    /// Until when the value may be served past its expiry, should reloading fail.
+    pub fn stale_until(&self) -> Option<SystemTime> {
+        self.stale_until
+    }
+
+    /// True for a cached miss ([`Value::absent`]).
+    pub fn is_absent(&self) -> bool {
+        self.flags & ABSENT != 0
+    }
+
+    /// True when this copy is served past its expiry, because reloading it failed or was
+    /// slower than the soft timeout.
+    pub fn is_stale(&self) -> bool {
+        self.flags & STALE != 0
     }
 
     /// True when the value has expired at `now`. A value expiring exactly at `now` has.
     #[inline]
     pub fn is_expired_at(&self, now: SystemTime) -> bool {
         matches!(self.expires_at, Some(at) if at <= now)
+    }
+
+    /// True when the value is due for a background reload at `now`.
+    #[inline]
+    pub fn is_due_at(&self, now: SystemTime) -> bool {
+        matches!(self.refresh_at, Some(at) if at <= now)
+    }
+
+    /// True when the value may still be served stale at `now` (expired, within its stale
+    /// limit).
+    pub fn is_servable_stale_at(&self, now: SystemTime) -> bool {
+        matches!(self.stale_until, Some(until) if now < until)
+    }
+
+    /// The first instant at which anything about the value changes: its refresh, or its
+    /// expiry. A cache that holds it need look at the clock only when it has one.
+    #[inline]
+    pub fn next_instant(&self) -> Option<SystemTime> {
+        match (self.refresh_at, self.expires_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Length of the bytes.
@@ -82,5 +166,21 @@ mod tests {
         assert!(!v.is_expired_at(t - Duration::from_nanos(1)));
         assert!(v.is_expired_at(t));
         assert!(!Value::new("x").is_expired_at(t));
+    }
+
+    #[test]
+    fn instants_and_flags() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let s = Duration::from_secs(1);
+        let v = Value::expiring("x", t)
+            .with_refresh_at(Some(t - s))
+            .with_stale_until(Some(t + s));
+        assert_eq!(v.next_instant(), Some(t - s));
+        assert!(!v.is_due_at(t - s - s) && v.is_due_at(t - s));
+        assert!(v.is_servable_stale_at(t) && !v.is_servable_stale_at(t + s));
+        assert!(!v.is_stale() && v.clone().into_stale().is_stale());
+        let absent = Value::absent(t);
+        assert!(absent.is_absent() && absent.is_empty() && !v.is_absent());
+        assert_eq!(absent.expires_at(), Some(t));
     }
 }
