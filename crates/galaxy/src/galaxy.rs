@@ -462,6 +462,12 @@ impl Inner {
                 self.counters.incr(Counter::PeerLoad);
                 return Ok(value.into_stale());
             }
+            // Expired on arrival: the owner's backend said not to keep it. Served, not kept.
+            Ok(Ok(Some(value))) => {
+                self.counters.incr(Counter::PeerLoad);
+                self.counters.incr(Counter::NotKept);
+                return Ok(value);
+            }
             Ok(Ok(None)) => {
                 self.counters.incr(Counter::PeerLoad);
                 self.counters.incr(Counter::NotFound);
@@ -471,7 +477,6 @@ impl Inner {
                 self.counters.incr(Counter::PeerLoad);
                 return Err(Error::from_owner(&e));
             }
-            Ok(Ok(Some(_))) => "the owner sent a value that had already expired".to_owned(),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer within {:?}", self.peer_timeout),
         };
@@ -541,11 +546,9 @@ impl Inner {
         };
         let value = self.cap_expiry(loaded, ttl_cap);
         if value.is_expired_at(self.clock.now()) {
-            self.counters.incr(Counter::NotFound);
-            return Err(Error::new(
-                ErrorKind::NotFound,
-                format!("the backend's value for {key:?} had already expired"),
-            ));
+            // Expired on arrival (an origin's `no-store`, say): for this load's callers only.
+            self.counters.incr(Counter::NotKept);
+            return Ok(value);
         }
         let value = self.policy.stamp(value, loaded_at, started.elapsed());
         self.store(Tier::Main, key, &value, 0.0, generation, reason);

@@ -33,9 +33,10 @@ pub(crate) enum Counter {
     SoftTimeout,
     NotFoundHit,
     Preloaded,
+    NotKept,
 }
 
-const COUNTERS: usize = 24;
+const COUNTERS: usize = 25;
 
 /// One thread's counters, alone on their cache lines so that two cores never write the
 /// same line: a shared atomic would make every hit bounce a line between cores.
@@ -142,6 +143,9 @@ pub struct Stats {
     pub not_found_hits: u64,
     /// Entries stored by [`Galaxy::preload`](crate::Galaxy::preload).
     pub preloaded: u64,
+    /// Values served to the callers of their load and not kept, because they were expired
+    /// when they arrived (an HTTP origin's `no-store`, say).
+    pub not_kept: u64,
     /// Bytes held by the maincache (keys, values, per-entry overhead).
     pub main_bytes: u64,
     /// Entries in the maincache.
@@ -187,6 +191,7 @@ impl Stats {
             soft_timeouts: c.get(Counter::SoftTimeout),
             not_found_hits: c.get(Counter::NotFoundHit),
             preloaded: c.get(Counter::Preloaded),
+            not_kept: c.get(Counter::NotKept),
             ..Stats::default()
         }
     }
@@ -219,6 +224,7 @@ impl Stats {
             ("soft_timeouts", self.soft_timeouts),
             ("not_found_hits", self.not_found_hits),
             ("preloaded", self.preloaded),
+            ("not_kept", self.not_kept),
             ("main_evictions", self.main_evictions),
             ("hot_evictions", self.hot_evictions),
             ("main_bytes", self.main_bytes),
@@ -251,6 +257,6 @@ mod tests {
         let stats = Stats::from_counters(&c);
         assert_eq!(stats.main_hits, 40_000);
         assert_eq!(stats.gets, 40_004);
-        assert_eq!(stats.fields().count(), 32);
+        assert_eq!(stats.fields().count(), 33);
     }
 }

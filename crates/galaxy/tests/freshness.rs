@@ -10,7 +10,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use common::{Cluster, Loads, VersionedDb, settle};
-use galaxycache_galaxy::{Error, ErrorKind, Galaxy, GalaxyBuilder, ManualClock, Refresh, Value};
+use galaxycache_galaxy::{
+    Clock, Error, ErrorKind, Galaxy, GalaxyBuilder, ManualClock, Refresh, Value,
+};
 use galaxycache_promoter::AlwaysPromote;
 use galaxycache_universe::{Fault, Universe};
 use tokio::time::Instant;
@@ -492,4 +494,45 @@ async fn a_write_during_a_preload_is_not_undone_by_it() {
     assert_eq!((done.stored, done.skipped), (1, 1));
     assert_eq!(g.get("a").await.unwrap().bytes().as_ref(), b"old a");
     assert_eq!(g.get("b").await.unwrap().bytes().as_ref(), b"new b");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_expired_on_arrival_is_served_once_and_not_kept() {
+    let loads = Loads::default();
+    let l = loads.clone();
+    let clock = Arc::new(ManualClock::new());
+    let c = {
+        let clock2 = Arc::clone(&clock);
+        let backend = move |key: String| {
+            let (l, clock) = (l.clone(), Arc::clone(&clock2));
+            async move {
+                l.record(&key);
+                // What an origin's `Cache-Control: no-store` becomes.
+                Ok::<_, Error>(Some(Value::expiring("once", clock.now())))
+            }
+        };
+        let clock = Arc::clone(&clock);
+        Cluster::with_backend(2, backend, move |b| b.clock(clock.clone()), loads.clone())
+    };
+    let key = c.key_owned_by(1, "k");
+    for node in &c.nodes {
+        assert_eq!(
+            node.galaxy.get(&key).await.unwrap().bytes().as_ref(),
+            b"once"
+        );
+        assert_eq!(
+            node.galaxy.stats().local_fallbacks,
+            0,
+            "the owner's answer is an answer"
+        );
+    }
+    let not_kept: Vec<u64> = c.nodes.iter().map(|n| n.galaxy.stats().not_kept).collect();
+    assert_eq!(
+        not_kept,
+        [1, 2],
+        "the asker's copy, and both of the owner's loads"
+    );
+    assert_eq!(loads.of(&key), 2, "nothing kept, so each get loads");
+    let entries: u64 = c.nodes.iter().map(|n| n.galaxy.stats().main_entries).sum();
+    assert_eq!(entries, 0);
 }
