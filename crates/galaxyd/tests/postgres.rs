@@ -1,0 +1,285 @@
+//! The PostgreSQL backend and its LISTEN/NOTIFY change feed: three nodes over loopback in
+//! front of one table of a real PostgreSQL that the test starts (`postgres_server`).
+
+mod postgres_server;
+
+use std::time::{Duration, Instant};
+
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol};
+use postgres_server::PgServer;
+use tokio::net::TcpListener;
+
+const CHANNEL: &str = "kv_changed";
+/// How long a change may take to reach every node before the test fails.
+const PATIENCE: Duration = Duration::from_secs(15);
+
+/// Three nodes with the galaxies `kv` (text values, following CHANNEL), `bin` (the same
+/// rows as bytea) and `broken` (a query on a table that does not exist).
+async fn cluster(url: &str) -> Vec<Node> {
+    let listeners = [
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    ];
+    let peers: Vec<String> = listeners
+        .iter()
+        .map(|l| format!("http://{}", l.local_addr().unwrap()))
+        .collect();
+    let galaxy = |name: &str, query: &str| {
+        let mut g = GalaxyConfig::new(name, BackendSpec::Postgres(url.to_owned()));
+        g.backend_options.query = query.to_owned();
+        g.backend_options.timeout = Duration::from_secs(5);
+        g
+    };
+    let mut nodes = Vec::new();
+    for (listener, url) in listeners.into_iter().zip(&peers) {
+        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let mut kv = galaxy("kv", "SELECT value FROM kv WHERE key = $1");
+        kv.notify_channel = Some(CHANNEL.to_owned());
+        let config = NodeConfig {
+            self_url: url.clone(),
+            peers: peers.clone(),
+            peer_listen: listener.local_addr().unwrap(),
+            listen: api.local_addr().unwrap(),
+            protocol: Protocol::Http,
+            replicas: 50,
+            max_key_len: 1024,
+            request_timeout: Duration::from_secs(10),
+            galaxies: vec![
+                kv,
+                galaxy(
+                    "bin",
+                    "SELECT convert_to(value, 'UTF8') FROM kv WHERE key = $1",
+                ),
+                galaxy("broken", "SELECT value FROM missing_table WHERE key = $1"),
+            ],
+        };
+        nodes.push(Node::start_on(&config, listener, api).await.unwrap());
+    }
+    nodes
+}
+
+/// `GET` a key from a node's client API: the status and the body as text.
+async fn get(client: &HttpClient, node: &Node, galaxy: &str, key: &str) -> (u16, String) {
+    let url = format!("http://{}/v1/galaxies/{galaxy}/keys/{key}", node.api_addr());
+    let r = client.get(url.parse().unwrap()).await.unwrap();
+    (
+        r.status.as_u16(),
+        String::from_utf8_lossy(&r.body).into_owned(),
+    )
+}
+
+/// True when every node answers `value` for `key` in galaxy `kv`.
+async fn all_serve(client: &HttpClient, nodes: &[Node], key: &str, value: &str) -> bool {
+    for node in nodes {
+        if get(client, node, "kv", key).await != (200, value.to_owned()) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Poll `check` until it holds; fail after PATIENCE. Returns how long it took.
+async fn wait_for(what: &str, mut check: impl AsyncFnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    while !check().await {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    start.elapsed()
+}
+
+/// LISTEN connections of galaxyd feeds that have run their LISTEN.
+async fn listeners(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'galaxyd notify' \
+         AND query LIKE 'LISTEN%' AND state = 'idle'",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+fn flushes(nodes: &[Node]) -> u64 {
+    nodes.iter().map(|n| n.galaxies()[0].stats().flushes).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_invalidates_every_node_and_a_lost_listen_connection_flushes() {
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let db = pg.connect().await;
+    db.batch_execute(
+        "CREATE TABLE kv (key text PRIMARY KEY, value text);
+         INSERT INTO kv SELECT 'key-' || i, 'v1-' || i FROM generate_series(0, 9) i;
+         INSERT INTO kv VALUES ('null', NULL);",
+    )
+    .await
+    .unwrap();
+    let nodes = cluster(&pg.url()).await;
+    let client = HttpClient::new(8, Duration::from_secs(10));
+    // Listening, and past the first LISTEN's flush of what was cached before it.
+    wait_for("every node to LISTEN", async || {
+        listeners(&db).await == 3 && flushes(&nodes) >= 3
+    })
+    .await;
+
+    // Reads: rows as text and as bytea, one load per key in the cluster.
+    for node in &nodes {
+        for i in 0..10 {
+            let key = format!("key-{i}");
+            let value = format!("v1-{i}");
+            assert_eq!(get(&client, node, "kv", &key).await, (200, value.clone()));
+            assert_eq!(get(&client, node, "bin", &key).await, (200, value));
+        }
+    }
+    let loads: u64 = nodes
+        .iter()
+        .map(|n| n.galaxies()[0].stats().backend_loads)
+        .sum();
+    assert_eq!(loads, 10, "one load per key in the cluster");
+    // No row and a NULL value are 404; a bad query is 503 with PostgreSQL's reason.
+    for node in &nodes {
+        assert_eq!(get(&client, node, "kv", "absent").await.0, 404);
+        assert_eq!(get(&client, node, "kv", "null").await.0, 404);
+        let (status, body) = get(&client, node, "broken", "key-1").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains("relation \"missing_table\" does not exist"),
+            "{body}"
+        );
+    }
+
+    // An UPDATE alone is not seen (the value is cached); its NOTIFY reaches every node.
+    db.batch_execute("UPDATE kv SET value = 'v2-3' WHERE key = 'key-3'")
+        .await
+        .unwrap();
+    assert!(all_serve(&client, &nodes, "key-3", "v1-3").await);
+    db.batch_execute(&format!("NOTIFY {CHANNEL}, 'key-3'"))
+        .await
+        .unwrap();
+    let took = wait_for("every node to serve key-3's new value", async || {
+        all_serve(&client, &nodes, "key-3", "v2-3").await
+    })
+    .await;
+    eprintln!("NOTIFY -> last of 3 nodes serving the new value: {took:?}");
+    // In one transaction, as an application would write it.
+    let start = Instant::now();
+    db.batch_execute(&format!(
+        "BEGIN; UPDATE kv SET value = 'v3-3' WHERE key = 'key-3'; NOTIFY {CHANNEL}, 'key-3'; COMMIT;"
+    ))
+    .await
+    .unwrap();
+    wait_for("every node to serve key-3's newer value", async || {
+        all_serve(&client, &nodes, "key-3", "v3-3").await
+    })
+    .await;
+    eprintln!(
+        "UPDATE+NOTIFY commit -> last of 3 nodes serving the new value: {:?}",
+        start.elapsed()
+    );
+
+    // `*` flushes: every changed row is served anew.
+    db.batch_execute("UPDATE kv SET value = 'f-' || key")
+        .await
+        .unwrap();
+    assert!(all_serve(&client, &nodes, "key-0", "v1-0").await);
+    let before = flushes(&nodes);
+    db.batch_execute(&format!("NOTIFY {CHANNEL}, '*'"))
+        .await
+        .unwrap();
+    wait_for("every node to serve the flushed rows anew", async || {
+        for i in 0..10 {
+            let key = format!("key-{i}");
+            if !all_serve(&client, &nodes, &key, &format!("f-{key}")).await {
+                return false;
+            }
+        }
+        true
+    })
+    .await;
+    assert!(flushes(&nodes) > before);
+
+    // The LISTEN connections are killed: each node reconnects, LISTENs again, and flushes
+    // the galaxy, so a row changed without a NOTIFY is served anew.
+    db.batch_execute("UPDATE kv SET value = 'unannounced' WHERE key = 'key-5'")
+        .await
+        .unwrap();
+    assert!(all_serve(&client, &nodes, "key-5", "f-key-5").await);
+    let before = flushes(&nodes);
+    let killed = db
+        .query(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE application_name = 'galaxyd notify'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(killed.len(), 3);
+    wait_for("the nodes to reconnect and flush", async || {
+        listeners(&db).await == 3
+            && flushes(&nodes) >= before + 3
+            && all_serve(&client, &nodes, "key-5", "unannounced").await
+    })
+    .await;
+    // ... and keep following the channel.
+    db.batch_execute(&format!(
+        "UPDATE kv SET value = 'after' WHERE key = 'key-6'; NOTIFY {CHANNEL}, 'key-6'"
+    ))
+    .await
+    .unwrap();
+    wait_for("the reconnected feeds to apply a NOTIFY", async || {
+        all_serve(&client, &nodes, "key-6", "after").await
+    })
+    .await;
+
+    for node in nodes {
+        node.shutdown().await.unwrap();
+    }
+}
+
+/// A database nobody listens at: loads are 503 with the reason, the feed keeps retrying
+/// in the background, and the node stops cleanly. Needs no PostgreSQL.
+#[tokio::test]
+async fn an_unreachable_database_is_a_503_not_a_panic() {
+    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let self_url = format!("http://{}", peer.local_addr().unwrap());
+    let url = format!("postgresql://nobody@127.0.0.1:{port}/nothing");
+    let mut galaxy = GalaxyConfig::new("kv", BackendSpec::Postgres(url));
+    galaxy.backend_options.query = "SELECT value FROM kv WHERE key = $1".to_owned();
+    galaxy.backend_options.timeout = Duration::from_secs(2);
+    galaxy.notify_channel = Some(CHANNEL.to_owned());
+    let config = NodeConfig {
+        self_url: self_url.clone(),
+        peers: vec![self_url],
+        peer_listen: peer.local_addr().unwrap(),
+        listen: api.local_addr().unwrap(),
+        protocol: Protocol::Http,
+        replicas: 50,
+        max_key_len: 1024,
+        request_timeout: Duration::from_secs(10),
+        galaxies: vec![galaxy],
+    };
+    let node = Node::start_on(&config, peer, api).await.unwrap();
+    let client = HttpClient::new(2, Duration::from_secs(10));
+    for _ in 0..2 {
+        let (status, body) = get(&client, &node, "kv", "key-1").await;
+        assert_eq!(status, 503, "{body}");
+        assert!(
+            body.contains(&format!(
+                "cannot connect to PostgreSQL at postgresql://nobody@127.0.0.1:{port}/nothing"
+            )),
+            "{body}"
+        );
+        assert!(body.contains("Connection refused"), "{body}");
+    }
+    let (status, _) = get(&client, &node, "kv", "").await;
+    assert_eq!(status, 400, "the node still answers the rest");
+    node.shutdown().await.unwrap();
+}
