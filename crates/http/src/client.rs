@@ -24,8 +24,8 @@ use tokio::time::Instant;
 use crate::body::{ReadError, copy_out, read_limited};
 use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
-    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER, VERSION_HEADER,
-    fmt_timeout, insert_expiry, read_expiry,
+    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, VERSION_HEADER,
+    fmt_timeout, insert_instants, read_expiry,
 };
 use crate::pb::GetResponse;
 use crate::{DEFAULT_POOL_IDLE_TIMEOUT, Dialect};
@@ -72,8 +72,9 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 ///
 /// | answer | result |
 /// | --- | --- |
-/// | `200` | the value, with its expiry when one is sent ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER), else `Expires`) |
-/// | `404` saying the galaxy exists | `Ok(None)`: NotFound |
+/// | `200` | the value, with its expiry when one is sent ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER), else `Expires`; a past one is kept: a stale answer), its refresh ([`REFRESH_MS_HEADER`](crate::REFRESH_MS_HEADER)) and its stale limit ([`STALE_MS_HEADER`](crate::STALE_MS_HEADER)) |
+/// | `404` saying the galaxy exists, with an expiry (as a `200` names it) | `Ok(Some(`[`Value::absent`]`(expiry)))`: a cached miss |
+/// | `404` saying the galaxy exists, without an expiry (an older peer) | `Ok(None)`: NotFound |
 /// | `404` saying there is no such galaxy, or `no such group: …` | [`ErrorKind::UnknownGalaxy`] |
 /// | `400`, `414` | [`ErrorKind::InvalidRequest`] |
 /// | `409` | [`ErrorKind::VersionMismatch`]: the peer's galaxy has another version |
@@ -86,7 +87,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// | other `5xx` (a proxy's 502, say) | [`ErrorKind::Unavailable`]: the owner did not answer, so the asking node loads the key itself |
 /// | refused, reset, or closed mid-answer | [`ErrorKind::Unavailable`] |
 /// | a body over [`max_response_bytes`](HttpProtocolBuilder::max_response_bytes) | [`ErrorKind::TooLarge`] |
-/// | anything else (unparsable, other statuses, bad protobuf or expiry header) | [`ErrorKind::Protocol`] |
+/// | anything else (unparsable, other statuses, bad protobuf, a malformed expiry, refresh or stale header) | [`ErrorKind::Protocol`] |
 ///
 /// A [`write`](RemoteFetcher::write) (galaxycache dialect only: in the groupcache dialect
 /// it is [`ErrorKind::Unsupported`] and sends nothing) is `DELETE` or `PUT` (see
@@ -310,9 +311,7 @@ impl HttpFetcher {
                     CONTENT_TYPE,
                     HeaderValue::from_static("application/octet-stream"),
                 );
-                if let Some(at) = value.expires_at() {
-                    insert_expiry(headers, at);
-                }
+                insert_instants(headers, value);
                 request
             }
         };
@@ -401,7 +400,7 @@ impl HttpFetcher {
             StatusCode::OK => self.value(&parts.headers, body).await.map(Some),
             StatusCode::NOT_FOUND if galaxy_status == Some(GALAXY_FOUND.as_bytes()) => {
                 drain(body).await;
-                Ok(None)
+                self.no_such_key(&parts.headers)
             }
             StatusCode::INTERNAL_SERVER_ERROR => {
                 // The owner's load failed: its message alone, as the owner's callers see
@@ -449,13 +448,22 @@ impl HttpFetcher {
         self.error(kind, format!("{status}: {}", text.trim_end()))
     }
 
-    /// The value of a `200`: its bytes in an allocation of their own, and its expiry.
+    /// What a `404` for a missing key means: a cached miss until the expiry it names, or
+    /// without one (from a peer that predates cached misses, or a Go node) plain NotFound.
+    fn no_such_key(&self, headers: &HeaderMap) -> FetchResult {
+        let expires_at =
+            read_expiry(headers).map_err(|why| self.error(ErrorKind::Protocol, why))?;
+        Ok(expires_at.map(Value::absent))
+    }
+
+    /// The value of a `200`: its bytes in an allocation of their own, and its instants. An
+    /// expiry in the past is no error: the owner answers so with a stale value.
     async fn value(&self, headers: &HeaderMap, body: Incoming) -> Result<Value, Error> {
         let body = self
             .read_body(body, self.protocol.max_response_bytes)
             .await?;
-        let expires_at =
-            read_expiry(headers).map_err(|why| self.error(ErrorKind::Protocol, why))?;
+        let instants =
+            Instants::read(headers).map_err(|why| self.error(ErrorKind::Protocol, why))?;
         let bytes = match self.protocol.dialect {
             Dialect::Galaxycache => copy_out(body),
             Dialect::Groupcache => {
@@ -467,7 +475,7 @@ impl HttpFetcher {
                     .unwrap_or_default()
             }
         };
-        Ok(Value::new(bytes).with_expiry(expires_at))
+        Ok(instants.apply(Value::new(bytes)))
     }
 
     /// The whole body, unless it is longer than `limit`.

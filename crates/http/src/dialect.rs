@@ -13,16 +13,29 @@ pub(crate) const MAX_PATH_LEN: usize = 65_534;
 #[non_exhaustive]
 pub enum Dialect {
     /// galaxycache's own: `GET {peer}/_galaxycache/{galaxy}/{key}`, segments path-escaped
-    /// (as Go's `url.PathEscape`), raw value bytes, the expiry in headers
-    /// ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER) and `Expires`), and a 404 that says
-    /// whether the key or the galaxy is missing.
+    /// (as Go's `url.PathEscape`), raw value bytes, the value's instants in headers (each
+    /// only when the value has it), and a 404 that says whether the key or the galaxy is
+    /// missing:
+    ///
+    /// | instant | headers |
+    /// | --- | --- |
+    /// | expiry | [`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER) and `Expires` |
+    /// | refresh | [`REFRESH_MS_HEADER`](crate::REFRESH_MS_HEADER) |
+    /// | stale limit | [`STALE_MS_HEADER`](crate::STALE_MS_HEADER) |
+    ///
+    /// A cached miss (a [`Value::absent`](galaxycache_universe::Value::absent)) is answered
+    /// as a missing key, `404` with [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)
+    /// `Found`, plus its expiry in `X-Galaxycache-Expires-Ms` and `Expires`: the asking node
+    /// caches the miss until then. A `404` of a missing key without an expiry (from an older
+    /// peer) is a plain miss. A stale answer (a value past its expiry, within its stale
+    /// limit) is a `200` like any other, whose expiry has passed.
     ///
     /// It has the write verbs too, each answered `204 No Content` once applied:
     ///
     /// | request | write |
     /// | --- | --- |
     /// | `DELETE {peer}/_galaxycache/{galaxy}/{key}` | remove the key |
-    /// | `PUT {peer}/_galaxycache/{galaxy}/{key}`, the value as the body, its expiry in the headers a `200` carries | set the key's value |
+    /// | `PUT {peer}/_galaxycache/{galaxy}/{key}`, the value as the body, its instants in the headers a `200` carries | set the key's value |
     /// | `DELETE {peer}/_galaxycache/{galaxy}` (no key segment) | flush the galaxy |
     ///
     /// Every request of this dialect names the galaxy's version in
@@ -33,6 +46,10 @@ pub enum Dialect {
     /// golang/groupcache's `HTTPPool`: `GET {peer}/_groupcache/{group}/{key}`, segments
     /// escaped as Go's `url.QueryEscape` (a space becomes `+`), a protobuf `GetResponse`
     /// body. A Rust node speaking it can share a ring with Go groupcache nodes.
+    ///
+    /// A value's expiry travels in headers as in the galaxycache dialect (Go ignores them);
+    /// its refresh and stale instants do not, and a cached miss is answered as any missing
+    /// key, without an expiry.
     ///
     /// The quirk this keeps: the server percent-decodes the path without turning `+` back
     /// into a space (that is what Go's HTTP server does to a path), so a key containing a

@@ -2,6 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use galaxycache_universe::Value;
 use http::header::EXPIRES;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
@@ -27,6 +28,18 @@ pub const GALAXY_NOT_FOUND: &str = "Not Found";
 /// `Expires` (what humans and other servers send).
 pub const EXPIRES_MS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-expires-ms");
 
+/// Header of the galaxycache dialect, on a `200` answer and on a `PUT`, for a value that
+/// names one: the instant from which the value is reloaded in the background (while still
+/// served), in whole milliseconds since the Unix epoch (truncated), as
+/// [`EXPIRES_MS_HEADER`] writes its instant. Absent when the value has no refresh instant.
+pub const REFRESH_MS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-refresh-ms");
+
+/// Header of the galaxycache dialect, on a `200` answer and on a `PUT`, for a value that
+/// names one: the instant until which the value may be served past its expiry when
+/// reloading it fails, in whole milliseconds since the Unix epoch (truncated), as
+/// [`EXPIRES_MS_HEADER`] writes its instant. Absent when the value has no stale limit.
+pub const STALE_MS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-stale-ms");
+
 /// Request header of the galaxycache dialect naming the version of the galaxy the request
 /// is for (decimal, a `u32`). Sent only for a version other than 0; absent means 0, which is
 /// what a peer that knows no versions (a Go node) speaks. A server whose galaxy has another
@@ -50,15 +63,16 @@ pub(crate) fn parse_expires(value: &HeaderValue) -> Option<SystemTime> {
     httpdate::parse_http_date(value.to_str().ok()?).ok()
 }
 
-/// An [`EXPIRES_MS_HEADER`] value for `at`, truncated to the millisecond; an instant before
-/// the epoch is the epoch.
-pub(crate) fn fmt_expires_ms(at: SystemTime) -> HeaderValue {
+/// An instant in milliseconds since the Unix epoch, as [`EXPIRES_MS_HEADER`],
+/// [`REFRESH_MS_HEADER`] and [`STALE_MS_HEADER`] carry it: truncated to the millisecond; an
+/// instant before the epoch is the epoch.
+pub(crate) fn fmt_unix_ms(at: SystemTime) -> HeaderValue {
     let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
     HeaderValue::from(u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// The instant an [`EXPIRES_MS_HEADER`] value names: digits only, and representable.
-pub(crate) fn parse_expires_ms(value: &HeaderValue) -> Option<SystemTime> {
+/// The instant a [`fmt_unix_ms`] value names: digits only, and representable.
+pub(crate) fn parse_unix_ms(value: &HeaderValue) -> Option<SystemTime> {
     let ms = parse_digits(value)?.parse::<u64>().ok()?;
     UNIX_EPOCH.checked_add(Duration::from_millis(ms))
 }
@@ -66,7 +80,7 @@ pub(crate) fn parse_expires_ms(value: &HeaderValue) -> Option<SystemTime> {
 /// Name `at` as a value's expiry in `headers`: [`EXPIRES_MS_HEADER`] and `Expires`, as a
 /// `200` answer and a `PUT` carry it.
 pub(crate) fn insert_expiry(headers: &mut HeaderMap, at: SystemTime) {
-    headers.insert(EXPIRES_MS_HEADER, fmt_expires_ms(at));
+    headers.insert(EXPIRES_MS_HEADER, fmt_unix_ms(at));
     headers.insert(EXPIRES, fmt_expires(at));
 }
 
@@ -74,17 +88,79 @@ pub(crate) fn insert_expiry(headers: &mut HeaderMap, at: SystemTime) {
 /// else to the second from `Expires`; `None` without either. A malformed one is an error
 /// naming the header.
 pub(crate) fn read_expiry(headers: &HeaderMap) -> Result<Option<SystemTime>, &'static str> {
-    let (parsed, malformed) = if let Some(v) = headers.get(EXPIRES_MS_HEADER) {
-        (
-            parse_expires_ms(v),
-            "malformed X-Galaxycache-Expires-Ms header",
-        )
-    } else if let Some(v) = headers.get(EXPIRES) {
-        (parse_expires(v), "malformed Expires header")
-    } else {
-        return Ok(None);
-    };
-    parsed.map(Some).ok_or(malformed)
+    let in_ms = read_unix_ms(
+        headers,
+        EXPIRES_MS_HEADER,
+        "malformed X-Galaxycache-Expires-Ms header",
+    )?;
+    match (in_ms, headers.get(EXPIRES)) {
+        (Some(at), _) => Ok(Some(at)),
+        (None, None) => Ok(None),
+        (None, Some(v)) => parse_expires(v).map(Some).ok_or("malformed Expires header"),
+    }
+}
+
+/// Name all of `value`'s instants in `headers`, as a galaxycache-dialect `200` answer and a
+/// `PUT` carry them: its expiry ([`insert_expiry`]), [`REFRESH_MS_HEADER`] and
+/// [`STALE_MS_HEADER`], each only when the value has it.
+pub(crate) fn insert_instants(headers: &mut HeaderMap, value: &Value) {
+    if let Some(at) = value.expires_at() {
+        insert_expiry(headers, at);
+    }
+    if let Some(at) = value.refresh_at() {
+        headers.insert(REFRESH_MS_HEADER, fmt_unix_ms(at));
+    }
+    if let Some(at) = value.stale_until() {
+        headers.insert(STALE_MS_HEADER, fmt_unix_ms(at));
+    }
+}
+
+/// The instants of a value, as `headers` name them ([`insert_instants`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Instants {
+    expires_at: Option<SystemTime>,
+    refresh_at: Option<SystemTime>,
+    stale_until: Option<SystemTime>,
+}
+
+impl Instants {
+    /// The instants `headers` name, each `None` when its header is absent; a malformed
+    /// header is an error naming it, as [`read_expiry`] says.
+    pub(crate) fn read(headers: &HeaderMap) -> Result<Self, &'static str> {
+        Ok(Instants {
+            expires_at: read_expiry(headers)?,
+            refresh_at: read_unix_ms(
+                headers,
+                REFRESH_MS_HEADER,
+                "malformed X-Galaxycache-Refresh-Ms header",
+            )?,
+            stale_until: read_unix_ms(
+                headers,
+                STALE_MS_HEADER,
+                "malformed X-Galaxycache-Stale-Ms header",
+            )?,
+        })
+    }
+
+    /// `value` with these instants.
+    pub(crate) fn apply(self, value: Value) -> Value {
+        value
+            .with_expiry(self.expires_at)
+            .with_refresh_at(self.refresh_at)
+            .with_stale_until(self.stale_until)
+    }
+}
+
+/// The instant header `name` names in `headers` ([`parse_unix_ms`]); `None` without one.
+fn read_unix_ms(
+    headers: &HeaderMap,
+    name: HeaderName,
+    malformed: &'static str,
+) -> Result<Option<SystemTime>, &'static str> {
+    headers
+        .get(name)
+        .map(|v| parse_unix_ms(v).ok_or(malformed))
+        .transpose()
 }
 
 /// The galaxy version a request names in [`VERSION_HEADER`]: 0 without one; `Err` unless
@@ -146,20 +222,17 @@ mod tests {
     #[test]
     fn expires_ms_truncates_and_parses_strictly() {
         let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_900_999);
-        let v = fmt_expires_ms(at);
+        let v = fmt_unix_ms(at);
         assert_eq!(v, "1700000000900");
         assert_eq!(
-            parse_expires_ms(&v),
+            parse_unix_ms(&v),
             Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_900))
         );
         let before_epoch = UNIX_EPOCH - Duration::from_secs(5);
-        assert_eq!(
-            parse_expires_ms(&fmt_expires_ms(before_epoch)),
-            Some(UNIX_EPOCH)
-        );
+        assert_eq!(parse_unix_ms(&fmt_unix_ms(before_epoch)), Some(UNIX_EPOCH));
         for bad in ["", "-1", "1.5", " 1", "soon", "99999999999999999999999"] {
             assert_eq!(
-                parse_expires_ms(&HeaderValue::from_static(bad)),
+                parse_unix_ms(&HeaderValue::from_static(bad)),
                 None,
                 "{bad:?}"
             );
@@ -199,6 +272,38 @@ mod tests {
         assert!(read_expiry(&headers).unwrap_err().contains("Expires"));
         headers.insert(EXPIRES_MS_HEADER, HeaderValue::from_static("soon"));
         assert!(read_expiry(&headers).unwrap_err().contains("Expires-Ms"));
+    }
+
+    #[test]
+    fn all_instants_travel_to_the_millisecond_and_malformed_ones_are_refused() {
+        let ms = |n: u64| UNIX_EPOCH + Duration::from_millis(n);
+        let sub_ms = Duration::from_micros(999);
+        let value = Value::expiring("x", ms(3_000) + sub_ms)
+            .with_refresh_at(Some(ms(2_000) + sub_ms))
+            .with_stale_until(Some(ms(4_000) + sub_ms));
+        let mut headers = HeaderMap::new();
+        insert_instants(&mut headers, &value);
+        assert_eq!(headers[REFRESH_MS_HEADER], "2000");
+        assert_eq!(headers[STALE_MS_HEADER], "4000");
+        let want = Value::expiring("x", ms(3_000))
+            .with_refresh_at(Some(ms(2_000)))
+            .with_stale_until(Some(ms(4_000)));
+        let read = Instants::read(&headers).unwrap();
+        assert_eq!(read.apply(Value::new("x")), want);
+
+        let mut none = HeaderMap::new();
+        insert_instants(&mut none, &Value::new("x"));
+        assert!(none.is_empty(), "{none:?}");
+        assert_eq!(Instants::read(&none), Ok(Instants::default()));
+
+        for (name, what) in [
+            (REFRESH_MS_HEADER, "Refresh-Ms"),
+            (STALE_MS_HEADER, "Stale-Ms"),
+        ] {
+            let mut bad = headers.clone();
+            bad.insert(name, HeaderValue::from_static("-1"));
+            assert!(Instants::read(&bad).unwrap_err().contains(what), "{what}");
+        }
     }
 
     #[test]

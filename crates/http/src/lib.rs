@@ -1,5 +1,5 @@
 //! The HTTP peer protocol of galaxycache (hyper 1.x), in two dialects: galaxycache's own
-//! (`/_galaxycache/`, raw bytes, expiry in headers) and golang/groupcache's
+//! (`/_galaxycache/`, raw bytes, a value's instants in headers) and golang/groupcache's
 //! (`/_groupcache/`, protobuf bodies), so a Rust node can join a ring of Go groupcache
 //! nodes. See [`Dialect`].
 //!
@@ -50,8 +50,8 @@ use std::time::Duration;
 pub use client::{HttpProtocol, HttpProtocolBuilder};
 pub use dialect::Dialect;
 pub use headers::{
-    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER,
-    VERSION_HEADER,
+    EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, REFRESH_MS_HEADER,
+    STALE_MS_HEADER, TIMEOUT_HEADER, VERSION_HEADER,
 };
 pub use server::PeerService;
 

@@ -29,8 +29,8 @@ use tokio::time::Instant;
 use crate::body::{BoxError, ReadError, copy_out, read_limited};
 use crate::dialect::{MAX_PATH_LEN, MISSING_KEY};
 use crate::headers::{
-    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, TIMEOUT_HEADER, insert_expiry,
-    parse_timeout, read_expiry, read_version,
+    GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, insert_expiry,
+    insert_instants, parse_timeout, read_version,
 };
 use crate::pb::GetResponse;
 use crate::{Dialect, SERVER_IDLE_TIMEOUT};
@@ -54,10 +54,10 @@ type Answer = Response<Full<Bytes>>;
 ///
 /// | answer | when |
 /// | --- | --- |
-/// | `200` | with the value, to a `GET` |
+/// | `200` | with the value and its instants, to a `GET` (in the groupcache dialect, its expiry alone); a stale answer too, its expiry past |
 /// | `204` | a write (`DELETE`, `PUT`; see [`Dialect::Galaxycache`]) was applied |
-/// | `400` | a malformed path, key or header ([`TIMEOUT_HEADER`](crate::TIMEOUT_HEADER), [`VERSION_HEADER`](crate::VERSION_HEADER), a `PUT`'s expiry), an empty key, or a key longer than the universe's [`max_key_len`](Universe::max_key_len) |
-/// | `404` | a missing key or galaxy (see [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)), or a path outside the prefix |
+/// | `400` | a malformed path, key or header ([`TIMEOUT_HEADER`](crate::TIMEOUT_HEADER), [`VERSION_HEADER`](crate::VERSION_HEADER), a `PUT`'s expiry, refresh or stale instant), an empty key, or a key longer than the universe's [`max_key_len`](Universe::max_key_len) |
+/// | `404` | a missing key or galaxy (see [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)), or a path outside the prefix; a cached miss is a missing key with its expiry (galaxycache dialect) |
 /// | `405` | another method than `GET`, `PUT` and `DELETE`; in the groupcache dialect, another than `GET` |
 /// | `409` | the galaxy has another version than the request names (absent: 0) |
 /// | `413` | a `PUT` body over [`max_request_bytes`](Self::max_request_bytes) |
@@ -255,7 +255,8 @@ impl PeerService {
     }
 
     /// The value a `PUT` carries: the body, copied to an allocation of its own length (the
-    /// galaxy may cache it), and the expiry its headers name. Refused as
+    /// galaxy may cache it), and the instants its headers name (expiry, refresh, stale
+    /// limit), read before the body. Refused as
     /// [`ErrorKind::InvalidRequest`], [`ErrorKind::TooLarge`] or, when the deadline passes
     /// before the body has arrived, [`ErrorKind::Timeout`].
     async fn value_of<B>(
@@ -268,8 +269,8 @@ impl PeerService {
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let expires_at =
-            read_expiry(headers).map_err(|why| Error::new(ErrorKind::InvalidRequest, why))?;
+        let instants =
+            Instants::read(headers).map_err(|why| Error::new(ErrorKind::InvalidRequest, why))?;
         let read = read_limited(body, self.max_request_bytes);
         let read = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
@@ -279,7 +280,7 @@ impl PeerService {
             None => read.await,
         };
         match read {
-            Ok(body) => Ok(Value::new(copy_out(body)).with_expiry(expires_at)),
+            Ok(body) => Ok(instants.apply(Value::new(copy_out(body)))),
             Err(ReadError::TooLarge(why)) => Err(Error::new(ErrorKind::TooLarge, why)),
             Err(ReadError::Failed(e)) => Err(Error::new(
                 ErrorKind::InvalidRequest,
@@ -324,13 +325,22 @@ impl PeerService {
     /// The answer to a `GET`.
     fn answer(&self, galaxy: &str, result: FetchResult) -> Answer {
         match result {
+            Ok(Some(value)) if value.is_absent() => self.no_such_key(&value),
             Ok(Some(value)) => self.value(value),
-            Ok(None) => galaxy_status(
-                text(StatusCode::NOT_FOUND, "no such key".into()),
-                GALAXY_FOUND,
-            ),
+            Ok(None) => no_such_key(),
             Err(e) => self.failed(galaxy, &e),
         }
+    }
+
+    /// The answer for a cached miss: the `404` of a missing key, and in the galaxycache
+    /// dialect its expiry too ([`insert_expiry`]), so the asking peer caches the miss as
+    /// long; the groupcache dialect answers as for any missing key.
+    fn no_such_key(&self, absent: &Value) -> Answer {
+        let mut response = no_such_key();
+        if let (Dialect::Galaxycache, Some(at)) = (self.dialect, absent.expires_at()) {
+            insert_expiry(response.headers_mut(), at);
+        }
+        response
     }
 
     /// The answer to a request the universe refused, or whose load or write failed.
@@ -363,11 +373,20 @@ impl PeerService {
         text(status, e.to_string())
     }
 
+    /// The `200` answer carrying `value`: in the galaxycache dialect its bytes and all its
+    /// instants ([`insert_instants`]); in the groupcache dialect a `GetResponse` and its
+    /// expiry alone.
     fn value(&self, value: Value) -> Answer {
-        let expires_at = value.expires_at();
+        let mut headers = HeaderMap::new();
         let (content_type, body) = match self.dialect {
-            Dialect::Galaxycache => ("application/octet-stream", value.into_bytes()),
+            Dialect::Galaxycache => {
+                insert_instants(&mut headers, &value);
+                ("application/octet-stream", value.into_bytes())
+            }
             Dialect::Groupcache => {
+                if let Some(at) = value.expires_at() {
+                    insert_expiry(&mut headers, at);
+                }
                 // Encoding copies the value once into the message; a known cost of this
                 // dialect (the galaxycache dialect sends the cached bytes themselves).
                 let message = GetResponse {
@@ -380,12 +399,9 @@ impl PeerService {
                 )
             }
         };
-        let mut response = Response::new(Full::new(body));
-        let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-        if let Some(at) = expires_at {
-            insert_expiry(headers, at);
-        }
+        let mut response = Response::new(Full::new(body));
+        *response.headers_mut() = headers;
         response
     }
 
@@ -437,6 +453,14 @@ fn text(status: StatusCode, mut body: String) -> Answer {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     response
+}
+
+/// The `404` of a missing key in a galaxy that exists.
+fn no_such_key() -> Answer {
+    galaxy_status(
+        text(StatusCode::NOT_FOUND, "no such key".into()),
+        GALAXY_FOUND,
+    )
 }
 
 fn galaxy_status(mut response: Answer, status: &'static str) -> Answer {

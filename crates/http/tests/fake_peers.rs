@@ -4,7 +4,7 @@
 mod common;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{client, fetcher, soon};
 use galaxycache_http::{Dialect, HttpProtocol};
@@ -208,10 +208,22 @@ async fn a_refused_connection_is_unavailable() {
 
 #[tokio::test]
 async fn malformed_answers_are_protocol_errors() {
-    let cases: [(&[u8], Dialect); 4] = [
+    let cases: [(&[u8], Dialect); 7] = [
         (b"HTTP/1.1 banana\r\n\r\n", Dialect::Galaxycache),
         (
             b"HTTP/1.1 200 OK\r\nExpires: whenever\r\nContent-Length: 1\r\n\r\nx",
+            Dialect::Galaxycache,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Galaxycache-Refresh-Ms: soon\r\nContent-Length: 1\r\n\r\nx",
+            Dialect::Galaxycache,
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nX-Galaxycache-Stale-Ms: 1.5\r\nContent-Length: 1\r\n\r\nx",
+            Dialect::Galaxycache,
+        ),
+        (
+            b"HTTP/1.1 404 Not Found\r\nX-Galaxycache-Galaxy-Status: Found\r\nX-Galaxycache-Expires-Ms: -1\r\nContent-Length: 0\r\n\r\n",
             Dialect::Galaxycache,
         ),
         (
@@ -498,4 +510,53 @@ async fn a_write_to_a_refused_connection_is_unavailable() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+}
+
+/// A missing key from a peer that predates cached misses (or from a Go node) says no
+/// expiry: plain NotFound. With one, the miss is cached until then.
+#[tokio::test]
+async fn a_404_for_a_missing_key_is_a_cached_miss_only_with_an_expiry() {
+    let head = "HTTP/1.1 404 Not Found\r\nX-Galaxycache-Galaxy-Status: Found\r\n";
+    let old = format!("{head}Content-Length: 12\r\n\r\nno such key\n");
+    let peer = FakePeer::start(old.into_bytes(), Then::Close).await;
+    assert_eq!(
+        peer.fetch(Dialect::Galaxycache, 1024, soon()).await,
+        Ok(None)
+    );
+
+    let at = UNIX_EPOCH + Duration::from_millis(4_000_000_000_123);
+    let cached =
+        format!("{head}X-Galaxycache-Expires-Ms: 4000000000123\r\nContent-Length: 0\r\n\r\n");
+    let peer = FakePeer::start(cached.into_bytes(), Then::Close).await;
+    let absent = peer.fetch(Dialect::Galaxycache, 1024, soon()).await;
+    assert_eq!(absent, Ok(Some(Value::absent(at))));
+    assert!(absent.unwrap().unwrap().is_absent());
+
+    // `Expires` alone, as for a value, names the second.
+    let dated =
+        format!("{head}Expires: Sun, 09 Sep 2001 01:46:40 GMT\r\nContent-Length: 0\r\n\r\n");
+    let peer = FakePeer::start(dated.into_bytes(), Then::Close).await;
+    let absent = peer.fetch(Dialect::Galaxycache, 1024, soon()).await;
+    let at = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    assert_eq!(absent, Ok(Some(Value::absent(at))));
+}
+
+/// A stale answer is a `200` whose expiry has passed: taken as it is, stale limit and all.
+#[tokio::test]
+async fn a_200_that_expired_already_keeps_its_stale_limit() {
+    let answer = b"HTTP/1.1 200 OK\r\nExpires: Sun, 09 Sep 2001 01:46:40 GMT\r\n\
+        X-Galaxycache-Stale-Ms: 4000000000123\r\nContent-Length: 3\r\n\r\nold";
+    let peer = FakePeer::start(answer.to_vec(), Then::Close).await;
+    let v = peer
+        .fetch(Dialect::Galaxycache, 1024, soon())
+        .await
+        .unwrap()
+        .expect("a stale answer");
+    let expired = UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let stale_until = UNIX_EPOCH + Duration::from_millis(4_000_000_000_123);
+    assert_eq!(
+        v,
+        Value::expiring("old", expired).with_stale_until(Some(stale_until))
+    );
+    assert!(v.is_expired_at(SystemTime::now()) && v.is_servable_stale_at(SystemTime::now()));
 }

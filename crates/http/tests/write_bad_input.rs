@@ -112,6 +112,34 @@ async fn bad_writes_change_nothing_and_the_server_keeps_serving() {
             v,
             "400",
         ),
+        // Malformed refresh and stale instants, beside a well-formed expiry.
+        (
+            "PUT",
+            "/_galaxycache/g/k".into(),
+            format!(
+                "X-Galaxycache-Expires-Ms: 4000000000000\r\nX-Galaxycache-Refresh-Ms: soon\r\n{}",
+                sized(v)
+            ),
+            v,
+            "400",
+        ),
+        (
+            "PUT",
+            "/_galaxycache/g/k".into(),
+            format!("X-Galaxycache-Stale-Ms: -1\r\n{}", sized(v)),
+            v,
+            "400",
+        ),
+        (
+            "PUT",
+            "/_galaxycache/g/k".into(),
+            format!(
+                "X-Galaxycache-Stale-Ms: 99999999999999999999999\r\n{}",
+                sized(v)
+            ),
+            v,
+            "400",
+        ),
         (
             "DELETE",
             "/_galaxycache/g/k".into(),

@@ -22,13 +22,40 @@ pub fn expiry() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000)
 }
 
+/// Refresh, expiry and stale limit of the value of key `all-instants`, each with a part
+/// below the millisecond, which the wire truncates.
+pub fn instants() -> [SystemTime; 3] {
+    let sub_ms = Duration::from_micros(999);
+    [4_000_000_000_000, 4_000_000_001_000, 4_000_000_002_000]
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms) + sub_ms)
+}
+
+/// Until when the cached miss of key `absent` holds (with a part below the millisecond).
+pub fn absent_until() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_micros(4_000_000_003_000_999)
+}
+
+/// The expiry (long past) and the stale limit (far ahead) of the value of key `stale`.
+pub fn stale_instants() -> [SystemTime; 2] {
+    [1_000_000_000_000, 4_000_000_004_000]
+        .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// `at`, truncated to the millisecond, as the wire carries it.
+pub fn to_ms(at: SystemTime) -> SystemTime {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    SystemTime::UNIX_EPOCH + Duration::from_millis(since.as_millis().try_into().unwrap())
+}
+
 /// A galaxy whose answer depends on the key: `missing` is NotFound, `fail` a load error,
 /// `expiring` expires at [`expiry`], `half-second` 500 ms from now (see
-/// [`Fake::sent_expiry`]), `hang` never answers, `gate` waits for [`Fake::gate`], `big:N`
-/// is N bytes; any other key's value is the key itself.
+/// [`Fake::sent_expiry`]), `all-instants` has all of [`instants`], `absent` is a cached
+/// miss until [`absent_until`], `stale` a stale answer ([`stale_instants`]), `hang` never
+/// answers, `gate` waits for [`Fake::gate`], `big:N` is N bytes; any other key's value is
+/// the key itself.
 ///
-/// It records every write it is asked to apply ([`Fake::writes`]) and has the version
-/// [`Fake::version`] says.
+/// It records every write it is asked to apply ([`Fake::writes`], and each set's value
+/// whole in [`Fake::set_values`]) and has the version [`Fake::version`] says.
 #[derive(Debug, Default)]
 pub struct Fake {
     /// Every write that reached the galaxy, in order.
@@ -43,6 +70,8 @@ pub struct Fake {
     pub gate: Notify,
     /// The expiry of the last `half-second` value served.
     pub sent_expiry: Mutex<Option<SystemTime>>,
+    /// The value of every set received, whole, in order.
+    pub set_values: Mutex<Vec<Value>>,
 }
 
 /// A write as the galaxy received it.
@@ -91,6 +120,20 @@ impl GalaxyHandler for Fake {
                     *self.sent_expiry.lock().unwrap() = Some(at);
                     Ok(Some(Value::expiring("soon", at)))
                 }
+                "all-instants" => {
+                    let [refresh, expiry, stale] = instants();
+                    let value = Value::expiring("all", expiry)
+                        .with_refresh_at(Some(refresh))
+                        .with_stale_until(Some(stale));
+                    Ok(Some(value))
+                }
+                "absent" => Ok(Some(Value::absent(absent_until()))),
+                "stale" => {
+                    let [expiry, stale] = stale_instants();
+                    Ok(Some(
+                        Value::expiring("old", expiry).with_stale_until(Some(stale)),
+                    ))
+                }
                 "hang" => std::future::pending().await,
                 "gate" => {
                     self.started.notify_one();
@@ -112,6 +155,7 @@ impl GalaxyHandler for Fake {
         let written = match op {
             WriteOp::Remove(key) => Written::Remove(key.to_owned()),
             WriteOp::Set(key, value) => {
+                self.set_values.lock().unwrap().push(value.clone());
                 Written::Set(key.to_owned(), value.bytes().to_vec(), value.expires_at())
             }
             WriteOp::Flush => Written::Flush,
