@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwapOption;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    RemoteFetcher, WriteOp,
+    RemoteFetcher, Value, WriteOp,
 };
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -15,8 +15,8 @@ use tower::ServiceExt;
 
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
 use crate::pb::{FlushRequest, GetRequest, PeekRequest, RemoveRequest, SetRequest};
-use crate::status::error_from_status;
-use crate::wire::{expiry_to_wire, key_to_wire, value_from_wire};
+use crate::status::{absent_from_status, error_from_status};
+use crate::wire::{WireInstants, key_to_wire, value_from_wire};
 
 /// Default bound on the time to open a connection to a peer: 1 second.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -33,14 +33,15 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Every request carries the galaxy's [`GalaxyId::version`]: field 100 of `GetRequest` and
 /// `PeekRequest` (a Go peer ignores it), a field of its own in each write message. Writes
 /// ([`RemoteFetcher::write`]) are the `Remove`, `Set` and `Flush` RPCs; a set carries the
-/// value's bytes and its expiry.
+/// value's bytes and its instants.
 ///
 /// How a peer's answer is read:
 ///
 /// | peer answers | fetch or peek returns | write returns |
 /// | --- | --- | --- |
-/// | OK | `Ok(Some(value))`, with its expiry | `Ok(())`: the peer applied it |
-/// | NOT_FOUND | `Ok(None)`: the owner has no such key | [`ErrorKind::Protocol`] |
+/// | OK | `Ok(Some(value))`, with its expiry (which may have passed: a stale answer), refresh and stale limit | `Ok(())`: the peer applied it |
+/// | NOT_FOUND with metadata `galaxycache-expires-ms: <unix ms>` | `Ok(Some(`[`Value::absent`]`(expiry)))`: a cached miss | [`ErrorKind::Protocol`] |
+/// | NOT_FOUND without it (galaxycache in Go, an older peer) | `Ok(None)`: the owner has no such key | [`ErrorKind::Protocol`] |
 /// | INVALID_ARGUMENT marking an unknown galaxy | [`ErrorKind::UnknownGalaxy`] | the same |
 /// | other INVALID_ARGUMENT | [`ErrorKind::InvalidRequest`] | the same |
 /// | FAILED_PRECONDITION: the peer's galaxy has another version | [`ErrorKind::VersionMismatch`] | the same |
@@ -50,7 +51,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// | RESOURCE_EXHAUSTED | [`ErrorKind::Overloaded`] | the same |
 /// | a response larger than [`max_response_bytes`](Self::max_response_bytes), or OUT_OF_RANGE: a request over the peer's bound (a set's value) | [`ErrorKind::TooLarge`] | the same |
 /// | INTERNAL (ours) or UNKNOWN (galaxycache in Go): the load (or write) failed | [`ErrorKind::Remote`], its message the owner's error unchanged | the same |
-/// | any other status | [`ErrorKind::Protocol`] | the same |
+/// | any other status; an instant outside `Timestamp`'s range; a malformed `galaxycache-expires-ms` | [`ErrorKind::Protocol`] | the same |
 ///
 /// ```
 /// use std::sync::Arc;
@@ -137,6 +138,25 @@ fn config_error(url: &str, why: &str) -> Error {
     )
 }
 
+/// What a call that did not fail brought back.
+#[derive(Debug)]
+enum Reply<R> {
+    /// The response message.
+    Message(R),
+    /// NOT_FOUND: the owner has no such key; a cached miss when the peer said until when.
+    NotFound(Option<Value>),
+}
+
+impl<R> Reply<R> {
+    /// The fetch result this reply is, a message's value read by `value`.
+    fn into_fetched(self, value: impl FnOnce(R) -> Result<Value, Error>) -> FetchResult {
+        match self {
+            Reply::Message(message) => value(message).map(Some),
+            Reply::NotFound(absent) => Ok(absent),
+        }
+    }
+}
+
 /// One peer, reached over one lazily opened HTTP/2 channel.
 #[derive(Debug)]
 struct GrpcFetcher {
@@ -208,13 +228,13 @@ impl GrpcFetcher {
     }
 
     /// Send `message` to the peer with `rpc`, the request carrying the time left until
-    /// `deadline` as its grpc-timeout: the answer, `None` when the peer answered NOT_FOUND.
+    /// `deadline` as its grpc-timeout: the answer, or what its NOT_FOUND says.
     async fn call<Req, Resp, Fut>(
         &self,
         message: Req,
         deadline: Instant,
         rpc: impl FnOnce(GalaxyCacheClient<Channel>, tonic::Request<Req>) -> Fut,
-    ) -> Result<Option<Resp>, Error>
+    ) -> Result<Reply<Resp>, Error>
     where
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
@@ -228,8 +248,11 @@ impl GrpcFetcher {
         let mut request = tonic::Request::new(message);
         request.set_timeout(remaining);
         match rpc(self.client().await?, request).await {
-            Ok(response) => Ok(Some(response.into_inner())),
-            Err(status) => error_from_status(&status, &self.url).map_or(Ok(None), Err),
+            Ok(response) => Ok(Reply::Message(response.into_inner())),
+            Err(status) => match error_from_status(&status, &self.url) {
+                Some(e) => Err(e),
+                None => absent_from_status(&status, &self.url).map(Reply::NotFound),
+            },
         }
     }
 
@@ -245,9 +268,9 @@ impl GrpcFetcher {
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
         match self.call(message, deadline, rpc).await? {
-            Some(_) => Ok(()),
+            Reply::Message(_) => Ok(()),
             // Our servers apply a write whether or not the key is there.
-            None => Err(Error::new(
+            Reply::NotFound(_) => Err(Error::new(
                 ErrorKind::Protocol,
                 format!(
                     "peer {}: NOT_FOUND is no answer to a {}",
@@ -275,10 +298,15 @@ impl RemoteFetcher for GrpcFetcher {
             let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
                 client.get_from_peer(request).await
             };
-            let answer = self.call(request, deadline, rpc).await?;
-            answer
-                .map(|a| value_from_wire(&a.value, a.expiry))
-                .transpose()
+            let reply = self.call(request, deadline, rpc).await?;
+            reply.into_fetched(|a| {
+                let instants = WireInstants {
+                    expiry: a.expiry,
+                    refresh: a.refresh,
+                    stale_until: a.stale_until,
+                };
+                value_from_wire(&a.value, instants)
+            })
         })
     }
 
@@ -297,15 +325,20 @@ impl RemoteFetcher for GrpcFetcher {
             let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
                 client.peek_peer(request).await
             };
-            let answer = self.call(request, deadline, rpc).await?;
-            answer
-                .map(|a| value_from_wire(&a.value, a.expiry))
-                .transpose()
+            let reply = self.call(request, deadline, rpc).await?;
+            reply.into_fetched(|a| {
+                let instants = WireInstants {
+                    expiry: a.expiry,
+                    refresh: a.refresh,
+                    stale_until: a.stale_until,
+                };
+                value_from_wire(&a.value, instants)
+            })
         })
     }
 
     /// Remove, Set or Flush on the peer. A Set sends the value's bytes without copying them,
-    /// and its expiry to the nanosecond.
+    /// and its instants (expiry, refresh, stale limit) to the nanosecond.
     fn write<'a>(
         &'a self,
         galaxy: GalaxyId<'a>,
@@ -327,12 +360,19 @@ impl RemoteFetcher for GrpcFetcher {
                     self.call_write(op, request, deadline, rpc).await
                 }
                 WriteOp::Set(key, value) => {
+                    let WireInstants {
+                        expiry,
+                        refresh,
+                        stale_until,
+                    } = WireInstants::of(value);
                     let request = SetRequest {
                         galaxy: name,
                         key: key_to_wire(key),
                         value: value.bytes().clone(),
-                        expiry: expiry_to_wire(value),
+                        expiry,
                         version,
+                        refresh,
+                        stale_until,
                     };
                     let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
                         client.set(request).await

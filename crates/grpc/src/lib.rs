@@ -15,13 +15,27 @@
 //! `PeekRequest`, a field of its own in each write message. A request without it (from a Go
 //! node) means version 0, the default.
 //!
+//! # Freshness
+//!
+//! A value travels with all its instants: `expiry` (which may have passed: a stale answer,
+//! served because reloading failed), `refresh` and `stale_until`, fields 3, 101 and 102 of
+//! `GetResponse`, 2, 101 and 102 of `PeekResponse`, and 4, 6 and 7 of `SetRequest`, each
+//! absent when the value has none, each to the nanosecond. A Go peer ignores the new fields.
+//!
 //! # Errors on the wire
 //!
 //! A missing key is NOT_FOUND (an answer, not a failure; never the answer to a write, which
-//! is OK once applied). An unknown galaxy and a bad key (empty, too long, not UTF-8) are
+//! is OK once applied). A cached miss
+//! ([`Value::absent`](galaxycache_universe::Value::absent)) is NOT_FOUND too, so a Go peer
+//! sees a miss, with the metadata entry `galaxycache-expires-ms: <unix milliseconds>` (its
+//! expiry, truncated): the client reads it as `Ok(Some(Value::absent(expiry)))`, and a
+//! NOT_FOUND without the entry (from galaxycache in Go, or an older server) as `Ok(None)`;
+//! a malformed entry is [`Protocol`](galaxycache_universe::ErrorKind::Protocol). An unknown
+//! galaxy and a bad key (empty, too long, not UTF-8) are
 //! INVALID_ARGUMENT, told apart by the metadata entry `galaxycache-galaxy-status`:
-//! `not-found` for an unknown galaxy, `found` otherwise; a set whose expiry lies outside
-//! `google.protobuf.Timestamp`'s range is INVALID_ARGUMENT (`found`) too. Only with a peer
+//! `not-found` for an unknown galaxy, `found` otherwise; a set whose expiry, refresh or
+//! stale limit lies outside `google.protobuf.Timestamp`'s range is INVALID_ARGUMENT
+//! (`found`) too, and applies nothing. Only with a peer
 //! that sends no such entry (galaxycache in Go) does a client take an INVALID_ARGUMENT whose
 //! message names a galaxy as an unknown galaxy. A galaxy at another version than the
 //! request's answers FAILED_PRECONDITION, its message naming both versions; the client reads

@@ -4,7 +4,7 @@
 use std::future::Future;
 
 use galaxycache_universe::{
-    DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, GalaxyId, Universe, WriteOp,
+    DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, Universe, Value, WriteOp,
 };
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -18,7 +18,7 @@ use crate::pb::{
     RemoveResponse, SetRequest, SetResponse,
 };
 use crate::status::{not_found, status_from_error};
-use crate::wire::{expiry_to_wire, key_str, request_timeout, set_value_from_wire};
+use crate::wire::{WireInstants, key_str, request_timeout, set_value_from_wire};
 
 /// Room in a request message for the galaxy name, the version, an expiry and the field
 /// tags, beyond the longest key and the largest value.
@@ -49,11 +49,12 @@ pub fn service(universe: Universe) -> GalaxyCacheServer<GalaxyCacheService> {
 ///
 /// | outcome | status |
 /// | --- | --- |
-/// | a value | OK, with the value's expiry; `minute_qps` is always 0 (not tracked) |
+/// | a value | OK, with the value's expiry, refresh and stale limit (`expiry`, `refresh`, `stale_until`; an expiry may have passed: a stale answer); `minute_qps` is always 0 (not tracked) |
 /// | a write applied | OK, with an empty message |
 /// | no such key (or, for a peek, not cached) | NOT_FOUND (never for a write) |
+/// | a cached miss ([`Value::absent`]) | NOT_FOUND, with metadata `galaxycache-expires-ms: <unix ms>`, its expiry |
 /// | unknown galaxy | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: not-found` |
-/// | empty, oversized or non-UTF-8 key; a set's expiry outside `Timestamp`'s range | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: found` |
+/// | empty, oversized or non-UTF-8 key; a set's expiry, refresh or stale limit outside `Timestamp`'s range | INVALID_ARGUMENT, with metadata `galaxycache-galaxy-status: found` |
 /// | the galaxy is at another version than the request's | FAILED_PRECONDITION, the message naming both |
 /// | a request message over the bound (see [`GrpcServer::max_value_bytes`]) | OUT_OF_RANGE, from tonic's decoder, before the message is read |
 /// | the galaxy cannot apply the write | UNIMPLEMENTED |
@@ -93,6 +94,17 @@ fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     request_timeout(request.metadata()).and_then(|t| Instant::now().checked_add(t))
 }
 
+/// The answer to a get or a peek: the `message` of a value; NOT_FOUND for a missing key,
+/// and for a cached miss with the instant it holds until.
+fn answer<T>(result: FetchResult, message: impl FnOnce(Value) -> T) -> Result<Response<T>, Status> {
+    match result {
+        Ok(Some(value)) if value.is_absent() => Err(not_found(value.expires_at())),
+        Ok(Some(value)) => Ok(Response::new(message(value))),
+        Ok(None) => Err(not_found(None)),
+        Err(e) => Err(status_from_error(&e)),
+    }
+}
+
 /// A request's key, or the INVALID_ARGUMENT status a key that is not UTF-8 gets.
 fn request_key(key: &[u8]) -> Result<&str, Status> {
     key_str(key).map_err(|e| status_from_error(&e))
@@ -108,15 +120,21 @@ impl GalaxyCache for GalaxyCacheService {
         let request = request.into_inner();
         let key = request_key(&request.key)?;
         let galaxy = GalaxyId::new(&request.galaxy, request.version);
-        match self.universe.serve_get(galaxy, key, deadline).await {
-            Ok(Some(value)) => Ok(Response::new(GetResponse {
-                expiry: expiry_to_wire(&value),
+        let result = self.universe.serve_get(galaxy, key, deadline).await;
+        answer(result, |value| {
+            let WireInstants {
+                expiry,
+                refresh,
+                stale_until,
+            } = WireInstants::of(&value);
+            GetResponse {
                 value: value.into_bytes(),
                 minute_qps: 0.0,
-            })),
-            Ok(None) => Err(not_found()),
-            Err(e) => Err(status_from_error(&e)),
-        }
+                expiry,
+                refresh,
+                stale_until,
+            }
+        })
     }
 
     async fn peek_peer(
@@ -126,14 +144,19 @@ impl GalaxyCache for GalaxyCacheService {
         let request = request.into_inner();
         let key = request_key(&request.key)?;
         let galaxy = GalaxyId::new(&request.galaxy, request.version);
-        match self.universe.serve_peek(galaxy, key) {
-            Ok(Some(value)) => Ok(Response::new(PeekResponse {
-                expiry: expiry_to_wire(&value),
+        answer(self.universe.serve_peek(galaxy, key), |value| {
+            let WireInstants {
+                expiry,
+                refresh,
+                stale_until,
+            } = WireInstants::of(&value);
+            PeekResponse {
                 value: value.into_bytes(),
-            })),
-            Ok(None) => Err(not_found()),
-            Err(e) => Err(status_from_error(&e)),
-        }
+                expiry,
+                refresh,
+                stale_until,
+            }
+        })
     }
 
     async fn remove(
@@ -148,8 +171,13 @@ impl GalaxyCache for GalaxyCacheService {
     async fn set(&self, request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
         let request = request.into_inner();
         let key = request_key(&request.key)?;
-        let value = set_value_from_wire(&request.value, request.expiry)
-            .map_err(|e| status_from_error(&e))?;
+        let instants = WireInstants {
+            expiry: request.expiry,
+            refresh: request.refresh,
+            stale_until: request.stale_until,
+        };
+        let value =
+            set_value_from_wire(&request.value, instants).map_err(|e| status_from_error(&e))?;
         let op = WriteOp::Set(key, &value);
         self.write(&request.galaxy, request.version, op, SetResponse {})
     }

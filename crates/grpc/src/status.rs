@@ -3,9 +3,13 @@
 
 use std::error::Error as StdError;
 
-use galaxycache_universe::{Error, ErrorKind};
+use std::time::SystemTime;
+
+use galaxycache_universe::{Error, ErrorKind, FetchResult, Value};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status, TimeoutExpired};
+
+use crate::wire::{fmt_unix_ms, parse_unix_ms};
 
 /// Metadata entry our servers add to every INVALID_ARGUMENT status, so a client can tell an
 /// unknown galaxy from a bad key without reading the message.
@@ -14,6 +18,10 @@ const GALAXY_STATUS: &str = "galaxycache-galaxy-status";
 const GALAXY_NOT_FOUND: &str = "not-found";
 /// The value of [`GALAXY_STATUS`] for any other INVALID_ARGUMENT: the galaxy exists.
 const GALAXY_FOUND: &str = "found";
+
+/// Metadata entry our servers add to the NOT_FOUND of a cached miss: until when the miss
+/// holds, in whole milliseconds since the Unix epoch.
+const EXPIRES_MS: &str = "galaxycache-expires-ms";
 
 /// Longest status message sent: a message echoing a huge galaxy name must not become a
 /// header that the peer's HTTP/2 stack refuses.
@@ -45,9 +53,31 @@ pub(crate) fn status_from_error(error: &Error) -> Status {
     }
 }
 
-/// The status a server answers with when the galaxy has no such key.
-pub(crate) fn not_found() -> Status {
-    Status::not_found("no such key")
+/// The status a server answers with when the galaxy has no such key: NOT_FOUND, with
+/// [`EXPIRES_MS`] when the answer is a cached miss held `until` then.
+pub(crate) fn not_found(until: Option<SystemTime>) -> Status {
+    let mut status = Status::not_found("no such key");
+    if let Some(at) = until {
+        let ms = MetadataValue::from(fmt_unix_ms(at));
+        status.metadata_mut().insert(EXPIRES_MS, ms);
+    }
+    status
+}
+
+/// What a NOT_FOUND from the peer at `url` means: a cached miss until the instant its
+/// [`EXPIRES_MS`] entry names, or without one (galaxycache in Go, an older server) plain
+/// NotFound. A malformed entry is [`ErrorKind::Protocol`].
+pub(crate) fn absent_from_status(status: &Status, url: &str) -> FetchResult {
+    let Some(entry) = status.metadata().get(EXPIRES_MS) else {
+        return Ok(None);
+    };
+    match parse_unix_ms(entry.as_bytes()) {
+        Some(at) => Ok(Some(Value::absent(at))),
+        None => Err(Error::new(
+            ErrorKind::Protocol,
+            format!("peer {url}: NOT_FOUND with a malformed {EXPIRES_MS} entry"),
+        )),
+    }
 }
 
 /// The error a status received from the peer at `url` means to the asking node; `None` for
@@ -148,7 +178,29 @@ mod tests {
             assert_eq!(e.kind(), seen, "{sent:?}: {e}");
             assert!(e.message().contains("detail"), "{e}");
         }
-        assert_eq!(error_from_status(&not_found(), "peer"), None);
+        assert_eq!(error_from_status(&not_found(None), "peer"), None);
+    }
+
+    #[test]
+    fn a_cached_miss_travels_as_not_found_with_its_expiry() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let at = UNIX_EPOCH + Duration::from_micros(1_700_000_000_123_999);
+        let status = not_found(Some(at));
+        assert_eq!(status.code(), Code::NotFound);
+        assert_eq!(status.metadata().get(EXPIRES_MS).unwrap(), "1700000000123");
+        assert_eq!(error_from_status(&status, "peer"), None, "an answer");
+        let absent = absent_from_status(&status, "peer").unwrap().unwrap();
+        assert!(absent.is_absent());
+        assert_eq!(
+            absent.expires_at(),
+            Some(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123))
+        );
+        assert_eq!(absent_from_status(&not_found(None), "peer"), Ok(None));
+        let mut bad = Status::not_found("no such key");
+        bad.metadata_mut()
+            .insert(EXPIRES_MS, MetadataValue::from_static("soon"));
+        let e = absent_from_status(&bad, "peer").unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
-//! Conversions between the wire messages and the universe's types: keys, expiries and the
-//! `grpc-timeout` header.
+//! Conversions between the wire messages and the universe's types: keys, a value's instants
+//! and the `grpc-timeout` header.
 
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use galaxycache_universe::{Error, ErrorKind, Value};
@@ -26,41 +26,89 @@ pub(crate) fn key_to_wire(key: &str) -> Bytes {
     Bytes::copy_from_slice(key.as_bytes())
 }
 
-/// A value's expiry as it travels: absent when the value does not expire.
-pub(crate) fn expiry_to_wire(value: &Value) -> Option<Timestamp> {
-    value.expires_at().map(Timestamp::from)
+/// A value's instants as they travel, each absent when the value has none: fields
+/// `expiry`, `refresh` and `stale_until` of `GetResponse`, `PeekResponse` and `SetRequest`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct WireInstants {
+    /// When the value stops being served as fresh.
+    pub(crate) expiry: Option<Timestamp>,
+    /// When the value is reloaded in the background.
+    pub(crate) refresh: Option<Timestamp>,
+    /// Until when the value may be served past its expiry.
+    pub(crate) stale_until: Option<Timestamp>,
 }
 
-/// A value received from a peer, with its expiry.
+impl WireInstants {
+    /// The instants of `value`, to the nanosecond.
+    pub(crate) fn of(value: &Value) -> Self {
+        WireInstants {
+            expiry: value.expires_at().map(Timestamp::from),
+            refresh: value.refresh_at().map(Timestamp::from),
+            stale_until: value.stale_until().map(Timestamp::from),
+        }
+    }
+
+    /// `value` with these instants; an unusable one is a [`ErrorKind::Protocol`] error
+    /// naming it.
+    fn apply(self, value: Value) -> Result<Value, Error> {
+        Ok(value
+            .with_expiry(instant_from_wire("expiry", self.expiry)?)
+            .with_refresh_at(instant_from_wire("refresh", self.refresh)?)
+            .with_stale_until(instant_from_wire("stale_until", self.stale_until)?))
+    }
+}
+
+/// A value received from a peer, with its instants.
 ///
 /// The decoded `bytes` are a slice of the receive buffer (8 KiB or more, whatever the
 /// value's length); the value gets a copy of its own, so it holds no more memory than its
 /// length, which is what caches count.
-pub(crate) fn value_from_wire(bytes: &[u8], expiry: Option<Timestamp>) -> Result<Value, Error> {
-    let expires_at = expiry.map(expiry_from_wire).transpose()?;
-    Ok(Value::new(Bytes::copy_from_slice(bytes)).with_expiry(expires_at))
+pub(crate) fn value_from_wire(bytes: &[u8], instants: WireInstants) -> Result<Value, Error> {
+    instants.apply(Value::new(Bytes::copy_from_slice(bytes)))
 }
 
-/// The value of a peer's set, with its expiry: copied out of the receive buffer as a fetched
-/// value is (the galaxy may cache it); an unusable expiry makes the request invalid.
-pub(crate) fn set_value_from_wire(bytes: &[u8], expiry: Option<Timestamp>) -> Result<Value, Error> {
-    value_from_wire(bytes, expiry).map_err(|e| Error::new(ErrorKind::InvalidRequest, e.message()))
+/// The value of a peer's set, with its instants: copied out of the receive buffer as a
+/// fetched value is (the galaxy may cache it); an unusable instant makes the request
+/// invalid.
+pub(crate) fn set_value_from_wire(bytes: &[u8], instants: WireInstants) -> Result<Value, Error> {
+    value_from_wire(bytes, instants).map_err(|e| Error::new(ErrorKind::InvalidRequest, e.message()))
 }
 
 /// First and last second a `google.protobuf.Timestamp` may hold: years 1 to 9999.
 const TIMESTAMP_SECONDS: std::ops::RangeInclusive<i64> = -62_135_596_800..=253_402_300_799;
 
-fn expiry_from_wire(ts: Timestamp) -> Result<SystemTime, Error> {
+/// The instant field `name` holds, if any; an error when it is outside the range of a
+/// `google.protobuf.Timestamp` or of a `SystemTime`.
+fn instant_from_wire(name: &str, ts: Option<Timestamp>) -> Result<Option<SystemTime>, Error> {
+    let Some(ts) = ts else {
+        return Ok(None);
+    };
     let unusable = |why: &dyn std::fmt::Display| {
         Error::new(
             ErrorKind::Protocol,
-            format!("peer sent an unusable expiry {ts}: {why}"),
+            format!("peer sent an unusable {name} {ts}: {why}"),
         )
     };
     if !TIMESTAMP_SECONDS.contains(&ts.seconds) || !(0..1_000_000_000).contains(&ts.nanos) {
         return Err(unusable(&"outside the range of google.protobuf.Timestamp"));
     }
-    SystemTime::try_from(ts).map_err(|e| unusable(&e))
+    SystemTime::try_from(ts).map(Some).map_err(|e| unusable(&e))
+}
+
+/// `at` in whole milliseconds since the Unix epoch (truncated, so a copy never outlives the
+/// original; an instant before the epoch is the epoch), as metadata carries an instant.
+pub(crate) fn fmt_unix_ms(at: SystemTime) -> u64 {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
+    u64::try_from(since_epoch.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The instant a [`fmt_unix_ms`] text names: ASCII digits only, and representable.
+pub(crate) fn parse_unix_ms(text: &[u8]) -> Option<SystemTime> {
+    if text.is_empty() || !text.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let ms: u64 = std::str::from_utf8(text).ok()?.parse().ok()?;
+    UNIX_EPOCH.checked_add(Duration::from_millis(ms))
 }
 
 /// The time the caller gives the request, from its `grpc-timeout` metadata: `None` when
@@ -130,37 +178,102 @@ mod tests {
     }
 
     #[test]
-    fn expiry_round_trips_and_a_bad_one_is_a_protocol_error() {
-        let at = SystemTime::UNIX_EPOCH + Duration::new(1_700_000_000, 123_456_789);
-        let v = Value::expiring("x", at);
-        let back = value_from_wire(v.bytes(), expiry_to_wire(&v)).unwrap();
-        assert_eq!(back, v);
-        assert_eq!(expiry_to_wire(&Value::new("x")), None);
+    fn instants_round_trip_and_a_bad_one_is_a_protocol_error() {
+        let at = |s| SystemTime::UNIX_EPOCH + Duration::new(s, 123_456_789);
+        let v = Value::expiring("x", at(1_700_000_000))
+            .with_refresh_at(Some(at(1_600_000_000)))
+            .with_stale_until(Some(at(1_800_000_000)));
+        let back = value_from_wire(v.bytes(), WireInstants::of(&v)).unwrap();
+        assert_eq!(back, v, "to the nanosecond");
+        assert_eq!(WireInstants::of(&Value::new("x")), WireInstants::default());
         for (seconds, nanos) in [(i64::MAX, 0), (i64::MIN, 0), (0, -1), (0, 1_000_000_000)] {
-            let bad = Timestamp { seconds, nanos };
-            let e = value_from_wire(b"x", Some(bad)).unwrap_err();
-            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            let bad = Some(Timestamp { seconds, nanos });
+            for (name, instants) in [
+                (
+                    "expiry",
+                    WireInstants {
+                        expiry: bad,
+                        ..WireInstants::default()
+                    },
+                ),
+                (
+                    "refresh",
+                    WireInstants {
+                        refresh: bad,
+                        ..WireInstants::default()
+                    },
+                ),
+                (
+                    "stale_until",
+                    WireInstants {
+                        stale_until: bad,
+                        ..WireInstants::default()
+                    },
+                ),
+            ] {
+                let e = value_from_wire(b"x", instants).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+                assert!(e.message().contains(name), "{e}");
+            }
         }
     }
 
     #[test]
-    fn a_set_with_a_bad_expiry_is_an_invalid_request() {
-        let bad = Timestamp {
+    fn a_set_with_a_bad_instant_is_an_invalid_request() {
+        let bad = Some(Timestamp {
             seconds: i64::MAX,
             nanos: 0,
+        });
+        let instants = WireInstants {
+            expiry: bad,
+            ..WireInstants::default()
         };
-        let e = set_value_from_wire(b"x", Some(bad)).unwrap_err();
+        let e = set_value_from_wire(b"x", instants).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
         assert!(e.message().contains("expiry"), "{e}");
+        let e = set_value_from_wire(
+            b"x",
+            WireInstants {
+                stale_until: bad,
+                ..WireInstants::default()
+            },
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
         let at = SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
-        let v = set_value_from_wire(b"x", Some(Timestamp::from(at))).unwrap();
-        assert_eq!(v, Value::expiring("x", at));
+        let v = Value::expiring("x", at).with_refresh_at(Some(at));
+        assert_eq!(set_value_from_wire(b"x", WireInstants::of(&v)).unwrap(), v);
+    }
+
+    #[test]
+    fn unix_ms_truncate_and_parse_strictly() {
+        let at = SystemTime::UNIX_EPOCH + Duration::from_micros(1_700_000_000_900_999);
+        assert_eq!(fmt_unix_ms(at), 1_700_000_000_900);
+        assert_eq!(
+            parse_unix_ms(b"1700000000900"),
+            Some(SystemTime::UNIX_EPOCH + Duration::from_millis(1_700_000_000_900))
+        );
+        assert_eq!(
+            fmt_unix_ms(SystemTime::UNIX_EPOCH - Duration::from_secs(1)),
+            0
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            " 1",
+            "soon",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_unix_ms(bad.as_bytes()), None, "{bad:?}");
+        }
     }
 
     #[test]
     fn a_received_value_does_not_share_the_receive_buffer() {
         let buffer = Bytes::from(vec![7u8; 8192]);
-        let v = value_from_wire(&buffer[10..13], None).unwrap();
+        let v = value_from_wire(&buffer[10..13], WireInstants::default()).unwrap();
         assert_eq!(v.bytes().as_ref(), [7, 7, 7]);
         assert!(!buffer.as_ptr_range().contains(&v.bytes().as_ptr()));
     }

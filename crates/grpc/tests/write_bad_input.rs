@@ -42,6 +42,8 @@ fn set(galaxy: &str, key: &[u8], value: usize) -> SetRequest {
         value: Bytes::from(vec![b'v'; value]),
         expiry: None,
         version: 0,
+        refresh: None,
+        stale_until: None,
     }
 }
 
@@ -78,15 +80,35 @@ async fn bad_keys_are_invalid_arguments_and_change_nothing() {
             assert_invalid(what, &status, "found");
         }
     }
-    // An expiry no SystemTime can hold.
-    let mut far = set("g", b"k", 3);
-    far.expiry = Some(Timestamp {
-        seconds: i64::MAX,
+    // An instant no SystemTime can hold, or no Timestamp: in each field, beside well-formed
+    // others.
+    let fine = Some(Timestamp {
+        seconds: 4_000_000_000,
         nanos: 0,
     });
-    let status = client.set(far).await.unwrap_err();
-    assert_invalid("an expiry out of range", &status, "found");
-    assert!(status.message().contains("expiry"), "{status:?}");
+    let out_of_range = [
+        Timestamp {
+            seconds: i64::MAX,
+            nanos: 0,
+        },
+        Timestamp {
+            seconds: 0,
+            nanos: -1,
+        },
+    ];
+    for bad in out_of_range.map(Some) {
+        for field in ["expiry", "refresh", "stale_until"] {
+            let mut far = set("g", b"k", 3);
+            (far.expiry, far.refresh, far.stale_until) = match field {
+                "expiry" => (bad, fine, fine),
+                "refresh" => (fine, bad, fine),
+                _ => (fine, fine, bad),
+            };
+            let status = client.set(far).await.unwrap_err();
+            assert_invalid(&format!("{field} {bad:?}"), &status, "found");
+            assert!(status.message().contains(field), "{status:?}");
+        }
+    }
 
     assert_eq!(node.fake.writes(), []);
     still_serving(&node).await;

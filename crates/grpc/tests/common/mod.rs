@@ -28,10 +28,31 @@ pub fn fixed_expiry() -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::new(2_000_000_000, 123_456_789)
 }
 
+/// The value with all three instants (to the nanosecond), that `all-instants` gets.
+pub fn all_instants() -> Value {
+    let at = |s| SystemTime::UNIX_EPOCH + Duration::new(s, 123_456_789);
+    Value::expiring("all", at(2_000_000_001))
+        .with_refresh_at(Some(at(2_000_000_000)))
+        .with_stale_until(Some(at(2_000_000_002)))
+}
+
+/// Until when the cached miss of `absent` holds (below the millisecond too).
+pub fn absent_until() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::new(2_000_000_003, 123_456_789)
+}
+
+/// The stale answer that `stale` gets: expired long ago, servable stale far ahead.
+pub fn stale_answer() -> Value {
+    let at = |s| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+    Value::expiring("old", at(1_000_000_000)).with_stale_until(Some(at(2_000_000_004)))
+}
+
 /// A galaxy whose answers depend on the key:
 /// `missing` -> no such key; `fail` -> a load error; `expiring` -> a value with
-/// [`fixed_expiry`]; `big` -> 4 KiB of `b`; `gate` -> waits until [`Fake::open_gate`];
-/// anything else -> `v:{key}`. Peeks find only `cached`.
+/// [`fixed_expiry`]; `all-instants` -> [`all_instants`]; `absent` -> a cached miss until
+/// [`absent_until`]; `stale` -> [`stale_answer`]; `big` -> 4 KiB of `b`; `gate` -> waits
+/// until [`Fake::open_gate`]; anything else -> `v:{key}`. Peeks find `cached`,
+/// `all-instants` and `absent` (as above).
 ///
 /// Writes are recorded in [`Fake::writes`], except those of the key `fail`, which fail as
 /// [`ErrorKind::Remote`]. The galaxy's version is 0 until [`Fake::set_version`].
@@ -94,6 +115,9 @@ impl GalaxyHandler for Fake {
                 "missing" => Ok(None),
                 "fail" => Err(Error::new(ErrorKind::Remote, "backend exploded")),
                 "expiring" => Ok(Some(Value::expiring("soon gone", fixed_expiry()))),
+                "all-instants" => Ok(Some(all_instants())),
+                "absent" => Ok(Some(Value::absent(absent_until()))),
+                "stale" => Ok(Some(stale_answer())),
                 "big" => Ok(Some(Value::new(vec![b'b'; 4096]))),
                 "gate" => {
                     let opened = self.gate.notified();
@@ -107,7 +131,12 @@ impl GalaxyHandler for Fake {
     }
 
     fn serve_peek(&self, key: &str) -> Option<Value> {
-        (key == "cached").then(|| Value::new("from cache"))
+        match key {
+            "cached" => Some(Value::new("from cache")),
+            "all-instants" => Some(all_instants()),
+            "absent" => Some(Value::absent(absent_until())),
+            _ => None,
+        }
     }
     fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error> {
         if op.key() == Some("fail") {
