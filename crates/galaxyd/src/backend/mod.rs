@@ -10,7 +10,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+use bytes::Bytes;
 use galaxycache_universe::Value;
+use tokio::sync::mpsc;
 
 use self::http::HttpBackend;
 use self::postgres::PostgresBackend;
@@ -31,8 +33,8 @@ pub enum BackendSpec {
     /// Rows of an SQLite database file.
     Sqlite(PathBuf),
     /// An origin server; `{key}` in the template is replaced by the encoded key. Values
-    /// expire as the origin's `Cache-Control` max-age or `Expires` say (`no-store` and
-    /// `no-cache` are not honoured: galaxyd is there to cache the origin).
+    /// are fresh, refreshed and kept stale as the origin's `Cache-Control` and `Expires`
+    /// say; `no-store` and `no-cache` values are served once and not kept.
     Http(String),
     /// A PostgreSQL database: a `postgresql://` (or `postgres://`) connection URL. No TLS:
     /// the connection is plain TCP or a unix socket.
@@ -160,10 +162,7 @@ impl Backend {
         match &self.kind {
             Kind::Synthetic(b) => Ok(Some(Value::new(b.load(key).await))),
             Kind::Sqlite(b) => Ok(b.load(key).await?.map(Value::new)),
-            Kind::Http(b) => Ok(b
-                .load(key)
-                .await?
-                .map(|(bytes, expiry)| Value::new(bytes).with_expiry(expiry))),
+            Kind::Http(b) => b.load(key).await,
             Kind::Postgres(b) => Ok(b.load(key).await?.map(Value::new)),
         }
     }
@@ -182,6 +181,42 @@ pub(crate) fn notify_feed(
             "notify channel {channel:?} needs a postgres backend (LISTEN/NOTIFY), not {other}"
         )),
     }
+}
+
+/// A row of a preload query: the key and the value's bytes.
+pub(crate) type Entry = (String, Bytes);
+
+/// Rows of a preload query in flight between the database and the galaxy: past this,
+/// reading waits for the galaxy to catch up.
+const PRELOAD_BUFFER: usize = 1024;
+
+/// Whether a galaxy over `spec` can be preloaded (SQLite and PostgreSQL can).
+pub(crate) fn check_preload(spec: &BackendSpec) -> Result<(), String> {
+    match spec {
+        BackendSpec::Sqlite(_) | BackendSpec::Postgres(_) => Ok(()),
+        other => Err(format!(
+            "a preload query needs a sqlite or postgres backend, not {other}"
+        )),
+    }
+}
+
+/// The rows of the preload `query` on the database `spec` names, read as they come into
+/// a bounded channel (the table is never held whole); a failure is the channel's last
+/// item. Must be called within a tokio runtime.
+pub(crate) fn preload_rows(
+    spec: &BackendSpec,
+    options: &BackendOptions,
+    query: &str,
+) -> Result<mpsc::Receiver<Result<Entry, String>>, String> {
+    check_preload(spec)?;
+    let (tx, rx) = mpsc::channel(PRELOAD_BUFFER);
+    match spec {
+        BackendSpec::Sqlite(path) => sqlite::send_rows(path, query, tx),
+        BackendSpec::Postgres(url) => postgres::send_rows(url, query, options.timeout, tx)?,
+        // Refused by the check above.
+        BackendSpec::Synthetic | BackendSpec::Http(_) => {}
+    }
+    Ok(rx)
 }
 
 impl galaxycache_galaxy::BackendGetter for Backend {
