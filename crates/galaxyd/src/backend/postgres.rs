@@ -19,6 +19,8 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Row, Statement};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
+use super::Entry;
+
 /// The query run when none is configured: `$1` is the key, the first column the value.
 pub(crate) const DEFAULT_QUERY: &str = "SELECT value FROM kv WHERE key = $1";
 
@@ -114,7 +116,7 @@ impl PostgresBackend {
             .prepare_typed_cached(&self.query, &[Type::TEXT])
             .await
             .map_err(|e| self.query_error(&e))?;
-        check_columns(&statement, &self.query)?;
+        check_value_column(&statement, 0, &self.query)?;
         let rows = client
             .query_raw(&statement, [&key as &(dyn ToSql + Sync)])
             .await
@@ -123,7 +125,7 @@ impl PostgresBackend {
         let mut rows = pin!(rows);
         match rows.next().await {
             None => Ok(None),
-            Some(row) => value_of(&row.map_err(|e| self.query_error(&e))?),
+            Some(row) => column_bytes(&row.map_err(|e| self.query_error(&e))?, 0),
         }
     }
 
@@ -156,11 +158,15 @@ impl PostgresBackend {
     }
 }
 
-/// The query returns a value column galaxyd can read: the first, `text` or `bytea`.
-fn check_columns(statement: &Statement, query: &str) -> Result<(), String> {
-    let Some(column) = statement.columns().first() else {
+/// Ordinal names of the columns galaxyd reads, for messages.
+const ORDINALS: [&str; 2] = ["first", "second"];
+
+/// Column `index` of the query is a value galaxyd can read: `text` or `bytea`.
+fn check_value_column(statement: &Statement, index: usize, query: &str) -> Result<(), String> {
+    let ordinal = ORDINALS.get(index).copied().unwrap_or("last");
+    let Some(column) = statement.columns().get(index) else {
         return Err(format!(
-            "PostgreSQL query {query:?} returns no column: its first column must be the value"
+            "PostgreSQL query {query:?} returns no {ordinal} column: it must be the value"
         ));
     };
     let ty = column.type_();
@@ -168,22 +174,96 @@ fn check_columns(statement: &Statement, query: &str) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "PostgreSQL query {query:?}: its first column {:?} is of type {ty}; cast it to text \
-         or bytea",
+        "PostgreSQL query {query:?}: its {ordinal} column {:?} is of type {ty}; cast it to \
+         text or bytea",
         column.name()
     ))
 }
 
-/// The first column of `row` as bytes, `None` when NULL.
-fn value_of(row: &Row) -> Result<Option<Bytes>, String> {
-    let value = if row.columns().first().map(|c| c.type_()) == Some(&Type::BYTEA) {
-        row.try_get::<_, Option<&[u8]>>(0)
+/// Column `index` of `row` as bytes, `None` when NULL.
+fn column_bytes(row: &Row, index: usize) -> Result<Option<Bytes>, String> {
+    let value = if row.columns().get(index).map(|c| c.type_()) == Some(&Type::BYTEA) {
+        row.try_get::<_, Option<&[u8]>>(index)
             .map(|v| v.map(Bytes::copy_from_slice))
     } else {
-        row.try_get::<_, Option<&str>>(0)
+        row.try_get::<_, Option<&str>>(index)
             .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
     };
     value.map_err(|e| format!("PostgreSQL value: {}", describe(&e)))
+}
+
+/// Run the preload `query` (no parameters; the key as text, then the value as text or
+/// bytea) on a dedicated connection to `url`, and send its rows into `tx` as the row
+/// stream yields them (a NULL value is skipped, as a load takes it for no such key). A
+/// failure is sent last; a receiver that goes away stops the reading. Errors at once only
+/// for a URL that cannot be used.
+pub(crate) fn send_rows(
+    url: &str,
+    query: &str,
+    timeout: Duration,
+    tx: mpsc::Sender<Result<Entry, String>>,
+) -> Result<(), String> {
+    let mut config = connection_config(url, timeout)?;
+    config.application_name("galaxyd preload");
+    let (query, target) = (query.to_owned(), redact(url));
+    tokio::spawn(async move {
+        if let Err(e) = stream_rows(&config, &query, &tx).await {
+            let _ = tx.send(Err(format!("PostgreSQL at {target}: {e}"))).await;
+        }
+    });
+    Ok(())
+}
+
+async fn stream_rows(
+    config: &Config,
+    query: &str,
+    tx: &mpsc::Sender<Result<Entry, String>>,
+) -> Result<(), String> {
+    let failed =
+        |e: tokio_postgres::Error| format!("preload query {query:?} failed: {}", describe(&e));
+    let (client, connection) = config
+        .connect(NoTls)
+        .await
+        .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
+    // Driven in the background; it ends by itself once the client is dropped.
+    tokio::spawn(connection);
+    let statement = client.prepare(query).await.map_err(failed)?;
+    check_key_column(&statement, query)?;
+    check_value_column(&statement, 1, query)?;
+    let rows = client
+        .query_raw(&statement, std::iter::empty::<&(dyn ToSql + Sync)>())
+        .await
+        .map_err(failed)?;
+    let mut rows = pin!(rows);
+    while let Some(row) = rows.next().await {
+        let row = row.map_err(failed)?;
+        let key = match row.try_get::<_, Option<&str>>(0) {
+            Ok(Some(key)) => key.to_owned(),
+            Ok(None) => return Err(format!("preload query {query:?}: a key is NULL")),
+            Err(e) => return Err(format!("preload key: {}", describe(&e))),
+        };
+        let Some(value) = column_bytes(&row, 1)? else {
+            continue;
+        };
+        if tx.send(Ok((key, value))).await.is_err() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// The preload query's first column is a key galaxyd can read: text.
+fn check_key_column(statement: &Statement, query: &str) -> Result<(), String> {
+    match statement.columns().first() {
+        Some(column) if <&str as FromSql>::accepts(column.type_()) => Ok(()),
+        Some(column) => Err(format!(
+            "preload query {query:?}: its first column {:?} (the key) is of type {}; cast it \
+             to text",
+            column.name(),
+            column.type_()
+        )),
+        None => Err(format!("preload query {query:?} returns no column")),
+    }
 }
 
 /// An error and its causes on one line, e.g. `error connecting to server: Connection

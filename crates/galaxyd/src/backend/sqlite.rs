@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use tokio::sync::mpsc;
+
+use super::Entry;
 
 /// The query run when none is configured: `?1` is the key, the first column the value.
 pub(crate) const DEFAULT_QUERY: &str = "SELECT value FROM kv WHERE key = ?1";
@@ -20,15 +23,20 @@ pub(crate) struct SqliteBackend {
     query: Arc<str>,
 }
 
+/// A read-only connection to the database at `path`.
+fn open_read_only(path: &Path) -> Result<Connection, String> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(path, flags)
+        .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))
+}
+
 impl SqliteBackend {
     /// Open `connections` read-only connections to `path` and check that `query` prepares
     /// and takes exactly one parameter (the key).
     pub(crate) fn open(path: &Path, query: &str, connections: usize) -> Result<Self, String> {
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let mut pool = Vec::new();
         for _ in 0..connections.max(1) {
-            let conn = Connection::open_with_flags(path, flags)
-                .map_err(|e| format!("cannot open SQLite database {}: {e}", path.display()))?;
+            let conn = open_read_only(path)?;
             // Cached: the check prepares the statement every load then runs.
             let stmt = conn
                 .prepare_cached(query)
@@ -69,16 +77,71 @@ impl SqliteBackend {
 fn query_value(conn: &Connection, query: &str, key: &str) -> rusqlite::Result<Option<Bytes>> {
     let mut stmt = conn.prepare_cached(query)?;
     let value = stmt
-        .query_row([key], |row| {
-            Ok(match row.get_ref(0)? {
-                ValueRef::Null => None,
-                ValueRef::Blob(b) | ValueRef::Text(b) => Some(Bytes::copy_from_slice(b)),
-                ValueRef::Integer(i) => Some(Bytes::from(i.to_string())),
-                ValueRef::Real(f) => Some(Bytes::from(f.to_string())),
-            })
-        })
+        .query_row([key], |row| Ok(value_bytes(row.get_ref(0)?)))
         .optional()?;
     Ok(value.flatten())
+}
+
+/// A column as a value's bytes: text and blobs as they are, numbers as text; NULL is none.
+fn value_bytes(column: ValueRef<'_>) -> Option<Bytes> {
+    match column {
+        ValueRef::Null => None,
+        ValueRef::Blob(b) | ValueRef::Text(b) => Some(Bytes::copy_from_slice(b)),
+        ValueRef::Integer(i) => Some(Bytes::from(i.to_string())),
+        ValueRef::Real(f) => Some(Bytes::from(f.to_string())),
+    }
+}
+
+/// A column as a key: text (or a blob of UTF-8, or an integer written out).
+fn key_text(column: ValueRef<'_>) -> Result<String, String> {
+    match column {
+        ValueRef::Text(b) | ValueRef::Blob(b) => std::str::from_utf8(b)
+            .map(str::to_owned)
+            .map_err(|_| format!("a key is not UTF-8: {:?}", String::from_utf8_lossy(b))),
+        ValueRef::Integer(i) => Ok(i.to_string()),
+        ValueRef::Null => Err("a key is NULL".to_owned()),
+        ValueRef::Real(f) => Err(format!("a key is a number with a fraction ({f})")),
+    }
+}
+
+/// Read the rows of the preload `query` from the database at `path` on a blocking thread
+/// and send them into `tx` as they come: the first column is the key, the second the
+/// value (a NULL value is skipped, as a load takes it for no such key). A failure is sent
+/// last; a receiver that goes away stops the reading.
+pub(crate) fn send_rows(path: &Path, query: &str, tx: mpsc::Sender<Result<Entry, String>>) {
+    let (path, query) = (path.to_owned(), query.to_owned());
+    tokio::task::spawn_blocking(move || {
+        if let Err(e) = read_rows(&path, &query, &tx) {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+}
+
+fn read_rows(
+    path: &Path,
+    query: &str,
+    tx: &mpsc::Sender<Result<Entry, String>>,
+) -> Result<(), String> {
+    let failed = |e: rusqlite::Error| format!("SQLite preload query {query:?} failed: {e}");
+    let conn = open_read_only(path)?;
+    let mut stmt = conn.prepare(query).map_err(failed)?;
+    if stmt.parameter_count() != 0 || stmt.column_count() < 2 {
+        return Err(format!(
+            "SQLite preload query {query:?} must take no parameter and return the key and \
+             the value as its first two columns"
+        ));
+    }
+    let mut rows = stmt.query([]).map_err(failed)?;
+    while let Some(row) = rows.next().map_err(failed)? {
+        let key = key_text(row.get_ref(0).map_err(failed)?)?;
+        let Some(value) = value_bytes(row.get_ref(1).map_err(failed)?) else {
+            continue;
+        };
+        if tx.blocking_send(Ok((key, value))).is_err() {
+            break;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -105,6 +168,32 @@ mod tests {
         assert_eq!(backend.load("i").await.unwrap().unwrap(), "42");
         assert_eq!(backend.load("n").await.unwrap(), None);
         assert_eq!(backend.load("missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn preload_rows_stream_in_order_and_end_with_a_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = database(dir.path());
+        let (tx, mut rx) = mpsc::channel(1);
+        send_rows(&path, "SELECT key, value FROM kv ORDER BY key", tx);
+        let mut rows = Vec::new();
+        while let Some(row) = rx.recv().await {
+            rows.push(row.unwrap());
+        }
+        let keys: Vec<&str> = rows.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["a", "i", "t"], "the NULL value is skipped");
+        assert_eq!(rows[1].1, "42");
+        for (query, expected) in [
+            ("SELECT key, value FROM nope", "no such table"),
+            ("SELECT key FROM kv", "first two columns"),
+            ("SELECT NULL, 1", "NULL"),
+        ] {
+            let (tx, mut rx) = mpsc::channel(1);
+            send_rows(&path, query, tx);
+            let e = rx.recv().await.unwrap().unwrap_err();
+            assert!(e.contains(expected), "{query}: {e}");
+            assert!(rx.recv().await.is_none());
+        }
     }
 
     #[test]
