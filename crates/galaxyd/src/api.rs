@@ -2,9 +2,14 @@
 //!
 //! - `GET /v1/galaxies/{galaxy}/keys/{key}` (key percent-encoded): 200 with the value
 //!   bytes (and `Expires` when the value expires); 404 when the data source has no such
-//!   key (`X-Galaxycache-Galaxy-Status: Found`) or no such galaxy (`Not Found`, and a
-//!   different message); 400 for an empty or oversized key; 503 when the load failed;
-//!   504 when it did not finish in time.
+//!   key, cached miss (`not_found_ttl`) or not (`X-Galaxycache-Galaxy-Status: Found`), or
+//!   no such galaxy (`Not Found`, and a different message); 400 for an empty or oversized
+//!   key; 503 when the load failed; 504 when it did not finish in time.
+//!
+//!   A value served past its expiry, because reloading it failed or was slower than the
+//!   soft timeout (`stale_if_error`, `soft_timeout`, or the origin's `stale-if-error`), is
+//!   a 200 too, marked with `Warning: 110 - "Response is Stale"` (RFC 7234) and
+//!   `X-Galaxycache-Stale: 1`.
 //! - `DELETE /v1/galaxies/{galaxy}/keys/{key}`: remove the key from the whole cluster
 //!   (the owner first, then every other peer); the next get loads it anew.
 //! - `PUT /v1/galaxies/{galaxy}/keys/{key}`, body = the value's bytes (at most 64 MiB,
@@ -26,7 +31,10 @@
 //!   the core.
 //! - `GET /metrics`: the same stats, client gets by outcome and their latency, client
 //!   writes by op and outcome, in the Prometheus text format.
-//! - `GET /healthz`: `ok`.
+//! - `GET /healthz`: `ok` while the node runs (liveness).
+//! - `GET /readyz`: 200 `ready` once every start-up preload has ended (or failed, with
+//!   `first_update_fail_ok`), 503 `preloading` before (readiness: route clients here
+//!   only once it is 200).
 //!
 //! Another method on one of these paths is 405.
 
@@ -49,6 +57,12 @@ use tokio::time::Instant;
 use crate::metrics::{
     ClientMetrics, GalaxyReport, Outcome, WriteOutcome, WriteVerb, render_prometheus,
 };
+use crate::readiness::Readiness;
+
+/// Marks an answer served past its value's expiry: `1`.
+pub(crate) const STALE_HEADER: &str = "x-galaxycache-stale";
+/// The `Warning` of a stale answer (RFC 7234, 5.5.1).
+const STALE_WARNING: &str = "110 - \"Response is Stale\"";
 
 /// Largest value a `PUT` may carry: the peer protocols' bound on a value
 /// ([`DEFAULT_MAX_RESPONSE_BYTES`](galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES),
@@ -67,6 +81,7 @@ struct Inner {
     node: String,
     galaxies: BTreeMap<String, Served>,
     request_timeout: Duration,
+    readiness: Readiness,
 }
 
 /// What the handlers share.
@@ -74,8 +89,14 @@ struct Inner {
 struct Api(Arc<Inner>);
 
 /// The client API over `galaxies`, as node `node_url`; a get that takes longer than
-/// `request_timeout` is answered 504 (the load goes on for the next caller).
-pub fn router(node_url: &str, galaxies: &[Galaxy], request_timeout: Duration) -> Router {
+/// `request_timeout` is answered 504 (the load goes on for the next caller); `/readyz`
+/// says what `readiness` says.
+pub fn router(
+    node_url: &str,
+    galaxies: &[Galaxy],
+    request_timeout: Duration,
+    readiness: Readiness,
+) -> Router {
     let galaxies = galaxies
         .iter()
         .map(|g| {
@@ -90,6 +111,7 @@ pub fn router(node_url: &str, galaxies: &[Galaxy], request_timeout: Duration) ->
         node: node_url.to_owned(),
         galaxies,
         request_timeout,
+        readiness,
     }));
     Router::new()
         .route(
@@ -108,6 +130,7 @@ pub fn router(node_url: &str, galaxies: &[Galaxy], request_timeout: Duration) ->
         .route("/v1/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
         .with_state(api)
 }
@@ -409,17 +432,33 @@ fn report_json(galaxy: &str, key: Option<&str>, verb: WriteVerb, report: &Report
     body.to_string()
 }
 
+/// A 200 with the value's bytes, its `Expires`, and the stale marks when it is stale.
 fn value_response(value: Value) -> Response {
     let expires = value.expires_at().map(httpdate::fmt_http_date);
+    let stale = value.is_stale();
     let mut r = (
         [(header::CONTENT_TYPE, "application/octet-stream")],
-        Bytes::clone(value.bytes()),
+        value.into_bytes(),
     )
         .into_response();
+    let headers = r.headers_mut();
     if let Some(v) = expires.and_then(|e| HeaderValue::from_str(&e).ok()) {
-        r.headers_mut().insert(header::EXPIRES, v);
+        headers.insert(header::EXPIRES, v);
+    }
+    if stale {
+        headers.insert(header::WARNING, HeaderValue::from_static(STALE_WARNING));
+        headers.insert(STALE_HEADER, HeaderValue::from_static("1"));
     }
     r
+}
+
+/// `/readyz`: 200 once every start-up preload has ended, 503 before.
+async fn readyz(State(api): State<Api>) -> Response {
+    if api.0.readiness.is_ready() {
+        text(StatusCode::OK, "ready".to_owned())
+    } else {
+        text(StatusCode::SERVICE_UNAVAILABLE, "preloading".to_owned())
+    }
 }
 
 async fn stats(State(api): State<Api>) -> Response {

@@ -10,6 +10,8 @@ use crate::backend::{BackendOptions, BackendSpec, DEFAULT_QUERY};
 use crate::config::{
     DEFAULT_CACHE_BYTES, FileConfig, GalaxyConfig, NodeConfig, Protocol, TopLevel, parse_addr,
 };
+use crate::preload::PreloadConfig;
+use crate::tuning::Tuning;
 use crate::units::{parse_duration, parse_size};
 use crate::workload::Dist;
 
@@ -119,9 +121,12 @@ pub struct ServeArgs {
     /// reconnects and flushes the galaxy, since notifications may have been missed.
     #[arg(long, value_name = "NAME", conflicts_with = "config")]
     pub notify_channel: Option<String>,
-    /// How long a fetch from the key's owner may take before this node loads it itself.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "config")]
-    pub peer_timeout: Option<Duration>,
+    /// How the galaxy caches (without --config).
+    #[command(flatten)]
+    pub tuning: Tuning,
+    /// What the galaxy loads at start-up (without --config).
+    #[command(flatten)]
+    pub preload: PreloadConfig,
 }
 
 impl ServeArgs {
@@ -162,8 +167,8 @@ impl ServeArgs {
                 query: self.query.clone(),
                 ..BackendOptions::default()
             },
-            peer_timeout: self.peer_timeout,
-            hot_ratio: None,
+            tuning: self.tuning.clone(),
+            preload: self.preload.clone(),
             notify_channel: self.notify_channel.clone(),
         }
     }
@@ -323,6 +328,64 @@ mod tests {
     }
 
     #[test]
+    fn serve_flags_for_freshness_and_preload() {
+        let s = serve(&[
+            "--backend",
+            "sqlite:kv.db",
+            "--refresh-after",
+            "80%",
+            "--xfetch",
+            "--stale-if-error",
+            "30s",
+            "--soft-timeout",
+            "100ms",
+            "--not-found-ttl",
+            "5s",
+            "--max-ttl",
+            "1h",
+            "--ttl-jitter",
+            "1m",
+            "--hot-ratio",
+            "0.25",
+            "--peer-timeout",
+            "2s",
+            "--preload-query",
+            "SELECT key, value FROM kv",
+            "--first-update-fail-ok",
+        ]);
+        let g = &s.node_config().unwrap().galaxies[0];
+        let t = &g.tuning;
+        assert_eq!(
+            t.refresh_after,
+            Some(galaxycache_galaxy::Refresh::AtFraction(0.8))
+        );
+        assert_eq!(t.xfetch, Some(1.0), "--xfetch alone is XFetch's beta 1");
+        assert_eq!(t.stale_if_error, Some(Duration::from_secs(30)));
+        assert_eq!(t.soft_timeout, Some(Duration::from_millis(100)));
+        assert_eq!(t.not_found_ttl, Some(Duration::from_secs(5)));
+        assert_eq!(t.max_ttl, Some(Duration::from_secs(3600)));
+        assert_eq!(t.ttl_jitter, Some(Duration::from_secs(60)));
+        assert_eq!(t.hot_ratio, Some(0.25));
+        assert_eq!(t.peer_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(
+            g.preload.preload_query.as_deref(),
+            Some("SELECT key, value FROM kv")
+        );
+        assert!(g.preload.first_update_fail_ok);
+        let s = serve(&["--refresh-after", "30s", "--xfetch", "2"]);
+        let t = &s.node_config().unwrap().galaxies[0].tuning;
+        assert_eq!(
+            t.refresh_after,
+            Some(galaxycache_galaxy::Refresh::After(Duration::from_secs(30)))
+        );
+        assert_eq!(t.xfetch, Some(2.0));
+        assert_eq!(
+            serve(&[]).node_config().unwrap().galaxies[0].tuning,
+            Tuning::default()
+        );
+    }
+
+    #[test]
     fn serve_defaults() {
         let c = serve(&[]).node_config().unwrap();
         assert_eq!(c.galaxies[0].name, "default");
@@ -351,6 +414,19 @@ mod tests {
         assert!(e.contains("expected http, grpc or groupcache"), "{e}");
         let e = message(&["serve", "--config", "x.toml", "--galaxy", "g"]);
         assert!(e.contains("cannot be used with"), "{e}");
+        let e = message(&["serve", "--config", "x.toml", "--max-ttl", "1s"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = message(&["serve", "--refresh-after", "0%"]);
+        assert!(
+            e.contains("--refresh-after") && e.contains("outside"),
+            "{e}"
+        );
+        let e = message(&["serve", "--hot-ratio", "2"]);
+        assert!(e.contains("--hot-ratio"), "{e}");
+        let e = serve(&["--preload-query", "SELECT 1, 2"])
+            .node_config()
+            .unwrap_err();
+        assert!(e.contains("needs a sqlite or postgres backend"), "{e}");
         let e = message(&["bench", "--targets", "http://a", "--dist", "zipf:x"]);
         assert!(e.contains("zipf exponent"), "{e}");
         let e = message(&["owner"]);

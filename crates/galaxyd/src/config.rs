@@ -26,7 +26,25 @@
 //! connections = 8                                             # pooled connections
 //! backend_timeout = "5s"                                      # to connect or get one
 //! notify_channel = "products_changed"                         # LISTEN for invalidations
+//! preload_query = "SELECT sku, body FROM products"            # warm start: key, value
+//! first_update_fail_ok = true                                 # a failed preload: start cold
+//! refresh_after = "80%"                # of the TTL ("30s": after loading)   [none]
+//! xfetch = 1.0                         # spread refreshes (XFetch beta)       [off]
+//! stale_if_error = "10m"               # serve an expired value if reload fails [0]
+//! soft_timeout = "200ms"               # ... or while the reload is slower    [none]
+//! not_found_ttl = "30s"                # cache "no such key"                  [none]
+//! max_ttl = "1h"                       # longest a value is served            [none]
+//! ttl_jitter = "5m"                    # taken off max_ttl at random          [0]
+//! hot_ratio = 0.125                    # hotcache's share of cache_bytes      [0.125]
+//! peer_timeout = "1s"                  # wait for the owner, then load here   [1s]
 //! ```
+//!
+//! The last keys (defaults in brackets) are the `serve` flags of the same names
+//! (`--stale-if-error 10m`), for one galaxy without a file; see [`Tuning`] and
+//! [`PreloadConfig`]. With a `preload_query` (SQLite and PostgreSQL), the node streams
+//! the query's rows into the galaxy at start-up, keeping those it owns, and `/readyz`
+//! answers 503 until every preload has ended; a failed preload stops the node unless
+//! `first_update_fail_ok`.
 //!
 //! With `notify_channel`, every node LISTENs on that channel (a dedicated connection) and
 //! each notification's payload is a key to remove from the galaxy, `*` a flush:
@@ -45,7 +63,9 @@ use std::time::Duration;
 use http::Uri;
 use serde::Deserialize;
 
-use crate::backend::{BackendOptions, BackendSpec, notify_feed};
+use crate::backend::{BackendOptions, BackendSpec, check_preload, notify_feed};
+use crate::preload::PreloadConfig;
+use crate::tuning::Tuning;
 use crate::units::{parse_duration, parse_size};
 
 /// The peer URL a node has when none is given.
@@ -128,11 +148,10 @@ pub struct GalaxyConfig {
     pub backend: BackendSpec,
     /// Settings of the data source.
     pub backend_options: BackendOptions,
-    /// How long a fetch from the owner may take before this node loads the key itself;
-    /// the core's default when `None`.
-    pub peer_timeout: Option<Duration>,
-    /// The hotcache's share of the budget; the core's default when `None`.
-    pub hot_ratio: Option<f64>,
+    /// How it caches: freshness, TTL bounds, the hotcache's share, the peer timeout.
+    pub tuning: Tuning,
+    /// What it loads at start-up, before the node is ready.
+    pub preload: PreloadConfig,
     /// PostgreSQL backends only: LISTEN on this channel and treat each notification's
     /// payload as a key to remove (`*`: flush the galaxy). None by default.
     pub notify_channel: Option<String>,
@@ -146,8 +165,8 @@ impl GalaxyConfig {
             cache_bytes: DEFAULT_CACHE_BYTES,
             backend,
             backend_options: BackendOptions::default(),
-            peer_timeout: None,
-            hot_ratio: None,
+            tuning: Tuning::default(),
+            preload: PreloadConfig::default(),
             notify_channel: None,
         }
     }
@@ -204,9 +223,11 @@ struct FileGalaxy {
     query: Option<String>,
     connections: Option<usize>,
     backend_timeout: Option<String>,
-    peer_timeout: Option<String>,
-    hot_ratio: Option<f64>,
     notify_channel: Option<String>,
+    #[serde(flatten)]
+    tuning: Tuning,
+    #[serde(flatten)]
+    preload: PreloadConfig,
 }
 
 impl FileGalaxy {
@@ -237,9 +258,9 @@ impl FileGalaxy {
         if let Some(d) = duration_field(&self.backend_timeout, &format!("{at}: backend_timeout"))? {
             options.timeout = d;
         }
-        galaxy.peer_timeout = duration_field(&self.peer_timeout, &format!("{at}: peer_timeout"))?;
-        galaxy.hot_ratio = self.hot_ratio;
         galaxy.notify_channel = self.notify_channel;
+        galaxy.tuning = self.tuning;
+        galaxy.preload = self.preload;
         Ok(galaxy)
     }
 }
@@ -330,9 +351,12 @@ impl TopLevel {
             return Err(format!("a galaxy has an empty name ({})", g.backend));
         }
         for g in &galaxies {
+            let at = |e: String| format!("galaxy {:?}: {e}", g.name);
             if let Some(channel) = &g.notify_channel {
-                notify_feed(&g.backend, channel, &g.backend_options)
-                    .map_err(|e| format!("galaxy {:?}: {e}", g.name))?;
+                notify_feed(&g.backend, channel, &g.backend_options).map_err(at)?;
+            }
+            if g.preload.preload_query.is_some() {
+                check_preload(&g.backend).map_err(at)?;
             }
         }
         Ok(NodeConfig {
@@ -399,6 +423,7 @@ fn listen_addr_of(url: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use galaxycache_galaxy::Refresh;
 
     const EXAMPLE: &str = r#"
         self = "http://10.0.0.1:9001"
@@ -456,12 +481,12 @@ mod tests {
             users.backend_options.query,
             "SELECT body FROM users WHERE id = ?1"
         );
-        assert_eq!(users.peer_timeout, Some(Duration::from_millis(250)));
+        assert_eq!(users.tuning.peer_timeout, Some(Duration::from_millis(250)));
         assert_eq!(pages.cache_bytes, 1 << 20);
         assert_eq!(pages.backend, BackendSpec::Synthetic);
         assert_eq!(pages.backend_options.value_size, 4096);
         assert_eq!(pages.backend_options.delay, Duration::from_millis(20));
-        assert_eq!(pages.hot_ratio, Some(0.25));
+        assert_eq!(pages.tuning.hot_ratio, Some(0.25));
         assert_eq!(pages.notify_channel, None);
         assert_eq!(
             products.backend,
@@ -472,6 +497,101 @@ mod tests {
         assert_eq!(options.connections, 8);
         assert_eq!(options.timeout, Duration::from_secs(5));
         assert_eq!(products.notify_channel.as_deref(), Some("products_changed"));
+    }
+
+    #[test]
+    fn freshness_and_preload_keys_take_effect() {
+        let c = resolve(
+            r#"
+            [[galaxy]]
+            name = "kv"
+            backend = "sqlite:/var/lib/kv.db"
+            refresh_after = "80%"
+            xfetch = 1.5
+            stale_if_error = "10m"
+            soft_timeout = "200ms"
+            not_found_ttl = "30s"
+            max_ttl = "1h"
+            ttl_jitter = "5m"
+            hot_ratio = 0.25
+            peer_timeout = "2s"
+            preload_query = "SELECT key, value FROM kv"
+            first_update_fail_ok = true
+
+            [[galaxy]]
+            name = "plain"
+            refresh_after = "30s"
+            "#,
+        )
+        .unwrap();
+        let [kv, plain] = &c.galaxies[..] else {
+            panic!("two galaxies expected: {:?}", c.galaxies)
+        };
+        let s = Duration::from_secs;
+        assert_eq!(
+            kv.tuning,
+            Tuning {
+                refresh_after: Some(Refresh::AtFraction(0.8)),
+                xfetch: Some(1.5),
+                stale_if_error: Some(s(600)),
+                soft_timeout: Some(Duration::from_millis(200)),
+                not_found_ttl: Some(s(30)),
+                max_ttl: Some(s(3600)),
+                ttl_jitter: Some(s(300)),
+                hot_ratio: Some(0.25),
+                peer_timeout: Some(s(2)),
+            }
+        );
+        assert_eq!(
+            kv.preload.preload_query.as_deref(),
+            Some("SELECT key, value FROM kv")
+        );
+        assert!(kv.preload.first_update_fail_ok);
+        assert_eq!(
+            plain.tuning,
+            Tuning {
+                refresh_after: Some(Refresh::After(s(30))),
+                ..Tuning::default()
+            }
+        );
+        assert_eq!(plain.preload, PreloadConfig::default());
+        // Taking effect: the builder gets them (the rest is the core's to test).
+        let universe = galaxycache_universe::Universe::builder("http://127.0.0.1:1").build();
+        let builder = kv.tuning.apply(galaxycache_galaxy::Galaxy::builder(
+            &universe,
+            "kv",
+            1024,
+            |_: String| async { Ok(None) },
+        ));
+        let shown = format!("{builder:?}");
+        for part in [
+            "hot_ratio: 0.25",
+            "max_ttl: Some(3600s)",
+            "ttl_jitter: 300s",
+        ] {
+            assert!(shown.contains(part), "{part} not in {shown}");
+        }
+    }
+
+    #[test]
+    fn bad_freshness_and_preload_keys_say_why() {
+        let galaxy =
+            |key: &str| resolve(&format!("[[galaxy]]\nname = \"g\"\n{key}\n")).unwrap_err();
+        let e = galaxy("stale_if_error = \"5\"");
+        assert!(e.contains("stale_if_error") && e.contains("no unit"), "{e}");
+        let e = galaxy("refresh_after = \"120%\"");
+        assert!(e.contains("refresh_after") && e.contains("outside"), "{e}");
+        let e = galaxy("hot_ratio = 2.0");
+        assert!(e.contains("hot_ratio") && e.contains("0..=1"), "{e}");
+        let e = galaxy("xfetch = -1.0");
+        assert!(e.contains("xfetch"), "{e}");
+        let e = galaxy("preload_query = \"SELECT 1, 2\"");
+        assert!(
+            e.contains("galaxy \"g\"") && e.contains("needs a sqlite or postgres backend"),
+            "{e}"
+        );
+        let e = galaxy("stale_if_eror = \"5s\"");
+        assert!(e.contains("stale_if_eror"), "{e}");
     }
 
     #[test]

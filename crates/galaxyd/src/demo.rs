@@ -394,7 +394,10 @@ pub fn create_database(path: &Path, rows: u64, value_size: usize) -> anyhow::Res
 fn node_config(self_url: &str, peers: &[String], db: &Path) -> NodeConfig {
     let mut galaxy = GalaxyConfig::new(DEMO_GALAXY, BackendSpec::Sqlite(db.to_owned()));
     // Generous, so a busy machine does not make a node load a peer's key itself.
-    galaxy.peer_timeout = Some(Duration::from_secs(10));
+    galaxy.tuning.peer_timeout = Some(Duration::from_secs(10));
+    // Should the database fail, serve what was loaded for 30 s more (SQLite values do
+    // not expire by themselves, so this shows only with a max TTL).
+    galaxy.tuning.stale_if_error = Some(Duration::from_secs(30));
     NodeConfig {
         self_url: self_url.to_owned(),
         peers: peers.to_vec(),

@@ -2,8 +2,9 @@
 //!
 //! - `galaxyd serve`: one node — a peer listener (HTTP, gRPC or groupcache's HTTP
 //!   dialect) and a client API (`GET /v1/galaxies/{galaxy}/keys/{key}`, `/v1/stats`,
-//!   `/metrics`, `/healthz`), in front of a synthetic, SQLite, HTTP or PostgreSQL backend
-//!   (optionally following a LISTEN/NOTIFY channel for invalidations).
+//!   `/metrics`, `/healthz`, `/readyz`), in front of a synthetic, SQLite, HTTP or
+//!   PostgreSQL backend (optionally following a LISTEN/NOTIFY channel for invalidations,
+//!   and preloading its shard at start-up).
 //! - `galaxyd owner`: which peer owns each key.
 //! - `galaxyd demo`: a 3-node cluster in this process, in front of SQLite, under a
 //!   skewed workload.
@@ -23,6 +24,9 @@ mod load;
 mod metrics;
 mod node;
 mod owner;
+mod preload;
+mod readiness;
+mod tuning;
 mod units;
 mod workload;
 
@@ -36,4 +40,7 @@ pub use demo::{DemoConfig, DemoSummary, NodeSummary, create_database, run_demo};
 pub use load::Percentiles;
 pub use node::Node;
 pub use owner::run as run_owner;
+pub use preload::PreloadConfig;
+pub use readiness::Readiness;
+pub use tuning::Tuning;
 pub use workload::Dist;

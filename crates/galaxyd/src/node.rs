@@ -16,6 +16,8 @@ use tokio::task::JoinSet;
 use crate::api;
 use crate::backend::{Backend, NotifyFeed, notify_feed};
 use crate::config::{GalaxyConfig, NodeConfig, Protocol};
+use crate::preload;
+use crate::readiness::Readiness;
 
 /// A running node. Stop it with [`Node::shutdown`]; dropping it stops nothing.
 #[derive(Debug)]
@@ -25,7 +27,9 @@ pub struct Node {
     api_addr: SocketAddr,
     peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
-    /// The peer server and the client API, each named, until they end.
+    readiness: Readiness,
+    /// The peer server, the client API and the start-up preload, each named, until they
+    /// end (the preload, once done, waits for the stop signal like the servers).
     servers: JoinSet<(&'static str, anyhow::Result<()>)>,
     /// The change feeds (`notify_channel`) of the galaxies that have one, until stopped.
     feeds: JoinSet<()>,
@@ -44,6 +48,11 @@ impl Node {
     }
 
     /// Start on listeners bound already (the addresses in `config` are then unused).
+    ///
+    /// The galaxies with a preload query are preloaded in the background, one after the
+    /// other; the node serves meanwhile, and is [ready](Node::is_ready) once every preload
+    /// has ended. A preload that fails without `first_update_fail_ok` ends the node:
+    /// [`Node::wait`] returns its error.
     pub async fn start_on(
         config: &NodeConfig,
         peer_listener: TcpListener,
@@ -79,7 +88,20 @@ impl Node {
             stopped.clone(),
         );
         servers.spawn(async move { ("peer server", peers.await) });
-        let router = api::router(&config.self_url, &galaxies, config.request_timeout);
+        let (ready, readiness) = Readiness::pending();
+        let startup = start_up(
+            galaxies.clone(),
+            config.galaxies.clone(),
+            ready,
+            stopped.clone(),
+        );
+        servers.spawn(async move { ("start-up preload", startup.await) });
+        let router = api::router(
+            &config.self_url,
+            &galaxies,
+            config.request_timeout,
+            readiness.clone(),
+        );
         let api = axum::serve(api_listener, router).with_graceful_shutdown(until_stopped(stopped));
         servers.spawn(async move { ("client API", api.await.map_err(anyhow::Error::from)) });
         tracing::info!(
@@ -97,6 +119,7 @@ impl Node {
             api_addr,
             peer_addr,
             stop,
+            readiness,
             servers,
             feeds: following,
         })
@@ -122,8 +145,14 @@ impl Node {
         &self.galaxies
     }
 
-    /// Resolve when the peer server or the client API ends by itself, which neither does
-    /// before [`Node::shutdown`] unless it fails: the error says which one and why.
+    /// Whether every start-up preload has ended (what `/readyz` says).
+    pub fn is_ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+
+    /// Resolve when the peer server or the client API ends by itself, or the start-up
+    /// preload fails, none of which happens before [`Node::shutdown`] otherwise: the error
+    /// says which one and why.
     ///
     /// Cancel-safe, so it can be raced against a shutdown signal; `shutdown` still works
     /// after it returned.
@@ -189,16 +218,39 @@ fn build_galaxy(universe: &Universe, config: &GalaxyConfig) -> anyhow::Result<Ga
     let backend = Backend::open(&config.backend, &config.backend_options)
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("galaxy {:?}: backend {}", config.name, config.backend))?;
-    let mut builder = Galaxy::builder(universe, &config.name, config.cache_bytes, backend);
-    if let Some(timeout) = config.peer_timeout {
-        builder = builder.peer_timeout(timeout);
-    }
-    if let Some(ratio) = config.hot_ratio {
-        builder = builder.hot_ratio(ratio);
-    }
-    builder
+    let builder = Galaxy::builder(universe, &config.name, config.cache_bytes, backend);
+    config
+        .tuning
+        .apply(builder)
         .build()
         .with_context(|| format!("galaxy {:?}", config.name))
+}
+
+/// Preload the galaxies that have a preload query, one after the other, then say the node
+/// is ready and wait for the stop signal. A stop meanwhile ends the preloads; a failed
+/// preload (without `first_update_fail_ok`) is the error, and the node is never ready.
+async fn start_up(
+    galaxies: Vec<Galaxy>,
+    configs: Vec<GalaxyConfig>,
+    ready: watch::Sender<bool>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let preloads = async {
+        for (galaxy, config) in galaxies.iter().zip(&configs) {
+            preload::start_up(galaxy, config).await?;
+        }
+        Ok::<_, String>(())
+    };
+    tokio::select! {
+        done = preloads => done.map_err(anyhow::Error::msg)?,
+        () = until_stopped(stopped.clone()) => return Ok(()),
+    }
+    ready.send_replace(true);
+    if configs.iter().any(|g| g.preload.preload_query.is_some()) {
+        tracing::info!("node ready: preloads done");
+    }
+    until_stopped(stopped).await;
+    Ok(())
 }
 
 /// The change feed of each galaxy that has a notify channel, by the galaxy's index.

@@ -175,7 +175,12 @@ async fn failed_and_slow_loads() {
     let galaxy = Galaxy::builder(&universe, "g", 1 << 20, backend)
         .build()
         .unwrap();
-    let router = galaxyd::router("http://127.0.0.1:1", &[galaxy], Duration::from_secs(1));
+    let router = galaxyd::router(
+        "http://127.0.0.1:1",
+        &[galaxy],
+        Duration::from_secs(1),
+        galaxyd::Readiness::ready(),
+    );
 
     let (status, body) = oneshot(&router, "/v1/galaxies/g/keys/fail").await;
     assert_eq!(status, 503);

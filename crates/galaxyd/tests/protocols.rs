@@ -20,7 +20,7 @@ async fn cluster(protocol: Protocol) -> Vec<Node> {
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut galaxy = GalaxyConfig::new("g", BackendSpec::Synthetic);
         galaxy.backend_options.value_size = 32;
-        galaxy.peer_timeout = Some(Duration::from_secs(10));
+        galaxy.tuning.peer_timeout = Some(Duration::from_secs(10));
         let config = NodeConfig {
             self_url: url.clone(),
             peers: peers.clone(),

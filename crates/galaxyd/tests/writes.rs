@@ -33,10 +33,10 @@ async fn cluster(protocol: Protocol, nodes: usize, db: &Path) -> Vec<Node> {
     for (listener, url) in listeners.into_iter().zip(&peers) {
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let mut sql = GalaxyConfig::new("sql", BackendSpec::Sqlite(db.to_owned()));
-        sql.peer_timeout = Some(Duration::from_secs(10));
+        sql.tuning.peer_timeout = Some(Duration::from_secs(10));
         let mut synthetic = GalaxyConfig::new("synthetic", BackendSpec::Synthetic);
         synthetic.backend_options.value_size = 64;
-        synthetic.peer_timeout = Some(Duration::from_secs(10));
+        synthetic.tuning.peer_timeout = Some(Duration::from_secs(10));
         let config = NodeConfig {
             self_url: url.clone(),
             peers: peers.clone(),
