@@ -283,3 +283,82 @@ async fn an_unreachable_database_is_a_503_not_a_panic() {
     assert_eq!(status, 400, "the node still answers the rest");
     node.shutdown().await.unwrap();
 }
+
+/// Preload from PostgreSQL through its row stream: while a transaction holds the table
+/// locked the preload cannot read, so `/readyz` is 503 for certain; once it commits the
+/// node becomes ready, and its preloaded keys (text and bytea) cost no query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preload_streams_rows_and_readyz_waits_for_them() {
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let db = pg.connect().await;
+    db.batch_execute(
+        "CREATE TABLE kv (key text PRIMARY KEY, value text);
+         INSERT INTO kv SELECT 'key-' || i, 'v-' || i FROM generate_series(0, 999) i;",
+    )
+    .await
+    .unwrap();
+    let locker = pg.connect().await;
+    locker
+        .batch_execute("BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let self_url = format!("http://{}", peer.local_addr().unwrap());
+    let galaxy = |name: &str, preload: &str| {
+        let mut g = GalaxyConfig::new(name, BackendSpec::Postgres(pg.url()));
+        g.backend_options.query = "SELECT value FROM kv WHERE key = $1".to_owned();
+        g.preload.preload_query = Some(preload.to_owned());
+        g
+    };
+    let config = NodeConfig {
+        self_url: self_url.clone(),
+        peers: vec![self_url],
+        peer_listen: peer.local_addr().unwrap(),
+        listen: api.local_addr().unwrap(),
+        protocol: Protocol::Http,
+        replicas: 50,
+        max_key_len: 1024,
+        request_timeout: Duration::from_secs(10),
+        galaxies: vec![
+            galaxy("kv", "SELECT key, value FROM kv"),
+            galaxy("bin", "SELECT key, convert_to(value, 'UTF8') FROM kv"),
+        ],
+    };
+    let node = Node::start_on(&config, peer, api).await.unwrap();
+    let client = HttpClient::new(2, Duration::from_secs(10));
+    let status = async |path: &str| {
+        let url = format!("http://{}{path}", node.api_addr());
+        client
+            .get(url.parse().unwrap())
+            .await
+            .unwrap()
+            .status
+            .as_u16()
+    };
+    assert_eq!(status("/readyz").await, 503);
+    assert_eq!(status("/healthz").await, 200);
+    locker.batch_execute("COMMIT").await.unwrap();
+    wait_for("the node to be ready", async || {
+        status("/readyz").await == 200
+    })
+    .await;
+    for galaxy in ["kv", "bin"] {
+        assert_eq!(
+            get(&client, &node, galaxy, "key-7").await,
+            (200, "v-7".to_owned())
+        );
+    }
+    for g in node.galaxies() {
+        let stats = g.stats();
+        assert_eq!(
+            (stats.preloaded, stats.backend_loads),
+            (1000, 0),
+            "{}",
+            g.name()
+        );
+    }
+    node.shutdown().await.unwrap();
+}
