@@ -130,14 +130,15 @@ impl ByteCache {
         }
     }
 
-    /// The fresh value of `key`, if held. An expired one is removed.
-    #[inline]
+    /// What the cache holds for `key` as of now. A value past its stale limit (or expired,
+    /// without one) is removed.
+    #[inline(always)]
     pub(crate) fn get(&self, key: &str, clock: &dyn Clock) -> Lookup {
         let Some(entry) = self.cache.as_ref().and_then(|c| c.get(key)) else {
             return Lookup::Miss;
         };
         let value = entry.value;
-        if value.next_instant().is_none() {
+        if !value.has_instants() {
             return Lookup::Fresh(value);
         }
         let now = clock.now();

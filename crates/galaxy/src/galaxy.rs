@@ -4,7 +4,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use galaxycache_promoter::{self as promoter, HotcacheStats, Promoter};
 use galaxycache_universe::{
@@ -159,17 +159,21 @@ impl Galaxy {
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
         let inner = &self.inner;
         let (found, hit) = match inner.main.get(key, &*inner.clock) {
-            Lookup::Miss => (inner.hot.get(key, &*inner.clock), Counter::HotHit),
+            Lookup::Fresh(v) => {
+                inner.counters.incr(Counter::MainHit);
+                return Ok(v);
+            }
+            Lookup::Miss => match inner.hot.get(key, &*inner.clock) {
+                Lookup::Fresh(v) => {
+                    inner.counters.incr(Counter::HotHit);
+                    return Ok(v);
+                }
+                found => (found, Counter::HotHit),
+            },
             found => (found, Counter::MainHit),
         };
-        match found {
-            Lookup::Fresh(v) => {
-                inner.counters.incr(hit);
-                Ok(v)
-            }
-            // Out of line and boxed, so the future of a hit stays small.
-            found => Box::pin(self.get_uncommon(key, found, hit)).await,
-        }
+        // Out of line and boxed, so the future of a hit stays small.
+        Box::pin(self.get_uncommon(key, found, hit)).await
     }
 
     async fn get_uncommon(&self, key: &str, found: Lookup, hit: Counter) -> Result<Value, Error> {
@@ -337,20 +341,13 @@ impl Inner {
 
     /// Load `key` through the client singleflight: from the owner, or from the backend
     /// when this node owns it. A refresh skips the caches, whose value is due.
-    fn load_coalesced(
-        self: &Arc<Self>,
-        key: &str,
-        refresh: bool,
-    ) -> impl Future<Output = Result<Value, Error>> + Send + 'static {
-        let (this, key) = (Arc::clone(self), Arc::<str>::from(key));
-        let generation = self.fence.current(&key);
-        async move {
-            let group = Arc::clone(&this.client_loads);
-            let load = move |this: Arc<Self>, key: Arc<str>| async move {
-                this.load_for_client(&key, generation, refresh).await
-            };
-            this.coalesce(&group, &key, generation, load).await
-        }
+    async fn load_coalesced(self: &Arc<Self>, key: &str, refresh: bool) -> Result<Value, Error> {
+        let generation = self.fence.current(key);
+        let load = move |this: Arc<Self>, key: Arc<str>| async move {
+            this.load_for_client(&key, generation, refresh).await
+        };
+        self.coalesce(&self.client_loads, key, generation, load)
+            .await
     }
 
     /// `load`'s value; or, when it fails or outlasts the soft timeout, `stale` (the load
@@ -389,9 +386,9 @@ impl Inner {
             return;
         }
         self.counters.incr(Counter::Refresh);
-        let refresh = self.load_coalesced(key, true);
+        let (this, key) = (Arc::clone(self), Arc::<str>::from(key));
         tokio::spawn(async move {
-            let _ = refresh.await;
+            let _ = this.load_coalesced(&key, true).await;
         });
     }
 
@@ -529,7 +526,8 @@ impl Inner {
             None => StoreReason::Load,
         };
         self.counters.incr(Counter::BackendLoad);
-        let (loaded_at, started) = (self.clock.now(), Instant::now());
+        // Only XFetch needs the load's duration: spare the hot miss path a clock read.
+        let started = self.policy.xfetch_beta.map(|_| Instant::now());
         let loaded = match self.backend.load(key).await {
             Ok(Some(v)) => v,
             Ok(None) => {
@@ -544,13 +542,15 @@ impl Inner {
                 return Err(e);
             }
         };
-        let value = self.cap_expiry(loaded, ttl_cap);
-        if value.is_expired_at(self.clock.now()) {
+        let now = self.clock.now();
+        let value = self.cap_expiry_at(loaded, ttl_cap, now);
+        if value.is_expired_at(now) {
             // Expired on arrival (an origin's `no-store`, say): for this load's callers only.
             self.counters.incr(Counter::NotKept);
             return Ok(value);
         }
-        let value = self.policy.stamp(value, loaded_at, started.elapsed());
+        let took = started.map_or(Duration::ZERO, |s| s.elapsed());
+        let value = self.policy.stamp(value, now, took);
         self.store(Tier::Main, key, &value, 0.0, generation, reason);
         Ok(value)
     }
@@ -583,7 +583,11 @@ impl Inner {
     /// `value` with its expiry capped by the max TTL (with jitter) and by `ttl_cap` from
     /// now.
     pub(crate) fn cap_expiry(&self, value: Value, ttl_cap: Option<Duration>) -> Value {
-        let now = self.clock.now();
+        self.cap_expiry_at(value, ttl_cap, self.clock.now())
+    }
+
+    /// [`cap_expiry`](Self::cap_expiry) as of `now`.
+    fn cap_expiry_at(&self, value: Value, ttl_cap: Option<Duration>, now: SystemTime) -> Value {
         let jittered = self.max_ttl.map(|ttl| {
             let jitter = if self.ttl_jitter.is_zero() {
                 Duration::ZERO
