@@ -88,7 +88,10 @@ impl Loads {
 
     /// Change the data source's value of `key`.
     fn write(&self, key: &str, value: &str) {
-        self.written.lock().unwrap().insert(key.to_owned(), value.to_owned());
+        self.written
+            .lock()
+            .unwrap()
+            .insert(key.to_owned(), value.to_owned());
     }
 }
 
@@ -344,11 +347,18 @@ async fn writes_reach_every_node(wire: Wire) {
         let before: u32 = loads.per_key().values().sum();
         for galaxy in &galaxies {
             for key in keys.iter() {
-                assert_eq!(galaxy.get(key).await.unwrap().bytes().as_ref(), b"after the flush");
+                assert_eq!(
+                    galaxy.get(key).await.unwrap().bytes().as_ref(),
+                    b"after the flush"
+                );
             }
         }
         let after: u32 = loads.per_key().values().sum();
-        assert_eq!(after - before, keys.len() as u32, "one load per key after the flush");
+        assert_eq!(
+            after - before,
+            keys.len() as u32,
+            "one load per key after the flush"
+        );
     }
     for node in nodes {
         node.stop().await;

@@ -287,3 +287,34 @@ async fn nodes_of_two_versions_never_exchange_values_or_writes() {
         );
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_copy_fetched_before_the_owner_applied_the_remove_is_dropped_again() {
+    let db = VersionedDb::default();
+    let c = cluster(3, &db, &Arc::new(ManualClock::new()));
+    let (writer, owner) = (&c.nodes[0], &c.nodes[1]);
+    let key = c.key_owned_by(1, "k");
+    owner.galaxy.get(&key).await.unwrap();
+    c.net.set_fault(
+        &owner.url,
+        Some(Fault::SlowWrites(Duration::from_millis(100))),
+    );
+    let version = db.write(&key);
+    let removing = {
+        let (g, key) = (writer.galaxy.clone(), key.clone());
+        tokio::spawn(async move { g.remove(&key).await })
+    };
+    settle().await;
+    // The writer dropped its copy; the owner has not yet: a get now takes the old value.
+    let v = writer.galaxy.get(&key).await.unwrap();
+    assert_eq!(VersionedDb::version_of(&v), 0);
+    assert_eq!(writer.galaxy.stats().hot_entries, 1);
+    assert!(removing.await.unwrap().unwrap().is_complete());
+    assert_eq!(
+        writer.galaxy.stats().hot_entries,
+        0,
+        "dropped again once the owner had applied the remove"
+    );
+    let v = writer.galaxy.get(&key).await.unwrap();
+    assert_eq!(VersionedDb::version_of(&v), version);
+}

@@ -24,6 +24,10 @@ pub enum Fault {
     Hang,
     /// Answer every fetch with NotFound.
     NotFound,
+    /// Apply every write (remove, set, flush) this long after it arrives, as a peer whose
+    /// answer is slow to come; fetches are answered at once. What opens the window between
+    /// a write reaching a node and reaching the key's owner.
+    SlowWrites(std::time::Duration),
 }
 
 #[derive(Debug, Default)]
@@ -127,9 +131,11 @@ struct InProcessFetcher {
 
 impl InProcessFetcher {
     /// The peer's universe, once the injected fault (if any) has had its say.
-    async fn reach(&self) -> Result<Option<Universe>, Error> {
+    async fn reach(&self, write: bool) -> Result<Option<Universe>, Error> {
         let (universe, fault) = self.net.route(&self.url);
         match fault {
+            Some(Fault::SlowWrites(delay)) if write => tokio::time::sleep(delay).await,
+            Some(Fault::SlowWrites(_)) => {}
             Some(Fault::Fail) => {
                 return Err(Error::new(ErrorKind::Unavailable, "injected failure"));
             }
@@ -155,7 +161,7 @@ impl RemoteFetcher for InProcessFetcher {
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
         Box::pin(async move {
-            match self.reach().await? {
+            match self.reach(false).await? {
                 Some(universe) => universe.serve_get(galaxy, key, Some(deadline)).await,
                 None => Ok(None),
             }
@@ -169,7 +175,7 @@ impl RemoteFetcher for InProcessFetcher {
         _deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
         Box::pin(async move {
-            match self.reach().await? {
+            match self.reach(false).await? {
                 Some(universe) => universe.serve_peek(galaxy, key),
                 None => Ok(None),
             }
@@ -183,7 +189,7 @@ impl RemoteFetcher for InProcessFetcher {
         _deadline: Instant,
     ) -> BoxFuture<'a, Result<(), Error>> {
         Box::pin(async move {
-            match self.reach().await? {
+            match self.reach(true).await? {
                 Some(universe) => universe.serve_write(galaxy, op),
                 None => Ok(()),
             }
