@@ -58,9 +58,48 @@ pub(crate) fn fmt_expires(at: SystemTime) -> HeaderValue {
     HeaderValue::try_from(text).expect("an HTTP-date is a valid header value")
 }
 
-/// The instant an `Expires` header names.
+/// The instant an `Expires` header names: an HTTP-date (RFC 9110's IMF-fixdate, or one of
+/// its obsolete forms) names a whole second; an IMF-fixdate whose seconds carry a fraction
+/// of 1 to 9 digits names the nanosecond, as galaxycache (Go) v1.4 writes it (Go's layout
+/// `Mon, 02 Jan 2006 15:04:05.999999999 GMT`, trailing zeros trimmed). `None` for anything
+/// else: an empty or non-digit fraction, more than 9 digits, a date past the year 9999.
 pub(crate) fn parse_expires(value: &HeaderValue) -> Option<SystemTime> {
-    httpdate::parse_http_date(value.to_str().ok()?).ok()
+    let text = value.to_str().ok()?;
+    match split_fraction(text) {
+        None => httpdate::parse_http_date(text).ok(),
+        Some((date, digits)) => {
+            let second = httpdate::parse_http_date(&format!("{date} GMT")).ok()?;
+            let fraction = Duration::from_nanos(parse_nanos(digits)?.into());
+            // Below a second past a valid HTTP-date: never out of range, but saturate.
+            Some(second.checked_add(fraction).unwrap_or(second))
+        }
+    }
+}
+
+/// Length of an IMF-fixdate up to its seconds: `Mon, 02 Jan 2006 15:04:05`.
+const FIXDATE_TO_SECONDS: usize = 25;
+
+/// An IMF-fixdate with a fraction of a second, as `(date to its seconds, fraction digits)`;
+/// `None` when no `.` follows the seconds (a whole-second date, or no date at all). The
+/// digits are not checked yet.
+fn split_fraction(text: &str) -> Option<(&str, &str)> {
+    let date = text.get(..FIXDATE_TO_SECONDS)?;
+    let digits = text
+        .get(FIXDATE_TO_SECONDS..)?
+        .strip_prefix('.')?
+        .strip_suffix(" GMT")?;
+    Some((date, digits))
+}
+
+/// A fraction of a second in nanoseconds, from its digits after the point: 1 to 9 ASCII
+/// digits (`5` is 500,000,000 ns), else `None`.
+fn parse_nanos(digits: &str) -> Option<u32> {
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let value: u32 = digits.parse().ok()?;
+    let scale = 10_u32.checked_pow(u32::try_from(9 - digits.len()).ok()?)?;
+    value.checked_mul(scale)
 }
 
 /// An instant in milliseconds since the Unix epoch, as [`EXPIRES_MS_HEADER`],
@@ -85,8 +124,8 @@ pub(crate) fn insert_expiry(headers: &mut HeaderMap, at: SystemTime) {
 }
 
 /// The expiry `headers` name: to the millisecond from [`EXPIRES_MS_HEADER`] when present,
-/// else to the second from `Expires`; `None` without either. A malformed one is an error
-/// naming the header.
+/// else from `Expires` ([`parse_expires`]: to the second, or to the nanosecond when it has
+/// a fraction); `None` without either. A malformed one is an error naming the header.
 pub(crate) fn read_expiry(headers: &HeaderMap) -> Result<Option<SystemTime>, &'static str> {
     let in_ms = read_unix_ms(
         headers,
@@ -217,6 +256,80 @@ mod tests {
             Some(UNIX_EPOCH + LAST_HTTP_DATE)
         );
         assert_eq!(parse_expires(&HeaderValue::from_static("soon")), None);
+    }
+
+    fn expires(text: &str) -> Option<SystemTime> {
+        parse_expires(&HeaderValue::from_str(text).unwrap())
+    }
+
+    #[test]
+    fn expires_keeps_a_fraction_of_a_second_to_the_nanosecond() {
+        let second = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+        let at = |nanos| Some(second + Duration::from_nanos(nanos));
+        for (fraction, nanos) in [
+            ("", 0),
+            (".123456789", 123_456_789),
+            (".5", 500_000_000),
+            (".05", 50_000_000),
+            (".000000001", 1),
+            (".999999999", 999_999_999),
+            (".0", 0),
+        ] {
+            let text = format!("Tue, 14 Nov 2023 22:13:20{fraction} GMT");
+            assert_eq!(expires(&text), at(nanos), "{text}");
+        }
+        // The obsolete HTTP-date forms still name whole seconds.
+        assert_eq!(expires("Tuesday, 14-Nov-23 22:13:20 GMT"), at(0));
+        assert_eq!(expires("Tue Nov 14 22:13:20 2023"), at(0));
+    }
+
+    #[test]
+    fn expires_fractions_saturate_and_parse_strictly() {
+        let last = UNIX_EPOCH + LAST_HTTP_DATE;
+        assert_eq!(expires("Fri, 31 Dec 9999 23:59:59 GMT"), Some(last));
+        assert_eq!(
+            expires("Fri, 31 Dec 9999 23:59:59.999999999 GMT"),
+            Some(last + Duration::from_nanos(999_999_999))
+        );
+        let value = Value::expiring("x", expires("Fri, 31 Dec 9999 23:59:59.5 GMT").unwrap());
+        assert!(
+            value.expires_at().is_some(),
+            "the value saturates, no panic"
+        );
+        for bad in [
+            "Tue, 14 Nov 2023 22:13:20. GMT",
+            "Tue, 14 Nov 2023 22:13:20.abc GMT",
+            "Tue, 14 Nov 2023 22:13:20.1234567890 GMT",
+            "Tue, 14 Nov 2023 22:13:20.12345678901234567890 GMT",
+            "Tue, 14 Nov 2023 22:13:20.-5 GMT",
+            "Tue, 14 Nov 2023 22:13:20.+5 GMT",
+            "Tue, 14 Nov 2023 22:13:20.5 ",
+            "Tue, 14 Nov 2023 22:13:20.5GMT",
+            "Tue, 14 Nov 2023 22:13:20.5 UTC",
+            "Tue, 14 Nov 2023 22:13:20 .5 GMT",
+            "Tue, 14 Nov 2023 22:13:20.5.5 GMT",
+            "Wed, 14 Nov 2023 22:13:20.5 GMT",
+            "Tue, 14 Nov 2023 22:13:60.5 GMT",
+            "Fri, 31 Dec 9999 23:59:60.5 GMT",
+            "Sat, 01 Jan 10000 00:00:00.5 GMT",
+            "Tuesday, 14-Nov-23 22:13:20.5 GMT",
+            "Thu, 01 Jan 1970 00:00:00é GMT",
+            ".5 GMT",
+            ".",
+            "",
+        ] {
+            assert_eq!(expires(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn fractions_scale_to_nanoseconds() {
+        assert_eq!(parse_nanos("1"), Some(100_000_000));
+        assert_eq!(parse_nanos("123456789"), Some(123_456_789));
+        assert_eq!(parse_nanos("000000000"), Some(0));
+        for bad in ["", "1234567890", "1a", " 1", "+1", "١"] {
+            assert_eq!(parse_nanos(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -560,3 +560,36 @@ async fn a_200_that_expired_already_keeps_its_stale_limit() {
     );
     assert!(v.is_expired_at(SystemTime::now()) && v.is_servable_stale_at(SystemTime::now()));
 }
+
+/// The value a galaxycache-dialect peer's `200` carries when its only expiry is `expires`.
+async fn fetched_with_expires(expires: &str) -> FetchResult {
+    let answer = format!("HTTP/1.1 200 OK\r\nExpires: {expires}\r\nContent-Length: 1\r\n\r\nv");
+    let peer = FakePeer::start(answer.into_bytes(), Then::Close).await;
+    peer.fetch(Dialect::Galaxycache, 1024, soon()).await
+}
+
+/// galaxycache (Go) v1.4 writes `Expires` with nanoseconds, trailing zeros trimmed: without
+/// `X-Galaxycache-Expires-Ms`, the value expires at that instant, to the nanosecond.
+#[tokio::test]
+async fn an_expires_with_a_fraction_names_the_nanosecond() {
+    let second = UNIX_EPOCH + Duration::from_secs(4_000_000_000);
+    for (fraction, nanos) in [(".123456789", 123_456_789), (".5", 500_000_000), ("", 0)] {
+        let expires = format!("Tue, 02 Oct 2096 07:06:40{fraction} GMT");
+        let want = Value::expiring("v", second + Duration::from_nanos(nanos));
+        assert_eq!(
+            fetched_with_expires(&expires).await,
+            Ok(Some(want)),
+            "{expires}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_expires_with_a_malformed_fraction_is_a_protocol_error() {
+    for fraction in [".", ".abc", ".1234567890", ".12345678901234567890"] {
+        let expires = format!("Tue, 02 Oct 2096 07:06:40{fraction} GMT");
+        let err = fetched_with_expires(&expires).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{expires}: {err}");
+        assert!(err.message().contains("Expires"), "{err}");
+    }
+}
