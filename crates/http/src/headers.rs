@@ -13,7 +13,8 @@ use tokio::time::Instant;
 pub const TIMEOUT_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-timeout-ms");
 
 /// Response header of a `404`: [`GALAXY_FOUND`] when the galaxy exists but has no such key,
-/// [`GALAXY_NOT_FOUND`] when there is no such galaxy.
+/// [`GALAXY_NOT_FOUND`] when there is no such galaxy. The galaxycache dialect's server sends
+/// [`GALAXY_FOUND`] on the `500` of a failed load too, as galaxycache (Go) does.
 pub const GALAXY_STATUS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-galaxy-status");
 
 /// [`GALAXY_STATUS_HEADER`] value: the galaxy exists, the key does not.

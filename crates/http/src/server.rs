@@ -61,7 +61,7 @@ type Answer = Response<Full<Bytes>>;
 /// | `405` | another method than `GET`, `PUT` and `DELETE`; in the groupcache dialect, another than `GET` |
 /// | `409` | the galaxy has another version than the request names (absent: 0) |
 /// | `413` | a `PUT` body over [`max_request_bytes`](Self::max_request_bytes) |
-/// | `500` | the load failed, with the error's text |
+/// | `500` | the load failed, with the error's text (and, in the galaxycache dialect, [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER) `Found`, as Go's galaxycache sends it) |
 /// | `501` | the galaxy cannot apply writes |
 /// | `503` | the universe is at its bound of concurrent serves |
 /// | `504` | the asking peer's deadline passed (the universe enforces it; a `PUT` body that has not arrived by then is refused too) |
@@ -359,11 +359,9 @@ impl PeerService {
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorKind::Timeout => StatusCode::GATEWAY_TIMEOUT,
-            // A load error's own message alone, as groupcache sends it: the asking node
-            // hands its callers the same error this node's callers get.
             ErrorKind::Remote => {
                 tracing::debug!(galaxy, error = %e, "peer server: load failed");
-                return text(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned());
+                return self.load_failed(e);
             }
             _ => {
                 tracing::debug!(galaxy, error = %e, "peer server: request failed");
@@ -371,6 +369,17 @@ impl PeerService {
             }
         };
         text(status, e.to_string())
+    }
+
+    /// The `500` of a failed load: the error's own message alone, as groupcache sends it, so
+    /// the asking node hands its callers the same error this node's callers get. In the
+    /// galaxycache dialect it says the galaxy exists, as galaxycache (Go) does.
+    fn load_failed(&self, e: &Error) -> Answer {
+        let response = text(StatusCode::INTERNAL_SERVER_ERROR, e.message().to_owned());
+        match self.dialect {
+            Dialect::Galaxycache => galaxy_status(response, GALAXY_FOUND),
+            Dialect::Groupcache => response,
+        }
     }
 
     /// The `200` answer carrying `value`: in the galaxycache dialect its bytes and all its

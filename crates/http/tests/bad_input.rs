@@ -96,6 +96,25 @@ async fn groupcache_dialect_answers_as_go_does() {
     node.stop().await;
 }
 
+/// A failed load is a `500` that, in the galaxycache dialect, says the galaxy exists (as
+/// galaxycache's Go server does); Go's groupcache sends no such header, nor do we in its
+/// dialect.
+#[tokio::test]
+async fn a_failed_load_is_a_500_of_a_galaxy_that_exists() {
+    for (dialect, prefix, found) in [
+        (Dialect::Galaxycache, "/_galaxycache/", true),
+        (Dialect::Groupcache, "/_groupcache/", false),
+    ] {
+        let node = Node::start(dialect).await;
+        let fail = get(node.addr, &format!("{prefix}g/fail"), "").await;
+        assert_eq!(status(&fail), "500", "{fail}");
+        assert!(fail.ends_with("\r\n\r\nbackend exploded\n"), "{fail}");
+        let said = fail.contains("x-galaxycache-galaxy-status: Found\r\n");
+        assert_eq!(said, found, "{dialect:?}: {fail}");
+        node.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn malformed_http_gets_400() {
     let node = Node::start(Dialect::Galaxycache).await;
