@@ -32,10 +32,13 @@ pub struct GalaxyBuilder {
     soft_timeout: Option<Duration>,
     not_found_ttl: Option<Duration>,
     seed: Option<u64>,
+    pub(crate) handoff_timeout: Duration,
     pub(crate) promoter: Box<dyn Promoter>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
+/// Default of [`GalaxyBuilder::handoff_timeout`]: 250 ms.
+pub const DEFAULT_HANDOFF_TIMEOUT: Duration = Duration::from_millis(250);
 /// Default of [`GalaxyBuilder::hot_ttl`]: 60 s.
 pub const DEFAULT_HOT_TTL: Duration = Duration::from_secs(60);
 /// Default of [`GalaxyBuilder::broadcast_retries`]: 5 (after 1, 2, 4, 8 and 16 s).
@@ -170,6 +173,16 @@ impl GalaxyBuilder {
         self
     }
 
+    /// After a ring change, how long a key's new owner waits for the previous owner's
+    /// cached copy (a peek, which never loads) before loading the key from the backend;
+    /// the warm-up period itself is the universe's
+    /// ([`UniverseBuilder::handoff_warmup`](galaxycache_universe::UniverseBuilder::handoff_warmup)).
+    /// Default: 250 ms ([`DEFAULT_HANDOFF_TIMEOUT`]).
+    pub fn handoff_timeout(mut self, timeout: Duration) -> Self {
+        self.handoff_timeout = timeout;
+        self
+    }
+
     /// Seed of the random draws of [`xfetch`](Self::xfetch), for reproducible tests.
     /// Default: random.
     pub fn seed(mut self, seed: u64) -> Self {
@@ -257,6 +270,7 @@ impl Galaxy {
             soft_timeout: None,
             not_found_ttl: None,
             seed: None,
+            handoff_timeout: DEFAULT_HANDOFF_TIMEOUT,
             promoter: Box::new(DefaultPromoter),
             clock: Arc::new(SystemClock),
         }

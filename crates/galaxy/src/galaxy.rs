@@ -101,6 +101,7 @@ pub(crate) struct Inner {
     pub(crate) broadcast_retries: u32,
     pub(crate) pending_retries: AtomicUsize,
     pub(crate) policy: Policy,
+    pub(crate) handoff_timeout: Duration,
 }
 
 impl Galaxy {
@@ -135,6 +136,7 @@ impl Galaxy {
             broadcast_retries: b.broadcast_retries,
             pending_retries: AtomicUsize::new(0),
             policy,
+            handoff_timeout: b.handoff_timeout,
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
@@ -520,6 +522,12 @@ impl Inner {
                 Lookup::Absent(_) => return Err(Error::not_found(key)),
                 Lookup::Stale(_) | Lookup::Miss => {}
             }
+        }
+        if ttl_cap.is_none()
+            && !refresh
+            && let Some(value) = self.take_over(key, generation).await
+        {
+            return Ok(value);
         }
         let reason = match ttl_cap {
             Some(_) => StoreReason::Fallback,

@@ -18,6 +18,7 @@ mod feed;
 mod fence;
 mod freshness;
 mod galaxy;
+mod handoff;
 mod listener;
 mod preload;
 mod singleflight;
@@ -25,7 +26,9 @@ mod stats;
 mod write;
 
 pub use backend::BackendGetter;
-pub use builder::{DEFAULT_BROADCAST_RETRIES, DEFAULT_HOT_TTL, GalaxyBuilder};
+pub use builder::{
+    DEFAULT_BROADCAST_RETRIES, DEFAULT_HANDOFF_TIMEOUT, DEFAULT_HOT_TTL, GalaxyBuilder,
+};
 pub use cache::ENTRY_OVERHEAD;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::Codec;

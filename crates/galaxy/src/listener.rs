@@ -27,6 +27,8 @@ pub enum StoreReason {
     Set,
     /// Read by [`Galaxy::preload`](crate::Galaxy::preload).
     Preload,
+    /// Taken over from the key's previous owner after a ring change.
+    Handoff,
 }
 
 /// Where a remove or a flush came from.

@@ -34,9 +34,11 @@ pub(crate) enum Counter {
     NotFoundHit,
     Preloaded,
     NotKept,
+    HandoffHit,
+    HandoffMiss,
 }
 
-const COUNTERS: usize = 25;
+const COUNTERS: usize = 27;
 
 /// One thread's counters, alone on their cache lines so that two cores never write the
 /// same line: a shared atomic would make every hit bounce a line between cores.
@@ -146,6 +148,12 @@ pub struct Stats {
     /// Values served to the callers of their load and not kept, because they were expired
     /// when they arrived (an HTTP origin's `no-store`, say).
     pub not_kept: u64,
+    /// Keys this node took over from their previous owner's cache after a ring change,
+    /// instead of loading them.
+    pub handoff_hits: u64,
+    /// Previous owners asked after a ring change that did not have the key (or did not
+    /// answer in time): those keys were loaded from the backend.
+    pub handoff_misses: u64,
     /// Bytes held by the maincache (keys, values, per-entry overhead).
     pub main_bytes: u64,
     /// Entries in the maincache.
@@ -192,6 +200,8 @@ impl Stats {
             not_found_hits: c.get(Counter::NotFoundHit),
             preloaded: c.get(Counter::Preloaded),
             not_kept: c.get(Counter::NotKept),
+            handoff_hits: c.get(Counter::HandoffHit),
+            handoff_misses: c.get(Counter::HandoffMiss),
             ..Stats::default()
         }
     }
@@ -225,6 +235,8 @@ impl Stats {
             ("not_found_hits", self.not_found_hits),
             ("preloaded", self.preloaded),
             ("not_kept", self.not_kept),
+            ("handoff_hits", self.handoff_hits),
+            ("handoff_misses", self.handoff_misses),
             ("main_evictions", self.main_evictions),
             ("hot_evictions", self.hot_evictions),
             ("main_bytes", self.main_bytes),
@@ -257,6 +269,6 @@ mod tests {
         let stats = Stats::from_counters(&c);
         assert_eq!(stats.main_hits, 40_000);
         assert_eq!(stats.gets, 40_004);
-        assert_eq!(stats.fields().count(), 33);
+        assert_eq!(stats.fields().count(), 35);
     }
 }

@@ -9,6 +9,7 @@
 mod error;
 mod fetch;
 mod handler;
+mod health;
 mod inprocess;
 mod ring;
 mod universe;
@@ -20,9 +21,11 @@ pub use fetch::{
     WriteOp,
 };
 pub use handler::GalaxyHandler;
+pub use health::{CircuitState, HealthPolicy};
 pub use inprocess::{Fault, InProcessNetwork};
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
 pub use universe::{
-    DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, Universe, UniverseBuilder,
+    DEFAULT_HANDOFF_WARMUP, DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, PeerStatus,
+    Universe, UniverseBuilder,
 };
 pub use value::Value;

@@ -123,6 +123,24 @@ impl Ring {
         &self.peers
     }
 
+    /// Each peer's share of the hash space, indexed like [`peers`](Self::peers): the
+    /// fraction of keys it owns. The shares add up to 1 (0 for an empty ring).
+    pub fn shares(&self) -> Vec<f64> {
+        let mut shares = vec![0.0; self.peers.len()];
+        let Some(last) = self.points.last() else {
+            return shares;
+        };
+        let space = f64::from(u32::MAX) + 1.0;
+        // The first point also owns the keys above the last one (wrapping around).
+        let mut previous = i64::from(last.hash) - (1i64 << 32);
+        for point in &self.points {
+            let span = i64::from(point.hash) - previous;
+            shares[point.peer as usize] += span as f64 / space;
+            previous = i64::from(point.hash);
+        }
+        shares
+    }
+
     /// Points per peer.
     pub fn replicas(&self) -> usize {
         self.replicas
@@ -139,6 +157,25 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use std::collections::HashMap;
+
+    #[test]
+    fn shares_add_up_and_match_the_owners_of_many_keys() {
+        let ring = Ring::new(50, ["a", "b", "c"]);
+        let shares = ring.shares();
+        assert!((shares.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        let mut owned = [0usize; 3];
+        for i in 0..100_000 {
+            owned[ring.owner_index(format!("key-{i}").as_bytes()).unwrap()] += 1;
+        }
+        for (share, owned) in shares.iter().zip(owned) {
+            let observed = owned as f64 / 100_000.0;
+            assert!(
+                (share - observed).abs() < 0.02,
+                "share {share} vs {observed}"
+            );
+        }
+        assert!(Ring::new(50, Vec::<String>::new()).shares().is_empty());
+    }
 
     #[test]
     fn matches_golang_groupcache_vectors() {

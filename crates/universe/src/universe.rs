@@ -3,21 +3,26 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::fetch::NoProtocol;
+use crate::health::Guarded;
 use crate::{
-    DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler, GalaxyId,
-    RemoteFetcher, Ring, Value, WriteOp,
+    CircuitState, DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler,
+    GalaxyId, HealthPolicy, RemoteFetcher, Ring, Value, WriteOp,
 };
 
 /// Longest key a server accepts unless configured otherwise: 64 KiB.
 pub const DEFAULT_MAX_KEY_LEN: usize = 64 * 1024;
 /// Peer requests served at once unless configured otherwise.
 pub const DEFAULT_MAX_CONCURRENT_SERVES: usize = 4096;
+/// How long after a ring change a new owner asks a key's previous owner before loading
+/// it, unless configured otherwise: 30 s.
+pub const DEFAULT_HANDOFF_WARMUP: Duration = Duration::from_secs(30);
 
 /// Who owns a key.
 #[derive(Clone, Debug)]
@@ -30,8 +35,34 @@ pub enum Owner {
 
 struct PeerState {
     ring: Ring,
-    /// Indexed like `ring.peers()`; `None` for this node.
-    fetchers: Vec<Option<Arc<dyn RemoteFetcher>>>,
+    /// Indexed like `ring.peers()`; `None` for this node. Each behind its circuit breaker.
+    fetchers: Vec<Option<Arc<Guarded>>>,
+    /// The ring before the last change, and when the change happened: where a new owner
+    /// looks for a key it has not loaded yet.
+    previous: Option<Arc<PeerState>>,
+    changed_at: Instant,
+}
+
+impl PeerState {
+    /// The fetcher of `key`'s owner; `None` when this node owns it.
+    fn owner(&self, key: &str) -> Option<&Arc<Guarded>> {
+        let i = self.ring.owner_index(key.as_bytes())?;
+        self.fetchers[i].as_ref()
+    }
+}
+
+/// A peer as this node sees it: for status pages and metrics.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct PeerStatus {
+    /// The peer's URL (normalised).
+    pub url: String,
+    /// Whether this node asks it: its circuit. This node itself is always up.
+    pub state: CircuitState,
+    /// Its share of the keys (of the ring's hash space), 0..=1.
+    pub share: f64,
+    /// True for this node.
+    pub is_self: bool,
 }
 
 pub(crate) struct Inner {
@@ -44,6 +75,8 @@ pub(crate) struct Inner {
     galaxies: RwLock<HashMap<Arc<str>, Weak<dyn GalaxyHandler>>>,
     max_key_len: usize,
     serve_permits: Semaphore,
+    health: HealthPolicy,
+    handoff_warmup: Duration,
 }
 
 /// This node's view of the cluster: who it is, who its peers are, which peer owns which
@@ -84,9 +117,25 @@ pub struct UniverseBuilder {
     protocol: Option<Arc<dyn FetchProtocol>>,
     max_key_len: usize,
     max_concurrent_serves: usize,
+    health: HealthPolicy,
+    handoff_warmup: Duration,
 }
 
 impl UniverseBuilder {
+    /// When a peer's circuit opens and how it is probed (see [`HealthPolicy`]'s default).
+    pub fn health(mut self, policy: HealthPolicy) -> Self {
+        self.health = policy;
+        self
+    }
+
+    /// How long after a ring change a key's new owner asks its previous owner for it
+    /// ([`Universe::previous_owner`]) before loading it from the backend. Default: 30 s
+    /// ([`DEFAULT_HANDOFF_WARMUP`]); zero turns the hand-off off.
+    pub fn handoff_warmup(mut self, warmup: Duration) -> Self {
+        self.handoff_warmup = warmup;
+        self
+    }
+
     /// Virtual nodes per peer on the ring. Default: 50, as golang/groupcache. Every node of
     /// a cluster must use the same number.
     pub fn replicas(mut self, replicas: usize) -> Self {
@@ -129,11 +178,15 @@ impl UniverseBuilder {
                 peers: ArcSwap::from_pointee(PeerState {
                     ring,
                     fetchers: vec![None],
+                    previous: None,
+                    changed_at: Instant::now(),
                 }),
                 peers_write: Mutex::new(()),
                 galaxies: RwLock::new(HashMap::new()),
                 max_key_len,
                 serve_permits: Semaphore::new(self.max_concurrent_serves),
+                health: self.health,
+                handoff_warmup: self.handoff_warmup,
             }),
         }
     }
@@ -156,6 +209,8 @@ impl Universe {
             protocol: None,
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_concurrent_serves: DEFAULT_MAX_CONCURRENT_SERVES,
+            health: HealthPolicy::default(),
+            handoff_warmup: DEFAULT_HANDOFF_WARMUP,
         }
     }
 
@@ -243,13 +298,52 @@ impl Universe {
                 .and_then(|i| old.fetchers[i].clone());
             fetchers.push(Some(match kept {
                 Some(f) => f,
-                None => self.inner.protocol.connect(url)?,
+                None => Arc::new(Guarded::new(
+                    self.inner.protocol.connect(url)?,
+                    self.inner.health,
+                )),
             }));
         }
-        self.inner
-            .peers
-            .store(Arc::new(PeerState { ring, fetchers }));
+        if old.ring.peers() == ring.peers() {
+            return Ok(());
+        }
+        let previous = if old.fetchers.iter().all(Option::is_none) {
+            // This node is joining: the keys it now owns were owned by the others.
+            self.without_self(&ring, &fetchers)
+        } else {
+            // One ring back, not a chain of them.
+            PeerState {
+                ring: old.ring.clone(),
+                fetchers: old.fetchers.clone(),
+                previous: None,
+                changed_at: old.changed_at,
+            }
+        };
+        self.inner.peers.store(Arc::new(PeerState {
+            ring,
+            fetchers,
+            previous: Some(Arc::new(previous)),
+            changed_at: Instant::now(),
+        }));
         Ok(())
+    }
+
+    /// `ring` without this node, and its peers' fetchers.
+    fn without_self(&self, ring: &Ring, fetchers: &[Option<Arc<Guarded>>]) -> PeerState {
+        let others: Vec<usize> = (0..fetchers.len())
+            .filter(|&i| fetchers[i].is_some())
+            .collect();
+        let ring = Ring::new(
+            self.inner.replicas,
+            others.iter().map(|&i| &ring.peers()[i]),
+        );
+        let fetchers = others.iter().map(|&i| fetchers[i].clone()).collect();
+        PeerState {
+            ring,
+            fetchers,
+            previous: None,
+            changed_at: Instant::now(),
+        }
     }
 
     /// Every peer on the ring, this node included, sorted.
@@ -267,25 +361,54 @@ impl Universe {
     /// Who owns `key`. Does not allocate.
     #[inline]
     pub fn owner(&self, key: &str) -> Owner {
-        let state = self.inner.peers.load();
-        match state.ring.owner_index(key.as_bytes()) {
-            Some(i) => match &state.fetchers[i] {
-                Some(f) => Owner::Remote(Arc::clone(f)),
-                None => Owner::Local,
-            },
+        match self.inner.peers.load().owner(key) {
+            Some(f) => Owner::Remote(Arc::clone(f) as Arc<dyn RemoteFetcher>),
             None => Owner::Local,
         }
     }
 
+    /// Who owned `key` before the last ring change, if that was less than the hand-off
+    /// warm-up ago and it was another peer than this node and than the key's owner now:
+    /// the peer a new owner asks ([`RemoteFetcher::peek`]) before loading the key, so that
+    /// a ring change does not send every moved key to the backend again.
+    pub fn previous_owner(&self, key: &str) -> Option<Arc<dyn RemoteFetcher>> {
+        let state = self.inner.peers.load();
+        if state.changed_at.elapsed() >= self.inner.handoff_warmup {
+            return None;
+        }
+        let previous = state.previous.as_ref()?.owner(key)?;
+        let now = state.owner(key);
+        if now.is_some_and(|now| now.url() == previous.url()) {
+            return None;
+        }
+        Some(Arc::clone(previous) as Arc<dyn RemoteFetcher>)
+    }
+
+    /// Every peer on the ring, this node included, in ring order: its circuit and share.
+    pub fn peer_status(&self) -> Vec<PeerStatus> {
+        let state = self.inner.peers.load();
+        let shares = state.ring.shares();
+        state
+            .ring
+            .peers()
+            .iter()
+            .zip(&state.fetchers)
+            .zip(shares)
+            .map(|((url, fetcher), share)| PeerStatus {
+                url: url.to_string(),
+                state: fetcher.as_ref().map_or(CircuitState::Up, |f| f.state()),
+                share,
+                is_self: fetcher.is_none(),
+            })
+            .collect()
+    }
+
     /// A fetcher for every peer but this node, in ring order: whom a write is broadcast to.
     pub fn remote_peers(&self) -> Vec<Arc<dyn RemoteFetcher>> {
-        self.inner
-            .peers
-            .load()
-            .fetchers
-            .iter()
-            .flatten()
-            .cloned()
+        let state = self.inner.peers.load();
+        let fetchers = state.fetchers.iter().flatten();
+        fetchers
+            .map(|f| Arc::clone(f) as Arc<dyn RemoteFetcher>)
             .collect()
     }
 
