@@ -29,8 +29,14 @@
 //!   and once started runs to its end even if the client goes away.
 //! - `GET /v1/stats`: `{"node": URL, "galaxies": {NAME: {STAT: N, ...}}}`, every stat of
 //!   the core.
+//! - `GET /v1/peers`: this node's view of the ring, `{"self": URL, "peers": [{"url": URL,
+//!   "state": "up"|"open"|"probing", "share": 0.33}, ...]}`: every peer on the ring (this
+//!   node too, always `up`), its circuit (`open`: this node stopped asking it after
+//!   failures, and loads its keys itself; `probing`: one request is testing it) and its
+//!   share of the keys.
 //! - `GET /metrics`: the same stats, client gets by outcome and their latency, client
-//!   writes by op and outcome, in the Prometheus text format.
+//!   writes by op and outcome, each peer's circuit and ring share, in the Prometheus text
+//!   format.
 //! - `GET /healthz`: `ok` while the node runs (liveness).
 //! - `GET /readyz`: 200 `ready` once every start-up preload has ended (or failed, with
 //!   `first_update_fail_ok`), 503 `preloading` before (readiness: route clients here
@@ -55,7 +61,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
 use crate::metrics::{
-    ClientMetrics, GalaxyReport, Outcome, WriteOutcome, WriteVerb, render_prometheus,
+    ClientMetrics, GalaxyReport, Outcome, WriteOutcome, WriteVerb, render_peers, render_prometheus,
 };
 use crate::readiness::Readiness;
 
@@ -128,6 +134,7 @@ pub fn router(
         )
         .route("/v1/galaxies/{galaxy}/flush", post(flush))
         .route("/v1/stats", get(stats))
+        .route("/v1/peers", get(peers))
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -483,6 +490,32 @@ async fn stats(State(api): State<Api>) -> Response {
     ([(header::CONTENT_TYPE, "application/json")], json).into_response()
 }
 
+/// The universe every galaxy of this node lives in.
+fn universe(api: &Api) -> Option<&galaxycache_universe::Universe> {
+    api.0.galaxies.values().next().map(|s| s.galaxy.universe())
+}
+
+async fn peers(State(api): State<Api>) -> Response {
+    let peers: Vec<serde_json::Value> = universe(&api)
+        .map(|u| u.peer_status())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|p| {
+            serde_json::json!({
+                "url": p.url,
+                "state": p.state.as_str(),
+                "share": (p.share * 10_000.0).round() / 10_000.0,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({ "self": api.0.node, "peers": peers });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 async fn metrics(State(api): State<Api>) -> Response {
     let reports: Vec<GalaxyReport> = api
         .0
@@ -501,7 +534,8 @@ async fn metrics(State(api): State<Api>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render_prometheus(&reports),
+        render_prometheus(&reports)
+            + &render_peers(&universe(&api).map(|u| u.peer_status()).unwrap_or_default()),
     )
         .into_response()
 }

@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use galaxycache_universe::{CircuitState, PeerStatus};
+
 use crate::histogram::{HistogramSnapshot, LATENCY_BUCKETS, LatencyHistogram};
 
 /// How a client get ended, as counted by `/metrics`.
@@ -200,9 +202,48 @@ fn help(stat: &str) -> String {
         "hot_entries" => "Entries held by the hotcache",
         "main_evictions" => "Entries evicted from the maincache",
         "hot_evictions" => "Entries evicted from the hotcache",
+        "refreshes" => "Background reloads of values past their refresh point",
+        "stale_served" => "Gets answered with a stale value because its reload failed or was slow",
+        "soft_timeouts" => "Stale answers because the reload outlasted the soft timeout",
+        "not_found_hits" => "Gets answered NotFound from a cached miss",
+        "preloaded" => "Entries stored by the start-up preload",
+        "not_kept" => "Values served once and not kept, expired on arrival",
+        "handoff_hits" => "Keys taken over from their previous owner after a ring change",
+        "handoff_misses" => "Previous owners asked after a ring change that did not have the key",
         other => return format!("Galaxy stat {other}"),
     };
     text.to_owned()
+}
+
+/// Render this node's view of its peers: each one's circuit (1 while open or probing) and
+/// share of the ring, labelled by peer URL.
+pub(crate) fn render_peers(peers: &[PeerStatus]) -> String {
+    let mut out = String::new();
+    let families: [(&str, &str, fn(&PeerStatus) -> f64); 2] = [
+        (
+            "galaxycache_peer_circuit_open",
+            "Whether this node has stopped asking the peer (circuit open or probing): 1, or 0",
+            |p| f64::from(u8::from(p.state != CircuitState::Up)),
+        ),
+        (
+            "galaxycache_peer_ring_share",
+            "Share of the keys the peer owns on this node's ring",
+            |p| p.share,
+        ),
+    ];
+    for (name, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}.");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for peer in peers {
+            let _ = writeln!(
+                out,
+                "{name}{{peer=\"{}\"}} {}",
+                label(&peer.url),
+                value(peer)
+            );
+        }
+    }
+    out
 }
 
 /// Escape a label value: backslash, double quote and newline.

@@ -1,0 +1,95 @@
+//! `GET /v1/peers` and the peer metrics: a dead peer's circuit opens after a few failed
+//! fetches, and the node says so.
+
+use std::time::Duration;
+
+use galaxycache_universe::{InProcessNetwork, Universe};
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol};
+use tokio::net::TcpListener;
+
+#[tokio::test]
+async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A port that was free a moment ago: nothing listens there.
+    let dead = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let self_url = format!("http://{}", peer.local_addr().unwrap());
+    let config = NodeConfig {
+        self_url: self_url.clone(),
+        peers: vec![self_url.clone(), dead.clone()],
+        peer_listen: peer.local_addr().unwrap(),
+        listen: api.local_addr().unwrap(),
+        protocol: Protocol::Http,
+        replicas: 50,
+        max_key_len: 1024,
+        request_timeout: Duration::from_secs(10),
+        galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
+    };
+    let node = Node::start_on(&config, peer, api).await.unwrap();
+    let base = format!("http://{}", node.api_addr());
+    let client = HttpClient::new(4, Duration::from_secs(10));
+    let json = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap();
+
+    let r = client
+        .get(format!("{base}/v1/peers").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let before = json(&r.body);
+    assert_eq!(before["self"], self_url.as_str());
+    let peers = before["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2);
+    assert!(peers.iter().all(|p| p["state"] == "up"));
+    let total: f64 = peers.iter().map(|p| p["share"].as_f64().unwrap()).sum();
+    assert!((total - 1.0).abs() < 0.001, "shares add up to 1: {total}");
+
+    // Keys the dead peer owns, as the node's own ring says.
+    let ring = Universe::builder(&self_url)
+        .protocol(InProcessNetwork::new().protocol())
+        .build();
+    ring.set_peers([&self_url, &dead]).unwrap();
+    let theirs: Vec<String> = (0..)
+        .map(|i| format!("k{i}"))
+        .filter(|k| ring.owner_url(k) == dead)
+        .take(5)
+        .collect();
+    for key in &theirs {
+        let r = client
+            .get(format!("{base}/v1/galaxies/g/keys/{key}").parse().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "loaded locally: the owner is dead");
+    }
+
+    let r = client
+        .get(format!("{base}/v1/peers").parse().unwrap())
+        .await
+        .unwrap();
+    let after = json(&r.body);
+    let state_of = |url: &str| {
+        let peers = after["peers"].as_array().unwrap();
+        peers.iter().find(|p| p["url"] == url).unwrap()["state"].clone()
+    };
+    assert_eq!(state_of(&dead), "open");
+    assert_eq!(state_of(&self_url), "up");
+
+    let r = client
+        .get(format!("{base}/metrics").parse().unwrap())
+        .await
+        .unwrap();
+    let metrics = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(metrics.contains("# TYPE galaxycache_peer_circuit_open gauge"));
+    assert!(
+        metrics.contains(&format!(
+            "galaxycache_peer_circuit_open{{peer=\"{dead}\"}} 1"
+        )),
+        "{metrics}"
+    );
+    assert!(metrics.contains(&format!(
+        "galaxycache_peer_circuit_open{{peer=\"{self_url}\"}} 0"
+    )));
+    node.shutdown().await.unwrap();
+}
