@@ -219,7 +219,8 @@ fn help(stat: &str) -> String {
 /// share of the ring, labelled by peer URL.
 pub(crate) fn render_peers(peers: &[PeerStatus]) -> String {
     let mut out = String::new();
-    let families: [(&str, &str, fn(&PeerStatus) -> f64); 2] = [
+    type Family = (&'static str, &'static str, fn(&PeerStatus) -> f64);
+    let families: [Family; 2] = [
         (
             "galaxycache_peer_circuit_open",
             "Whether this node has stopped asking the peer (circuit open or probing): 1, or 0",
