@@ -72,7 +72,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 ///
 /// | answer | result |
 /// | --- | --- |
-/// | `200` | the value, with its expiry when one is sent ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER), else `Expires`; a past one is kept: a stale answer), its refresh ([`REFRESH_MS_HEADER`](crate::REFRESH_MS_HEADER)) and its stale limit ([`STALE_MS_HEADER`](crate::STALE_MS_HEADER)) |
+/// | `200` | the value, with its expiry when one is sent ([`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER), else `Expires`, whole seconds or, as galaxycache (Go) v1.4 writes it, with a fraction of 1 to 9 digits; a past one is kept: a stale answer), its refresh ([`REFRESH_MS_HEADER`](crate::REFRESH_MS_HEADER)) and its stale limit ([`STALE_MS_HEADER`](crate::STALE_MS_HEADER)) |
 /// | `404` saying the galaxy exists, with an expiry (as a `200` names it) | `Ok(Some(`[`Value::absent`]`(expiry)))`: a cached miss |
 /// | `404` saying the galaxy exists, without an expiry (an older peer) | `Ok(None)`: NotFound |
 /// | `404` saying there is no such galaxy, or `no such group: …` | [`ErrorKind::UnknownGalaxy`] |
@@ -88,6 +88,11 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// | refused, reset, or closed mid-answer | [`ErrorKind::Unavailable`] |
 /// | a body over [`max_response_bytes`](HttpProtocolBuilder::max_response_bytes) | [`ErrorKind::TooLarge`] |
 /// | anything else (unparsable, other statuses, bad protobuf, a malformed expiry, refresh or stale header) | [`ErrorKind::Protocol`] |
+///
+/// A [`peek`](RemoteFetcher::peek) (galaxycache dialect only: in the groupcache dialect it
+/// is [`ErrorKind::Unsupported`] and sends nothing) is a `GET` under
+/// [`Dialect::peek_prefix`], built and read as a fetch is: a key the peer has not cached is
+/// its `404` `Found`, `Ok(None)`.
 ///
 /// A [`write`](RemoteFetcher::write) (galaxycache dialect only: in the groupcache dialect
 /// it is [`ErrorKind::Unsupported`] and sends nothing) is `DELETE` or `PUT` (see
@@ -223,12 +228,10 @@ impl FetchProtocol for HttpProtocol {
         if url.contains('#') {
             return Err(config_error("a peer URL has no fragment"));
         }
-        let mut path_prefix = uri.path().trim_end_matches('/').to_owned();
-        path_prefix.push_str(self.dialect.path_prefix());
         Ok(Arc::new(HttpFetcher {
             url: url.to_owned(),
             authority,
-            path_prefix,
+            base_path: uri.path().trim_end_matches('/').to_owned(),
             protocol: self.clone(),
         }))
     }
@@ -244,9 +247,9 @@ impl FetchProtocol for HttpProtocol {
 struct HttpFetcher {
     url: String,
     authority: Authority,
-    /// The peer URL's own path (without a trailing `/`), then the dialect's prefix: what
-    /// every request path starts with.
-    path_prefix: String,
+    /// The peer URL's own path, without a trailing `/`: what every request path starts
+    /// with, before the dialect's prefix.
+    base_path: String,
     protocol: HttpProtocol,
 }
 
@@ -257,7 +260,16 @@ impl RemoteFetcher for HttpFetcher {
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.get(galaxy, key, deadline))
+        Box::pin(self.get(self.protocol.dialect.path_prefix(), galaxy, key, deadline))
+    }
+
+    fn peek<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        key: &'a str,
+        deadline: Instant,
+    ) -> BoxFuture<'a, FetchResult> {
+        Box::pin(self.peek_cached(galaxy, key, deadline))
     }
 
     fn write<'a>(
@@ -275,11 +287,31 @@ impl RemoteFetcher for HttpFetcher {
 }
 
 impl HttpFetcher {
-    /// The fetch; the caller bounds it by `deadline`, which the request carries.
-    async fn get(&self, galaxy: GalaxyId<'_>, key: &str, deadline: Instant) -> FetchResult {
-        let request = self.request(Method::GET, galaxy, Some(key), Full::default(), deadline)?;
+    /// A `GET` of `key` under the dialect's `prefix`: a fetch, or a peek. The caller bounds
+    /// it by `deadline`, which the request carries.
+    async fn get(
+        &self,
+        prefix: &str,
+        galaxy: GalaxyId<'_>,
+        key: &str,
+        deadline: Instant,
+    ) -> FetchResult {
+        let body = Full::default();
+        let request = self.request(Method::GET, prefix, galaxy, Some(key), body, deadline)?;
         let response = self.send(request).await?;
         self.answer(response).await
+    }
+
+    /// A peek: a `GET` under the dialect's [`Dialect::peek_prefix`], answered as a fetch
+    /// is. The groupcache dialect has none: [`ErrorKind::Unsupported`], sent to nobody.
+    async fn peek_cached(&self, galaxy: GalaxyId<'_>, key: &str, deadline: Instant) -> FetchResult {
+        let Some(prefix) = self.protocol.dialect.peek_prefix() else {
+            return Err(self.error(
+                ErrorKind::Unsupported,
+                "the groupcache dialect has no peek verb",
+            ));
+        };
+        self.get(prefix, galaxy, key, deadline).await
     }
 
     /// A write, as `DELETE` (remove, flush) or `PUT` (set); see [`Dialect::Galaxycache`].
@@ -295,17 +327,25 @@ impl HttpFetcher {
                 format!("the groupcache dialect has no {} verb", op.verb()),
             ));
         }
+        let prefix = self.protocol.dialect.path_prefix();
+        let delete = |key| {
+            self.request(
+                Method::DELETE,
+                prefix,
+                galaxy,
+                key,
+                Full::default(),
+                deadline,
+            )
+        };
         let request = match op {
-            WriteOp::Remove(key) => {
-                self.request(Method::DELETE, galaxy, Some(key), Full::default(), deadline)?
-            }
-            WriteOp::Flush => {
-                self.request(Method::DELETE, galaxy, None, Full::default(), deadline)?
-            }
+            WriteOp::Remove(key) => delete(Some(key))?,
+            WriteOp::Flush => delete(None)?,
             WriteOp::Set(key, value) => {
                 // A refcounted handle on the value's bytes: nothing is copied to send it.
                 let body = Full::new(value.bytes().clone());
-                let mut request = self.request(Method::PUT, galaxy, Some(key), body, deadline)?;
+                let mut request =
+                    self.request(Method::PUT, prefix, galaxy, Some(key), body, deadline)?;
                 let headers = request.headers_mut();
                 headers.insert(
                     CONTENT_TYPE,
@@ -319,12 +359,14 @@ impl HttpFetcher {
         self.write_answer(response).await
     }
 
-    /// A request to this peer for `galaxy` (and `key`, when there is one): its method, URI,
-    /// remaining time, galaxy version and `body`. Refused before anything is sent when the
-    /// deadline has passed, or when the dialect cannot name the version.
+    /// A request to this peer for `galaxy` (and `key`, when there is one) under the
+    /// dialect's `prefix`: its method, URI, remaining time, galaxy version and `body`.
+    /// Refused before anything is sent when the deadline has passed, or when the dialect
+    /// cannot name the version.
     fn request(
         &self,
         method: Method,
+        prefix: &str,
         galaxy: GalaxyId<'_>,
         key: Option<&str>,
         body: Full<Bytes>,
@@ -349,7 +391,7 @@ impl HttpFetcher {
         }
         let mut request = Request::new(body);
         *request.method_mut() = method;
-        *request.uri_mut() = self.uri(galaxy.name, key)?;
+        *request.uri_mut() = self.uri(prefix, galaxy.name, key)?;
         let headers = request.headers_mut();
         headers.insert(TIMEOUT_HEADER, fmt_timeout(remaining));
         if let Some(version) = version {
@@ -367,14 +409,15 @@ impl HttpFetcher {
             .map_err(|e| self.request_error(&e))
     }
 
-    /// `http://{authority}{path prefix}{galaxy}/{key}` (or `…{galaxy}` alone, without a
-    /// key), escaped: only the path is built per request.
-    fn uri(&self, galaxy: &str, key: Option<&str>) -> Result<Uri, Error> {
+    /// `http://{authority}{base path}{prefix}{galaxy}/{key}` (or `…{galaxy}` alone,
+    /// without a key), escaped: only the path is built per request.
+    fn uri(&self, prefix: &str, galaxy: &str, key: Option<&str>) -> Result<Uri, Error> {
         let dialect = self.protocol.dialect;
         let key_len = key.map_or(0, str::len);
-        let mut path =
-            String::with_capacity(self.path_prefix.len() + 3 * (galaxy.len() + key_len) + 1);
-        path.push_str(&self.path_prefix);
+        let prefix_len = self.base_path.len() + prefix.len();
+        let mut path = String::with_capacity(prefix_len + 3 * (galaxy.len() + key_len) + 1);
+        path.push_str(&self.base_path);
+        path.push_str(prefix);
         dialect.encode_into(galaxy, &mut path);
         if let Some(key) = key {
             path.push('/');

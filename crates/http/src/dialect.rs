@@ -30,6 +30,15 @@ pub enum Dialect {
     /// peer) is a plain miss. A stale answer (a value past its expiry, within its stale
     /// limit) is a `200` like any other, whose expiry has passed.
     ///
+    /// It has a peek, as galaxycache (Go) v1.3+: `GET {peer}/_galaxycache_peek/{galaxy}/{key}`
+    /// ([`Dialect::peek_prefix`], segments escaped as for a `GET`) answers from the owner's
+    /// caches and never loads. Its answers are a `GET`'s: a `200` with the value and its
+    /// instants, a cached miss as above, `404` `Found` for a key that is not cached (the
+    /// asking node reads it as a miss), `404` `Not Found` for no such galaxy, `409` for
+    /// another version. Go's galaxycache (v1.4) writes `Expires` with fractions of a second
+    /// (`Mon, 02 Jan 2006 15:04:05.999999999 GMT`, trailing zeros trimmed); clients read
+    /// them to the nanosecond when [`EXPIRES_MS_HEADER`](crate::EXPIRES_MS_HEADER) is absent.
+    ///
     /// It has the write verbs too, each answered `204 No Content` once applied:
     ///
     /// | request | write |
@@ -56,9 +65,10 @@ pub enum Dialect {
     /// space reaches the owner with `+` in its place, and keys `"a b"` and `"a+b"` are the
     /// same key there.
     ///
-    /// Go's groupcache has no write verbs and no versions, so neither has this dialect: its
-    /// server answers `PUT` and `DELETE` with `405`, its client's
-    /// [`write`](galaxycache_universe::RemoteFetcher::write) is
+    /// Go's groupcache has no write verbs, no peek and no versions, so neither has this
+    /// dialect: its server answers `PUT` and `DELETE` with `405` and has no peek path (a
+    /// `404`), its client's [`write`](galaxycache_universe::RemoteFetcher::write) and
+    /// [`peek`](galaxycache_universe::RemoteFetcher::peek) are
     /// [`Unsupported`](galaxycache_universe::ErrorKind::Unsupported) without sending, and a
     /// fetch of a galaxy version other than 0 is a
     /// [`Config`](galaxycache_universe::ErrorKind::Config) error.
@@ -66,13 +76,32 @@ pub enum Dialect {
 }
 
 impl Dialect {
-    /// The path prefix this dialect's requests start with: `/_galaxycache/` or
+    /// The path prefix this dialect's fetches and writes start with: `/_galaxycache/` or
     /// `/_groupcache/`.
     pub fn path_prefix(self) -> &'static str {
         match self {
             Dialect::Galaxycache => "/_galaxycache/",
             Dialect::Groupcache => "/_groupcache/",
         }
+    }
+
+    /// The path prefix this dialect's peeks start with: `/_galaxycache_peek/` (galaxycache's
+    /// since its Go v1.3), or `None` in the groupcache dialect, which has no peek.
+    pub fn peek_prefix(self) -> Option<&'static str> {
+        match self {
+            Dialect::Galaxycache => Some("/_galaxycache_peek/"),
+            Dialect::Groupcache => None,
+        }
+    }
+
+    /// Which of this dialect's routes `path` is under, and the rest of it after the route's
+    /// prefix; `None` outside them all.
+    pub(crate) fn route(self, path: &str) -> Option<(Route, &str)> {
+        if let Some(rest) = path.strip_prefix(self.path_prefix()) {
+            return Some((Route::Main, rest));
+        }
+        let rest = path.strip_prefix(self.peek_prefix()?)?;
+        Some((Route::Peek, rest))
     }
 
     /// Append `segment`, escaped as this dialect wants, to `out`.
@@ -110,6 +139,15 @@ impl Dialect {
             },
         }
     }
+}
+
+/// The paths of a dialect, by prefix.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// Under [`Dialect::path_prefix`]: fetches and writes.
+    Main,
+    /// Under [`Dialect::peek_prefix`]: peeks.
+    Peek,
 }
 
 /// What a request path names: a galaxy, and a key unless the path has no key segment.
@@ -249,6 +287,21 @@ mod tests {
             ("g/x", None),
             "an escaped `/` is part of the name"
         );
+    }
+
+    #[test]
+    fn paths_are_routed_by_prefix() {
+        let gc = Dialect::Galaxycache;
+        assert_eq!(gc.route("/_galaxycache/g/k"), Some((Route::Main, "g/k")));
+        assert_eq!(
+            gc.route("/_galaxycache_peek/g/k"),
+            Some((Route::Peek, "g/k"))
+        );
+        assert_eq!(gc.route("/_galaxycache_peek"), None);
+        assert_eq!(gc.route("/_groupcache/g/k"), None);
+        let go = Dialect::Groupcache;
+        assert_eq!(go.route("/_groupcache/g/k"), Some((Route::Main, "g/k")));
+        assert_eq!(go.route("/_galaxycache_peek/g/k"), None, "no peek");
     }
 
     #[test]

@@ -8,12 +8,14 @@
 //! [`PeerService`] to answer its peers, either mounted in the application's own server or
 //! on a listener of its own.
 //!
-//! The galaxycache dialect carries writes too (remove, set and flush, as
-//! [`RemoteFetcher::write`](galaxycache_universe::RemoteFetcher::write) sends them) as
-//! `DELETE` and `PUT`, and galaxy versions in [`VERSION_HEADER`]: a peer whose galaxy has
-//! another version refuses with `409`, which the asking node reads as
+//! The galaxycache dialect carries peeks too (a `GET` under `/_galaxycache_peek/` that
+//! answers from the owner's caches and never loads, as galaxycache (Go) v1.3+ and
+//! [`RemoteFetcher::peek`](galaxycache_universe::RemoteFetcher::peek) do), writes (remove,
+//! set and flush, as [`RemoteFetcher::write`](galaxycache_universe::RemoteFetcher::write)
+//! sends them) as `DELETE` and `PUT`, and galaxy versions in [`VERSION_HEADER`]: a peer
+//! whose galaxy has another version refuses with `409`, which the asking node reads as
 //! [`VersionMismatch`](galaxycache_universe::ErrorKind::VersionMismatch). The groupcache
-//! dialect has neither, as Go's groupcache; see [`Dialect`] for both.
+//! dialect has none of them, as Go's groupcache; see [`Dialect`] for both.
 //!
 //! ```
 //! use std::sync::Arc;

@@ -27,7 +27,7 @@ use tokio::net::TcpListener;
 use tokio::time::Instant;
 
 use crate::body::{BoxError, ReadError, copy_out, read_limited};
-use crate::dialect::{MAX_PATH_LEN, MISSING_KEY};
+use crate::dialect::{MAX_PATH_LEN, MISSING_KEY, Route};
 use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, insert_expiry,
     insert_instants, parse_timeout, read_version,
@@ -41,24 +41,25 @@ const H2_OTHER_HEADERS: usize = 16 * 1024;
 /// What the server answers with.
 type Answer = Response<Full<Bytes>>;
 
-/// Answers peers' fetches for a [`Universe`], in one [`Dialect`].
+/// Answers peers' fetches, peeks and writes for a [`Universe`], in one [`Dialect`].
 ///
 /// It is a [`tower::Service`] for requests with any [`http_body::Body`] (hyper's, axum's),
 /// answering with a `Answer`, so an application can mount it in its own
 /// hyper or axum server, on one port with its other routes: route every path under the
-/// dialect's [`Dialect::path_prefix`] to it. Or it runs on a listener of its own with
-/// [`PeerService::serve`], which drives the same service. Only a `PUT`'s body is read,
-/// whole, and at most [`max_request_bytes`](Self::max_request_bytes) of it.
+/// dialect's [`Dialect::path_prefix`] and [`Dialect::peek_prefix`] to it. Or it runs on a
+/// listener of its own with [`PeerService::serve`], which drives the same service. Only a
+/// `PUT`'s body is read, whole, and at most [`max_request_bytes`](Self::max_request_bytes)
+/// of it.
 ///
 /// Cheap to clone. Answers:
 ///
 /// | answer | when |
 /// | --- | --- |
-/// | `200` | with the value and its instants, to a `GET` (in the groupcache dialect, its expiry alone); a stale answer too, its expiry past |
+/// | `200` | with the value and its instants, to a `GET` (in the groupcache dialect, its expiry alone); a stale answer too, its expiry past; to a peek, only when the value is cached |
 /// | `204` | a write (`DELETE`, `PUT`; see [`Dialect::Galaxycache`]) was applied |
 /// | `400` | a malformed path, key or header ([`TIMEOUT_HEADER`](crate::TIMEOUT_HEADER), [`VERSION_HEADER`](crate::VERSION_HEADER), a `PUT`'s expiry, refresh or stale instant), an empty key, or a key longer than the universe's [`max_key_len`](Universe::max_key_len) |
-/// | `404` | a missing key or galaxy (see [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)), or a path outside the prefix; a cached miss is a missing key with its expiry (galaxycache dialect) |
-/// | `405` | another method than `GET`, `PUT` and `DELETE`; in the groupcache dialect, another than `GET` |
+/// | `404` | a missing key or galaxy (see [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)), a key a peek does not find cached (a missing key), or a path outside the prefixes; a cached miss is a missing key with its expiry (galaxycache dialect) |
+/// | `405` | another method than `GET`, `PUT` and `DELETE`; on the peek path, and in the groupcache dialect, another than `GET` |
 /// | `409` | the galaxy has another version than the request names (absent: 0) |
 /// | `413` | a `PUT` body over [`max_request_bytes`](Self::max_request_bytes) |
 /// | `500` | the load failed, with the error's text (and, in the galaxycache dialect, [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER) `Found`, as Go's galaxycache sends it) |
@@ -180,20 +181,21 @@ impl PeerService {
         B: Body,
         B::Error: Into<BoxError>,
     {
-        let Some(rest) = parts.uri.path().strip_prefix(self.dialect.path_prefix()) else {
+        let Some((route, rest)) = self.dialect.route(parts.uri.path()) else {
             return text(StatusCode::NOT_FOUND, "not found".into());
         };
-        if !self.has_verb(&parts.method) {
-            return self.method_not_allowed();
+        if !self.has_verb(route, &parts.method) {
+            return self.method_not_allowed(route);
         }
         let asked = match self.asked(rest, &parts.headers) {
             Ok(asked) => asked,
             Err(why) => return self.bad_request(why),
         };
-        match parts.method {
-            Method::GET => self.get(&asked).await,
-            Method::PUT => self.put(&asked, &parts.headers, body).await,
-            _ => self.delete(&asked),
+        match (route, parts.method) {
+            (Route::Peek, _) => self.peek(&asked),
+            (Route::Main, Method::GET) => self.get(&asked).await,
+            (Route::Main, Method::PUT) => self.put(&asked, &parts.headers, body).await,
+            (Route::Main, _) => self.delete(&asked),
         }
     }
 
@@ -224,6 +226,17 @@ impl PeerService {
             .universe
             .serve_get(asked.galaxy(), key, asked.deadline)
             .await;
+        self.answer(&asked.galaxy, result)
+    }
+
+    /// A peek (a `GET` under [`Dialect::peek_prefix`]): the value only if the galaxy has it
+    /// cached, from the universe, which checks the key and never loads. Answered as a `GET`
+    /// is; a key not cached is a missing key.
+    fn peek(&self, asked: &Asked<'_>) -> Answer {
+        let Some(key) = &asked.key else {
+            return self.bad_request(MISSING_KEY);
+        };
+        let result = self.universe.serve_peek(asked.galaxy(), key);
         self.answer(&asked.galaxy, result)
     }
 
@@ -297,21 +310,26 @@ impl PeerService {
         }
     }
 
-    /// Whether this dialect has `method`: `GET`, and the write verbs `PUT` and `DELETE` in
-    /// the galaxycache dialect (golang/groupcache has no write verbs).
-    fn has_verb(&self, method: &Method) -> bool {
-        match self.dialect {
-            Dialect::Galaxycache => [Method::GET, Method::PUT, Method::DELETE].contains(method),
-            Dialect::Groupcache => method == Method::GET,
+    /// The methods this dialect has on `route`, as an `Allow` header lists them: `GET`
+    /// everywhere, and the write verbs `PUT` and `DELETE` on the galaxycache dialect's main
+    /// route (golang/groupcache has no write verbs; a peek is a `GET`).
+    fn allowed(&self, route: Route) -> &'static str {
+        match (self.dialect, route) {
+            (Dialect::Galaxycache, Route::Main) => "GET, PUT, DELETE",
+            _ => "GET",
         }
     }
 
-    /// `405`, naming the methods this dialect has.
-    fn method_not_allowed(&self) -> Answer {
-        let allowed = match self.dialect {
-            Dialect::Galaxycache => "GET, PUT, DELETE",
-            Dialect::Groupcache => "GET",
-        };
+    /// Whether this dialect has `method` on `route` ([`allowed`](Self::allowed)).
+    fn has_verb(&self, route: Route, method: &Method) -> bool {
+        self.allowed(route)
+            .split(", ")
+            .any(|allowed| allowed == method.as_str())
+    }
+
+    /// `405`, naming the methods this dialect has on `route`.
+    fn method_not_allowed(&self, route: Route) -> Answer {
+        let allowed = self.allowed(route);
         let mut response = text(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("only {allowed} allowed"),

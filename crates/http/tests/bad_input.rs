@@ -73,6 +73,72 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
     node.stop().await;
 }
 
+/// Bad peeks get the answers bad `GET`s get, and never load anything.
+#[tokio::test]
+async fn bad_peeks_get_4xx_and_the_server_keeps_serving() {
+    let node = Node::start_with(
+        Dialect::Galaxycache,
+        Universe::builder("http://self").max_key_len(100),
+    )
+    .await;
+    let long = "k".repeat(101);
+    let escaped_long = "%6B".repeat(101);
+    let cases: Vec<(String, &str, &str)> = vec![
+        ("g/%zz".into(), "", "400"),
+        ("g/%ff".into(), "", "400"),
+        ("g/%".into(), "", "400"),
+        ("%zz/k".into(), "", "400"),
+        ("g/".into(), "", "400"),
+        ("g".into(), "", "400"),
+        ("".into(), "", "400"),
+        (format!("g/{long}"), "", "400"),
+        (format!("g/{escaped_long}"), "", "400"),
+        ("g/k".into(), "X-Galaxycache-Version: two\r\n", "400"),
+        ("g/k".into(), "X-Galaxycache-Version: 4294967296\r\n", "400"),
+        ("g/k".into(), "X-Galaxycache-Timeout-Ms: soon\r\n", "400"),
+        ("g/k".into(), "X-Galaxycache-Version: 1\r\n", "409"),
+        ("nope/k".into(), "", "404"),
+        ("g/cold".into(), "", "404"),
+        ("g/missing".into(), "", "404"),
+    ];
+    for (rest, headers, want) in &cases {
+        let path = format!("/_galaxycache_peek/{rest}");
+        let response = get(node.addr, &path, headers).await;
+        assert_eq!(status(&response), *want, "GET {path} {headers}: {response}");
+        assert_still_serving(&node, "/_galaxycache_peek/").await;
+    }
+    // A galaxy name alone is no flush here: a peek has no write verbs.
+    for method in ["PUT", "DELETE", "POST", "HEAD"] {
+        for path in ["/_galaxycache_peek/g/k", "/_galaxycache_peek/g"] {
+            let response = send(node.addr, method, path, "Content-Length: 0\r\n", b"").await;
+            assert_eq!(status(&response), "405", "{method} {path}: {response}");
+            assert!(response.contains("allow: GET\r\n"), "{response}");
+        }
+    }
+    assert_still_serving(&node, "/_galaxycache_peek/").await;
+    assert_eq!(node.fake.writes(), []);
+    assert_eq!(
+        node.fake.seen.lock().unwrap().len(),
+        0,
+        "a peek never loads"
+    );
+    node.stop().await;
+}
+
+/// The groupcache dialect has no peek: its path is outside the dialect.
+#[tokio::test]
+async fn the_groupcache_dialect_has_no_peek_path() {
+    let node = Node::start(Dialect::Groupcache).await;
+    let response = get(node.addr, "/_galaxycache_peek/g/k", "").await;
+    assert_eq!(status(&response), "404", "{response}");
+    assert!(
+        !response.contains("x-galaxycache-galaxy-status"),
+        "{response}"
+    );
+    assert!(node.fake.peeked.lock().unwrap().is_empty());
+    node.stop().await;
+}
+
 #[tokio::test]
 async fn groupcache_dialect_answers_as_go_does() {
     let node = Node::start(Dialect::Groupcache).await;

@@ -347,7 +347,8 @@ async fn unusable_peer_urls_are_config_errors() {
     assert_eq!(f.url(), "http://peer:8080/");
 }
 
-/// The galaxy version travels in `X-Galaxycache-Version`, and only when it is not 0.
+/// The galaxy version travels in `X-Galaxycache-Version`, and only when it is not 0, on
+/// every verb (a peek is a `GET` under its own prefix).
 #[tokio::test]
 async fn the_version_header_is_sent_unless_the_version_is_zero() {
     let ok = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
@@ -358,6 +359,7 @@ async fn the_version_header_is_sent_unless_the_version_is_zero() {
     for version in [0, 5] {
         let g = GalaxyId::new("g", version);
         f.fetch(g, "a b", soon()).await.unwrap().unwrap();
+        f.peek(g, "a b", soon()).await.unwrap().unwrap();
         for op in [
             WriteOp::Remove("a b"),
             WriteOp::Set("a b", &value),
@@ -370,6 +372,7 @@ async fn the_version_header_is_sent_unless_the_version_is_zero() {
     let lines: Vec<&str> = received.iter().map(|r| r.lines().next().unwrap()).collect();
     let one_round = [
         "GET /_galaxycache/g/a%20b HTTP/1.1",
+        "GET /_galaxycache_peek/g/a%20b HTTP/1.1",
         "DELETE /_galaxycache/g/a%20b HTTP/1.1",
         "PUT /_galaxycache/g/a%20b HTTP/1.1",
         "DELETE /_galaxycache/g HTTP/1.1",
@@ -384,12 +387,12 @@ async fn the_version_header_is_sent_unless_the_version_is_zero() {
             .unwrap_or_else(|| panic!("no remaining time in {request}"));
         assert!((9_000..=10_000).contains(&timeout_ms), "{request}");
         let versioned = request.contains("x-galaxycache-version: 5\r\n");
-        assert_eq!(versioned, i >= 4, "{request}");
-        if i < 4 {
+        assert_eq!(versioned, i >= one_round.len(), "{request}");
+        if i < one_round.len() {
             assert!(!request.contains("x-galaxycache-version"), "{request}");
         }
     }
-    let put = &received[2];
+    let put = &received[3];
     assert!(
         put.contains("x-galaxycache-expires-ms: 4000000000123\r\n"),
         "{put}"
@@ -401,7 +404,8 @@ async fn the_version_header_is_sent_unless_the_version_is_zero() {
     assert!(put.ends_with("\r\n\r\nv a l"), "{put}");
 }
 
-/// The groupcache dialect has neither writes nor versions: such calls fail unsent.
+/// The groupcache dialect has neither writes, nor peeks, nor versions: such calls fail
+/// unsent.
 #[tokio::test]
 async fn the_groupcache_dialect_sends_no_write_and_no_version() {
     let ok = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
@@ -421,6 +425,13 @@ async fn the_groupcache_dialect_sends_no_write_and_no_version() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+    for version in [0, 1] {
+        let e = f
+            .peek(GalaxyId::new("g", version), "k", soon())
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    }
     // Version 0 is what Go speaks: sent, without a header. Had anything been sent before,
     // it would have been received first.
     f.fetch("g".into(), "k", soon()).await.unwrap().unwrap();
@@ -591,5 +602,72 @@ async fn an_expires_with_a_malformed_fraction_is_a_protocol_error() {
         let err = fetched_with_expires(&expires).await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Protocol, "{expires}: {err}");
         assert!(err.message().contains("Expires"), "{err}");
+    }
+}
+
+/// A peek's request starts with the peer URL's own path, as a fetch's does.
+#[tokio::test]
+async fn a_peek_goes_under_the_peer_urls_own_path() {
+    let ok = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 1\r\n\r\nv";
+    let peer = FakePeer::start(ok.to_vec(), Then::Close).await;
+    let f = client(Dialect::Galaxycache, &format!("{}/base/", peer.url));
+    let v = f.peek("g/x".into(), "a/b?", soon()).await.unwrap();
+    assert_eq!(v, Some(Value::new("v")));
+    let received = peer.received();
+    assert!(
+        received[0].starts_with("GET /base/_galaxycache_peek/g%2Fx/a%2Fb%3F HTTP/1.1\r\n"),
+        "{received:?}"
+    );
+}
+
+/// A peek's answer is read as a fetch's: the same statuses, the same headers.
+#[tokio::test]
+async fn peek_answers_map_as_fetch_answers() {
+    let found = "X-Galaxycache-Galaxy-Status: Found\r\n";
+    let cases: [(&str, String, FetchResult); 6] = [
+        (
+            "200 OK",
+            "Expires: Tue, 02 Oct 2096 07:06:40.25 GMT\r\n".into(),
+            Ok(Some(Value::expiring(
+                "why\n",
+                UNIX_EPOCH + Duration::from_millis(4_000_000_000_250),
+            ))),
+        ),
+        ("404 Not Found", found.into(), Ok(None)),
+        (
+            "404 Not Found",
+            format!("{found}X-Galaxycache-Expires-Ms: 4000000000123\r\n"),
+            Ok(Some(Value::absent(
+                UNIX_EPOCH + Duration::from_millis(4_000_000_000_123),
+            ))),
+        ),
+        (
+            "404 Not Found",
+            "X-Galaxycache-Galaxy-Status: Not Found\r\n".into(),
+            Err(Error::new(ErrorKind::UnknownGalaxy, "")),
+        ),
+        (
+            "409 Conflict",
+            String::new(),
+            Err(Error::new(ErrorKind::VersionMismatch, "")),
+        ),
+        (
+            "500 Internal Server Error",
+            found.into(),
+            Err(Error::new(ErrorKind::Remote, "why")),
+        ),
+    ];
+    for (status, headers, want) in cases {
+        let answer = format!("HTTP/1.1 {status}\r\n{headers}Content-Length: 4\r\n\r\nwhy\n");
+        let peer = FakePeer::start(answer.into_bytes(), Then::Close).await;
+        let got = client(Dialect::Galaxycache, &peer.url)
+            .peek("g".into(), "k", soon())
+            .await;
+        match (&got, &want) {
+            (Err(got), Err(want)) if want.kind() != ErrorKind::Remote => {
+                assert_eq!(got.kind(), want.kind(), "{status} {headers}: {got}");
+            }
+            _ => assert_eq!(got, want, "{status} {headers}"),
+        }
     }
 }

@@ -54,6 +54,11 @@ pub fn to_ms(at: SystemTime) -> SystemTime {
 /// answers, `gate` waits for [`Fake::gate`], `big:N` is N bytes; any other key's value is
 /// the key itself.
 ///
+/// A peek ([`GalaxyHandler::serve_peek`]) never loads: it finds what a fetch of `expiring`,
+/// `all-instants`, `absent` or `stale` answers, nothing for `missing`, `fail` and keys
+/// starting with `cold`, and for any other key the key itself. Peeks are recorded in
+/// [`Fake::peeked`], loads in [`Fake::seen`] alone.
+///
 /// It records every write it is asked to apply ([`Fake::writes`], and each set's value
 /// whole in [`Fake::set_values`]) and has the version [`Fake::version`] says.
 #[derive(Debug, Default)]
@@ -64,6 +69,8 @@ pub struct Fake {
     pub version: AtomicU32,
     /// Every key asked for, with the deadline the server passed on.
     pub seen: Mutex<Vec<(String, Option<Instant>)>>,
+    /// Every key peeked at.
+    pub peeked: Mutex<Vec<String>>,
     /// Notified when a `gate` request arrives.
     pub started: Notify,
     /// Lets a `gate` request answer.
@@ -103,6 +110,32 @@ impl Fake {
     }
 }
 
+/// The answer to a fetch of `key` that needs neither waiting nor recording; `None` for the
+/// other keys.
+fn immediate(key: &str) -> Option<FetchResult> {
+    let answer = match key {
+        "missing" => Ok(None),
+        "fail" => Err(Error::new(ErrorKind::Remote, "backend exploded")),
+        "expiring" => Ok(Some(Value::expiring("soon", expiry()))),
+        "all-instants" => {
+            let [refresh, expiry, stale] = instants();
+            let value = Value::expiring("all", expiry)
+                .with_refresh_at(Some(refresh))
+                .with_stale_until(Some(stale));
+            Ok(Some(value))
+        }
+        "absent" => Ok(Some(Value::absent(absent_until()))),
+        "stale" => {
+            let [expiry, stale] = stale_instants();
+            Ok(Some(
+                Value::expiring("old", expiry).with_stale_until(Some(stale)),
+            ))
+        }
+        _ => return None,
+    };
+    Some(answer)
+}
+
 impl GalaxyHandler for Fake {
     fn serve_get<'a>(
         &'a self,
@@ -111,28 +144,14 @@ impl GalaxyHandler for Fake {
     ) -> BoxFuture<'a, FetchResult> {
         self.seen.lock().unwrap().push((key.to_owned(), deadline));
         Box::pin(async move {
+            if let Some(answer) = immediate(key) {
+                return answer;
+            }
             match key {
-                "missing" => Ok(None),
-                "fail" => Err(Error::new(ErrorKind::Remote, "backend exploded")),
-                "expiring" => Ok(Some(Value::expiring("soon", expiry()))),
                 "half-second" => {
                     let at = SystemTime::now() + Duration::from_millis(500);
                     *self.sent_expiry.lock().unwrap() = Some(at);
                     Ok(Some(Value::expiring("soon", at)))
-                }
-                "all-instants" => {
-                    let [refresh, expiry, stale] = instants();
-                    let value = Value::expiring("all", expiry)
-                        .with_refresh_at(Some(refresh))
-                        .with_stale_until(Some(stale));
-                    Ok(Some(value))
-                }
-                "absent" => Ok(Some(Value::absent(absent_until()))),
-                "stale" => {
-                    let [expiry, stale] = stale_instants();
-                    Ok(Some(
-                        Value::expiring("old", expiry).with_stale_until(Some(stale)),
-                    ))
                 }
                 "hang" => std::future::pending().await,
                 "gate" => {
@@ -148,8 +167,13 @@ impl GalaxyHandler for Fake {
         })
     }
 
-    fn serve_peek(&self, _: &str) -> Option<Value> {
-        None
+    fn serve_peek(&self, key: &str) -> Option<Value> {
+        self.peeked.lock().unwrap().push(key.to_owned());
+        match immediate(key) {
+            Some(answer) => answer.ok().flatten(),
+            None if key.starts_with("cold") => None,
+            None => Some(Value::new(key.to_owned())),
+        }
     }
     fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error> {
         let written = match op {
