@@ -3,6 +3,8 @@
 //! [`FetchProtocol`]/[`RemoteFetcher`] on the client side and [`GalaxyHandler`] (reached
 //! through [`Universe::serve_get`]) on the server side.
 //!
+//! Every peer URL is normalised by [`normalize_peer_url`] before it reaches the ring.
+//!
 //! The [`InProcessNetwork`] connects universes of one process, so a whole cluster runs in
 //! one test, with faults injected at will.
 
@@ -10,6 +12,7 @@ mod error;
 mod fetch;
 mod handler;
 mod inprocess;
+mod peer_url;
 mod ring;
 mod universe;
 mod value;
@@ -21,6 +24,7 @@ pub use fetch::{
 };
 pub use handler::GalaxyHandler;
 pub use inprocess::{Fault, InProcessNetwork};
+pub use peer_url::normalize_peer_url;
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
 pub use universe::{
     DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, Universe, UniverseBuilder,
