@@ -3,11 +3,14 @@
 //! [`FetchProtocol`]/[`RemoteFetcher`] on the client side and [`GalaxyHandler`] (reached
 //! through [`Universe::serve_get`]) on the server side.
 //!
-//! Every peer URL is normalised by [`normalize_peer_url`] before it reaches the ring.
+//! The peer list comes from a [`Discovery`] source that [`Universe::follow`] applies:
+//! [`StaticPeers`], [`FilePeers`], [`DnsPeers`] or the user's own. Every peer URL is
+//! normalised by [`normalize_peer_url`] before it reaches the ring.
 //!
 //! The [`InProcessNetwork`] connects universes of one process, so a whole cluster runs in
 //! one test, with faults injected at will.
 
+mod discovery;
 mod error;
 mod fetch;
 mod handler;
@@ -17,6 +20,9 @@ mod ring;
 mod universe;
 mod value;
 
+#[cfg(feature = "dns")]
+pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
+pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};
 pub use error::{Error, ErrorKind};
 pub use fetch::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,
