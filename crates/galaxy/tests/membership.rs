@@ -16,25 +16,46 @@ use tokio::time::Instant;
 async fn a_hung_owner_costs_one_peer_timeout_per_backoff_window() {
     let c = Cluster::new(2, Duration::ZERO, |b| b.promoter(NeverPromote));
     let (asker, owner) = (&c.nodes[0], &c.nodes[1]);
-    let keys: Vec<String> = (0..20).map(|i| c.key_owned_by(1, &format!("k{i}"))).collect();
+    let keys: Vec<String> = (0..20)
+        .map(|i| c.key_owned_by(1, &format!("k{i}")))
+        .collect();
     c.net.set_fault(&owner.url, Some(Fault::Hang));
 
     let started = Instant::now();
     let v = asker.galaxy.get(&keys[0]).await.unwrap();
     assert_eq!(v.bytes(), value_of(&keys[0]).bytes(), "loaded locally");
-    assert_eq!(started.elapsed(), Duration::from_secs(1), "the first get waits the peer timeout");
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(1),
+        "the first get waits the peer timeout"
+    );
     let state = |c: &Cluster| {
         let status = c.nodes[0].universe.peer_status();
-        status.iter().find(|p| p.url == c.nodes[1].url).unwrap().state
+        status
+            .iter()
+            .find(|p| p.url == c.nodes[1].url)
+            .unwrap()
+            .state
     };
     assert_eq!(state(&c), CircuitState::Open);
 
     let refused_at = Instant::now();
     for key in &keys[1..10] {
-        assert_eq!(asker.galaxy.get(key).await.unwrap().bytes(), value_of(key).bytes());
+        assert_eq!(
+            asker.galaxy.get(key).await.unwrap().bytes(),
+            value_of(key).bytes()
+        );
     }
-    assert_eq!(refused_at.elapsed(), Duration::ZERO, "later gets fall back at once");
-    assert_eq!(c.net.received(&owner.url), 1, "the hung owner was asked once");
+    assert_eq!(
+        refused_at.elapsed(),
+        Duration::ZERO,
+        "later gets fall back at once"
+    );
+    assert_eq!(
+        c.net.received(&owner.url),
+        1,
+        "the hung owner was asked once"
+    );
     assert_eq!(asker.galaxy.stats().local_fallbacks, 10);
 
     // The owner recovers; after the backoff a probe finds it and closes the circuit.
@@ -46,7 +67,11 @@ async fn a_hung_owner_costs_one_peer_timeout_per_backoff_window() {
     for key in &keys[11..] {
         asker.galaxy.get(key).await.unwrap();
     }
-    assert_eq!(asker.galaxy.stats().peer_loads, loads_before + 9, "asked the owner again");
+    assert_eq!(
+        asker.galaxy.stats().peer_loads,
+        loads_before + 9,
+        "asked the owner again"
+    );
 }
 
 /// `n` nodes of `urls` (all on one ring), with the given hand-off warm-up.
@@ -97,7 +122,10 @@ async fn churn(warmup: Duration) -> (usize, usize, usize, usize) {
     for (u, _) in &nodes {
         u.set_peers(&urls).unwrap();
     }
-    let moved = keys.iter().filter(|k| nodes[0].0.owner_url(k) == urls[3]).count();
+    let moved = keys
+        .iter()
+        .filter(|k| nodes[0].0.owner_url(k) == urls[3])
+        .count();
     everyone_gets(&nodes).await;
     let joined = loads.total() - first;
 
@@ -114,7 +142,10 @@ async fn after_a_ring_change_new_owners_take_keys_over_instead_of_loading_them()
     let (first, moved, joined, left) = churn(Duration::ZERO).await;
     assert_eq!(first, 300, "one load per key");
     assert!(moved > 30, "{moved} keys moved to the new node");
-    assert_eq!(joined, moved, "without hand-off every moved key is loaded again");
+    assert_eq!(
+        joined, moved,
+        "without hand-off every moved key is loaded again"
+    );
     assert_eq!(left, 0, "the old owners still had them");
 
     let (first, moved, joined, left) = churn(Duration::from_secs(30)).await;
@@ -127,7 +158,10 @@ async fn after_a_ring_change_new_owners_take_keys_over_instead_of_loading_them()
 async fn the_hand_off_ends_with_its_warm_up() {
     let (net, loads) = (InProcessNetwork::new(), Loads::default());
     let urls: Vec<String> = (0..2).map(|i| format!("inproc://n{i}")).collect();
-    let nodes: Vec<_> = urls.iter().map(|u| node(&net, u, Duration::from_secs(30), &loads)).collect();
+    let nodes: Vec<_> = urls
+        .iter()
+        .map(|u| node(&net, u, Duration::from_secs(30), &loads))
+        .collect();
     nodes[0].0.set_peers(&urls[..1]).unwrap();
     nodes[1].0.set_peers(&urls[..1]).unwrap();
     let key = (0..).map(|i| format!("k{i}")).find(|k| {

@@ -27,8 +27,9 @@
 //!   key is decoded as a get's is; an unknown galaxy is 404, a bad key 400. A write takes
 //!   at most about twice the galaxy's peer timeout (the owner, then the others at once),
 //!   and once started runs to its end even if the client goes away.
-//! - `GET /v1/stats`: `{"node": URL, "galaxies": {NAME: {STAT: N, ...}}}`, every stat of
-//!   the core.
+//! - `GET /v1/stats`: `{"node": URL, "peers": [URL, ...], "galaxies": {NAME: {STAT: N,
+//!   ...}}}`: the peers on this node's ring (itself included, as they are now: they
+//!   follow the peer file or DNS), and every stat of the core.
 //! - `GET /v1/peers`: this node's view of the ring, `{"self": URL, "peers": [{"url": URL,
 //!   "state": "up"|"open"|"probing", "share": 0.33}, ...]}`: every peer on the ring (this
 //!   node too, always `up`), its circuit (`open`: this node stopped asking it after
@@ -483,8 +484,16 @@ async fn stats(State(api): State<Api>) -> Response {
             (name.clone(), stats.into())
         })
         .collect();
+    // Every galaxy of a node shares its universe.
+    let peers = api
+        .0
+        .galaxies
+        .values()
+        .next()
+        .map_or_else(Vec::new, |served| served.galaxy.universe().peers());
     let mut body = serde_json::Map::new();
     body.insert("node".to_owned(), api.0.node.clone().into());
+    body.insert("peers".to_owned(), peers.into());
     body.insert("galaxies".to_owned(), galaxies.into());
     let json = serde_json::Value::Object(body).to_string();
     ([(header::CONTENT_TYPE, "application/json")], json).into_response()

@@ -10,6 +10,7 @@ use crate::backend::{BackendOptions, BackendSpec, DEFAULT_QUERY};
 use crate::config::{
     DEFAULT_CACHE_BYTES, FileConfig, GalaxyConfig, NodeConfig, Protocol, TopLevel, parse_addr,
 };
+use crate::peers::PeerArgs;
 use crate::preload::PreloadConfig;
 use crate::tuning::Tuning;
 use crate::units::{parse_duration, parse_size};
@@ -58,9 +59,9 @@ pub struct ServeArgs {
     /// port [default: http://127.0.0.1:9001].
     #[arg(long = "self", value_name = "URL")]
     pub self_url: Option<String>,
-    /// The peers' URLs, comma-separated; this node is on its ring whether listed or not.
-    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
-    pub peers: Option<Vec<String>>,
+    /// Where the peer list comes from.
+    #[command(flatten)]
+    pub peers: PeerArgs,
     /// Bind the peer listener here instead of at the port of --self.
     #[arg(long, value_name = "ADDR", value_parser = addr)]
     pub peer_listen: Option<SocketAddr>,
@@ -177,8 +178,8 @@ impl ServeArgs {
 /// Flags of `galaxyd owner`.
 #[derive(Debug, Args)]
 pub struct OwnerArgs {
-    /// Every peer's URL, comma-separated, as the nodes are given them (spaces and a
-    /// trailing `/` are ignored, as `serve` ignores them).
+    /// Every peer's URL, comma-separated, as the nodes are given them (normalised as
+    /// `serve` normalises them: spaces around, a trailing `/`, a default port ignored).
     #[arg(
         long,
         value_name = "URL,URL,...",
@@ -295,7 +296,13 @@ mod tests {
         ]);
         let c = s.node_config().unwrap();
         assert_eq!(c.self_url, "http://127.0.0.1:9002");
-        assert_eq!(c.peers.len(), 2);
+        assert_eq!(
+            c.peers,
+            crate::PeerSource::Static(vec![
+                "http://127.0.0.1:9001".into(),
+                "http://127.0.0.1:9002".into()
+            ])
+        );
         assert_eq!(c.peer_listen, "127.0.0.1:9002".parse().unwrap());
         assert_eq!(c.listen, "127.0.0.1:8082".parse().unwrap());
         assert_eq!(c.protocol, Protocol::Groupcache);
@@ -392,7 +399,7 @@ mod tests {
         assert_eq!(c.galaxies[0].backend, BackendSpec::Synthetic);
         assert_eq!(c.galaxies[0].backend_options.value_size, 1024);
         assert_eq!(c.protocol, Protocol::Http);
-        assert!(c.peers.is_empty(), "{:?}", c.peers);
+        assert_eq!(c.peers, crate::PeerSource::Static(Vec::new()));
     }
 
     #[test]
@@ -437,6 +444,59 @@ mod tests {
         assert!(e.contains("needs a postgres backend"), "{e}");
         let e = serve(&["--config", "/nonexistent/galaxyd.toml"]).node_config();
         assert!(e.unwrap_err().contains("cannot read config file"));
+    }
+
+    #[test]
+    fn one_peer_source_from_flags() {
+        let c = serve(&[
+            "--peers-dns",
+            "cache.default.svc:9001",
+            "--peers-dns-scheme",
+            "https",
+            "--peers-dns-interval",
+            "2s",
+        ])
+        .node_config()
+        .unwrap();
+        let target = crate::DnsTarget {
+            name: "cache.default.svc".into(),
+            port: 9001,
+        };
+        let dns = crate::PeerSource::Dns {
+            target,
+            scheme: "https".into(),
+            interval: Duration::from_secs(2),
+        };
+        assert_eq!(c.peers, dns);
+        let c = serve(&["--peers-file", "/etc/peers"])
+            .node_config()
+            .unwrap();
+        let file = crate::PeerSource::File {
+            path: "/etc/peers".into(),
+            interval: galaxycache_universe::DEFAULT_FILE_INTERVAL,
+        };
+        assert_eq!(c.peers, file);
+        let message = |args: &[&str]| parse(args).unwrap_err().to_string();
+        let e = message(&["serve", "--peers", "http://a", "--peers-file", "p"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = message(&["serve", "--peers-file", "p", "--peers-dns", "svc:1"]);
+        assert!(e.contains("cannot be used with"), "{e}");
+        let e = message(&["serve", "--peers-dns", "svc"]);
+        assert!(e.contains("NAME:PORT"), "{e}");
+        let e = message(&[
+            "serve",
+            "--peers-dns",
+            "svc:1",
+            "--peers-dns-scheme",
+            "grpc",
+        ]);
+        assert!(e.contains("http or https"), "{e}");
+        let e = serve(&["--peers-dns-interval", "1s"])
+            .node_config()
+            .unwrap_err();
+        assert!(e.contains("need peers_dns"), "{e}");
+        let e = serve(&["--peers", "http://a b"]).node_config().unwrap_err();
+        assert!(e.contains("http://a b"), "{e}");
     }
 
     #[test]

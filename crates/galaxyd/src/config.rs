@@ -3,6 +3,11 @@
 //! ```toml
 //! self = "http://10.0.0.1:9001"          # this node's peer URL; the peer listener binds its port
 //! peers = ["http://10.0.0.1:9001", "http://10.0.0.2:9001"]
+//! # or: peers_file = "/etc/galaxyd/peers"        # re-read on change and on SIGHUP
+//! #     peers_file_interval = "1s"               # how often to look at it        [1s]
+//! # or: peers_dns = "cache.default.svc.cluster.local:9001"   # A/AAAA records, port
+//! #     peers_dns_scheme = "http"                # http | https                 [http]
+//! #     peers_dns_interval = "5s"                # how often to resolve           [5s]
 //! listen = "0.0.0.0:8080"                # client API
 //! protocol = "http"                      # http | grpc | groupcache
 //!
@@ -39,6 +44,10 @@
 //! peer_timeout = "1s"                  # wait for the owner, then load here   [1s]
 //! ```
 //!
+//! One peer source at most: `peers`, `peers_file` or `peers_dns` (see [`PeerArgs`]); the
+//! flags of the same names replace the file's source. Peer URLs are normalised as every
+//! node's ring needs them (`galaxycache_universe::normalize_peer_url`).
+//!
 //! The last keys (defaults in brackets) are the `serve` flags of the same names
 //! (`--stale-if-error 10m`), for one galaxy without a file; see [`Tuning`] and
 //! [`PreloadConfig`]. With a `preload_query` (SQLite and PostgreSQL), the node streams
@@ -64,9 +73,11 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::backend::{BackendOptions, BackendSpec, check_preload, notify_feed};
+use crate::peers::{PeerArgs, PeerSource};
 use crate::preload::PreloadConfig;
 use crate::tuning::Tuning;
 use crate::units::{parse_duration, parse_size};
+use galaxycache_universe::normalize_peer_url;
 
 /// The peer URL a node has when none is given.
 pub(crate) const DEFAULT_SELF: &str = "http://127.0.0.1:9001";
@@ -118,9 +129,10 @@ impl fmt::Display for Protocol {
 pub struct NodeConfig {
     /// This node's peer URL, as the other peers list it.
     pub self_url: String,
-    /// The peers' URLs, without surrounding spaces or trailing `/` (as `galaxyd owner`
-    /// hashes them). This node may be listed or not: it is always on its own ring.
-    pub peers: Vec<String>,
+    /// Where the peer list comes from: a fixed list (normalised, as `galaxyd owner`
+    /// hashes it), a file or DNS. This node may be listed or not: it is always on its own
+    /// ring.
+    pub peers: PeerSource,
     /// Where the peer listener binds (from the port of `self_url` unless told).
     pub peer_listen: SocketAddr,
     /// Where the client API listens.
@@ -201,7 +213,8 @@ fn duration_field(text: &Option<String>, field: &str) -> Result<Option<Duration>
 pub(crate) struct FileConfig {
     #[serde(rename = "self")]
     pub(crate) self_url: Option<String>,
-    pub(crate) peers: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub(crate) peers: PeerArgs,
     pub(crate) peer_listen: Option<String>,
     pub(crate) listen: Option<String>,
     pub(crate) protocol: Option<String>,
@@ -285,7 +298,7 @@ impl FileConfig {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct TopLevel {
     pub(crate) self_url: Option<String>,
-    pub(crate) peers: Option<Vec<String>>,
+    pub(crate) peers: PeerArgs,
     pub(crate) peer_listen: Option<SocketAddr>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) protocol: Option<Protocol>,
@@ -315,7 +328,7 @@ impl TopLevel {
     pub(crate) fn overridden_by(self, flags: TopLevel) -> Self {
         TopLevel {
             self_url: flags.self_url.or(self.self_url),
-            peers: flags.peers.or(self.peers),
+            peers: self.peers.overridden_by(flags.peers),
             peer_listen: flags.peer_listen.or(self.peer_listen),
             listen: flags.listen.or(self.listen),
             protocol: flags.protocol.or(self.protocol),
@@ -327,12 +340,13 @@ impl TopLevel {
 
     /// Apply defaults and check everything.
     pub(crate) fn resolve(self, galaxies: Vec<GalaxyConfig>) -> Result<NodeConfig, String> {
-        let self_url = normalize_peer(self.self_url.as_deref().unwrap_or(DEFAULT_SELF)).to_owned();
+        let self_url = self.self_url.as_deref().unwrap_or(DEFAULT_SELF).trim();
+        let self_url = normalize_peer_url(self_url).map_err(|e| e.message().to_owned())?;
         let peer_listen = match self.peer_listen {
             Some(addr) => addr,
             None => listen_addr_of(&self_url)?,
         };
-        let peers = normalize_peers(self.peers.unwrap_or_default());
+        let peers = self.peers.resolve()?;
         let replicas = self
             .replicas
             .unwrap_or(galaxycache_universe::DEFAULT_REPLICAS);
@@ -373,25 +387,6 @@ impl TopLevel {
             galaxies,
         })
     }
-}
-
-/// One peer URL as every node hashes it: without surrounding spaces or trailing `/`.
-fn normalize_peer(url: &str) -> &str {
-    url.trim().trim_end_matches('/')
-}
-
-/// Peer URLs as every node hashes them (see `normalize_peer`), empty entries dropped.
-/// `serve` and `owner` both go through here, so they agree on every key's owner.
-pub(crate) fn normalize_peers<I, S>(peers: I) -> Vec<String>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    peers
-        .into_iter()
-        .map(|p| normalize_peer(p.as_ref()).to_owned())
-        .filter(|p| !p.is_empty())
-        .collect()
 }
 
 /// Parse `IP:PORT`, naming `what` in the error.
@@ -464,7 +459,13 @@ mod tests {
     fn parses_the_documented_example() {
         let c = resolve(EXAMPLE).unwrap();
         assert_eq!(c.self_url, "http://10.0.0.1:9001");
-        assert_eq!(c.peers, ["http://10.0.0.1:9001", "http://10.0.0.2:9001"]);
+        assert_eq!(
+            c.peers,
+            PeerSource::Static(vec![
+                "http://10.0.0.1:9001".into(),
+                "http://10.0.0.2:9001".into()
+            ])
+        );
         assert_eq!(c.peer_listen, "10.0.0.1:9001".parse().unwrap());
         assert_eq!(c.listen, "0.0.0.0:8080".parse().unwrap());
         assert_eq!(c.protocol, Protocol::Grpc);
@@ -648,10 +649,37 @@ mod tests {
     }
 
     #[test]
+    fn peer_sources_from_the_file() {
+        let g = "[[galaxy]]\nname = \"g\"\n";
+        let c = resolve(&format!(
+            "peers_dns = \"cache.svc:9001\"\npeers_dns_interval = \"10s\"\n{g}"
+        ))
+        .unwrap();
+        let PeerSource::Dns {
+            target, interval, ..
+        } = c.peers
+        else {
+            panic!("not DNS: {:?}", c.peers)
+        };
+        assert_eq!((target.name.as_str(), target.port), ("cache.svc", 9001));
+        assert_eq!(interval, Duration::from_secs(10));
+        let c = resolve(&format!("peers_file = \"/etc/peers\"\n{g}")).unwrap();
+        assert!(matches!(c.peers, PeerSource::File { .. }), "{:?}", c.peers);
+        let e = resolve(&format!("peers = [\"http://a\"]\npeers_file = \"/p\"\n{g}"));
+        assert!(e.unwrap_err().contains("exclusive"));
+        let e = resolve(&format!("peers_dns = \"cache\"\n{g}")).unwrap_err();
+        assert!(e.contains("peers_dns") && e.contains("NAME:PORT"), "{e}");
+        let e = resolve(&format!("peers_dns_scheme = \"ftp\"\n{g}")).unwrap_err();
+        assert!(e.contains("peers_dns_scheme"), "{e}");
+        let e = resolve(&format!("peers = [\"http://a:1\", \"http://[x]\"]\n{g}"));
+        assert!(e.unwrap_err().contains("http://[x]"));
+    }
+
+    #[test]
     fn defaults_and_normalized_peers() {
-        let c = resolve("peers = [\" http://b:9001/\", \"\"]\n[[galaxy]]\nname = \"g\"\n").unwrap();
+        let c = resolve("peers = [\" HTTP://b:9001/\", \"\"]\n[[galaxy]]\nname = \"g\"\n").unwrap();
         assert_eq!(c.self_url, DEFAULT_SELF);
-        assert_eq!(c.peers, ["http://b:9001"]);
+        assert_eq!(c.peers, PeerSource::Static(vec!["http://b:9001".into()]));
         assert_eq!(c.peer_listen, "127.0.0.1:9001".parse().unwrap());
         assert_eq!(c.galaxies[0].cache_bytes, DEFAULT_CACHE_BYTES);
         assert_eq!(

@@ -21,6 +21,7 @@ use crate::client::HttpClient;
 use crate::config::{GalaxyConfig, NodeConfig, Protocol};
 use crate::load::{self, Budget, LoadSpec, Percentiles, new_histogram};
 use crate::node::Node;
+use crate::peers::PeerSource;
 use crate::units::human_size;
 use crate::workload::{Dist, KeySampler, key_name};
 
@@ -400,7 +401,7 @@ fn node_config(self_url: &str, peers: &[String], db: &Path) -> NodeConfig {
     galaxy.tuning.stale_if_error = Some(Duration::from_secs(30));
     NodeConfig {
         self_url: self_url.to_owned(),
-        peers: peers.to_vec(),
+        peers: PeerSource::Static(peers.to_vec()),
         peer_listen: ([127, 0, 0, 1], 0).into(),
         listen: ([127, 0, 0, 1], 0).into(),
         protocol: Protocol::Http,

@@ -53,13 +53,48 @@ fn run(command: Command) -> anyhow::Result<()> {
 /// process exits non-zero).
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = args.node_config().map_err(anyhow::Error::msg)?;
+    let mut hangups = Hangups::new()?;
     let mut node = Node::start(&config).await?;
-    tokio::select! {
-        signal = shutdown_signal() => signal?,
-        failure = node.wait() => return Err(failure),
+    let shutdown = shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            signal = &mut shutdown => break signal?,
+            failure = node.wait() => return Err(failure),
+            () = hangups.recv() => {
+                tracing::info!("SIGHUP: re-reading the peer file, if any");
+                node.reload_peers();
+            }
+        }
     }
     tracing::info!("shutting down");
     node.shutdown().await
+}
+
+/// SIGHUP, which asks a node to re-read its peer file; never seen off Unix.
+struct Hangups {
+    #[cfg(unix)]
+    signal: tokio::signal::unix::Signal,
+}
+
+impl Hangups {
+    /// Catch SIGHUP from now on (rather than die of it).
+    fn new() -> anyhow::Result<Self> {
+        Ok(Hangups {
+            #[cfg(unix)]
+            signal: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                .context("cannot watch SIGHUP")?,
+        })
+    }
+
+    /// The next SIGHUP.
+    async fn recv(&mut self) {
+        #[cfg(unix)]
+        if self.signal.recv().await.is_some() {
+            return;
+        }
+        std::future::pending().await
+    }
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -8,7 +8,7 @@ use anyhow::Context;
 use galaxycache_galaxy::Galaxy;
 use galaxycache_grpc::{GrpcProtocol, GrpcServer};
 use galaxycache_http::{Dialect, HttpProtocol, PeerService};
-use galaxycache_universe::{FetchProtocol, Universe};
+use galaxycache_universe::{FetchProtocol, Reload, Universe};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 use crate::api;
 use crate::backend::{Backend, NotifyFeed, notify_feed};
 use crate::config::{GalaxyConfig, NodeConfig, Protocol};
+use crate::peers::{self, PeerSource};
 use crate::preload;
 use crate::readiness::Readiness;
 
@@ -31,8 +32,11 @@ pub struct Node {
     /// The peer server, the client API and the start-up preload, each named, until they
     /// end (the preload, once done, waits for the stop signal like the servers).
     servers: JoinSet<(&'static str, anyhow::Result<()>)>,
-    /// The change feeds (`notify_channel`) of the galaxies that have one, until stopped.
+    /// The change feeds (`notify_channel`) of the galaxies that have one, and the peer
+    /// discovery (a peer file or DNS), until stopped.
     feeds: JoinSet<()>,
+    /// Re-reads the peer file, when the peers come from one.
+    reload_peers: Option<Reload>,
 }
 
 impl Node {
@@ -63,9 +67,10 @@ impl Node {
             .max_key_len(config.max_key_len)
             .protocol(protocol(config.protocol))
             .build();
-        universe
-            .set_peers(&config.peers)
-            .context("invalid peer list")?;
+        if let PeerSource::Static(list) = &config.peers {
+            universe.set_peers(list).context("invalid peer list")?;
+        }
+        let discovery = peers::discovery(&config.peers).context("peer discovery")?;
         let galaxies = config
             .galaxies
             .iter()
@@ -79,6 +84,17 @@ impl Node {
         for (index, feed) in feeds {
             let galaxy = galaxies[index].clone();
             following.spawn(feed.run(galaxy, until_stopped(stopped.clone())));
+        }
+        let mut reload_peers = None;
+        if let Some((source, reload)) = discovery {
+            let (universe, stopped) = (universe.clone(), stopped.clone());
+            following.spawn(async move {
+                tokio::select! {
+                    () = universe.follow(source) => {}
+                    () = until_stopped(stopped) => {}
+                }
+            });
+            reload_peers = reload;
         }
         let mut servers = JoinSet::new();
         let peers = serve_peers(
@@ -107,6 +123,7 @@ impl Node {
         tracing::info!(
             self_url = %config.self_url,
             peers = ?universe.peers(),
+            peer_source = ?config.peers,
             protocol = %config.protocol,
             %peer_addr,
             %api_addr,
@@ -122,7 +139,16 @@ impl Node {
             readiness,
             servers,
             feeds: following,
+            reload_peers,
         })
+    }
+
+    /// Re-read the peer file now, when the peers come from one (galaxyd does on SIGHUP);
+    /// nothing otherwise.
+    pub fn reload_peers(&self) {
+        if let Some(reload) = &self.reload_peers {
+            reload.reload();
+        }
     }
 
     /// Where the client API listens.
@@ -304,7 +330,7 @@ mod tests {
         let self_url = format!("http://{}", peer.local_addr().unwrap());
         let config = NodeConfig {
             self_url,
-            peers: Vec::new(),
+            peers: PeerSource::default(),
             peer_listen: peer.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),
             protocol: Protocol::Http,

@@ -4,7 +4,7 @@ use std::io::{self, BufRead, Write};
 
 use galaxycache_universe::Ring;
 
-use crate::config::normalize_peers;
+use crate::peers::normalize_peers;
 
 /// Write `KEY<TAB>OWNER` for each key, owners from a ring of `peers` (normalized as
 /// `serve` normalizes them) with `replicas` points each.
@@ -13,13 +13,14 @@ pub(crate) fn write_owners<W, I, K>(
     peers: &[String],
     replicas: usize,
     keys: I,
-) -> io::Result<()>
+) -> anyhow::Result<()>
 where
     W: Write,
     I: IntoIterator<Item = K>,
     K: AsRef<str>,
 {
-    let ring = Ring::new(replicas, normalize_peers(peers));
+    let peers = normalize_peers(peers).map_err(anyhow::Error::msg)?;
+    let ring = Ring::new(replicas, peers);
     for key in keys {
         let key = key.as_ref();
         let owner = ring.owner(key.as_bytes()).unwrap_or("");
@@ -86,7 +87,12 @@ mod tests {
         let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
         let plain = owners(&["http://a:1", "http://b:2"], 50, &keys);
         assert!(plain.contains("\thttp://a:1\n") && plain.contains("\thttp://b:2\n"));
-        for typed in ["http://a:1/", " http://a:1"] {
+        let default_port = owners(&["http://a:80", "http://b:2"], 50, &keys);
+        assert_eq!(default_port, owners(&["http://a", "http://b:2"], 50, &keys));
+        let mut out = Vec::new();
+        let e = write_owners(&mut out, &["http://a b".to_owned()], 50, ["k"]).unwrap_err();
+        assert!(e.to_string().contains("http://a b"), "{e}");
+        for typed in ["http://a:1/", " http://a:1", "HTTP://A:1"] {
             assert_eq!(
                 owners(&[typed, "http://b:2"], 50, &keys),
                 plain,

@@ -145,8 +145,9 @@ fn check_ratio(ratio: f64) -> Result<f64, String> {
 }
 
 /// The TOML side: a deserializer per field, named after it, whose errors name it too
-/// (flattened into `[[galaxy]]`, a field's errors would otherwise lose its key).
-mod de {
+/// (flattened into `[[galaxy]]`, a field's errors would otherwise lose its key). The
+/// peer settings (`crate::peers`) use the same two helpers.
+pub(crate) mod de {
     use serde::de::Error as _;
     use serde::{Deserialize, Deserializer};
 
@@ -157,7 +158,7 @@ mod de {
     use super::{check_beta, check_ratio, parse_duration, parse_refresh};
 
     /// Field `name`: text for `parse` (e.g. a duration `"30s"`), or a number for `check`.
-    fn field<'de, D, R, T>(
+    pub(crate) fn field<'de, D, R, T>(
         d: D,
         name: &str,
         parse: impl FnOnce(R) -> Result<T, String>,
@@ -175,11 +176,14 @@ mod de {
     /// `fn NAME(d) -> Result<Option<OUT>, _>`: field NAME through `field`.
     macro_rules! fields {
         ($($name:ident: $out:ty = $parse:expr;)*) => {$(
-            pub(super) fn $name<'de, D: Deserializer<'de>>(d: D) -> Result<Option<$out>, D::Error> {
-                field(d, stringify!($name), $parse)
+            pub(super) fn $name<'de, D: serde::Deserializer<'de>>(
+                d: D,
+            ) -> Result<Option<$out>, D::Error> {
+                $crate::tuning::de::field(d, stringify!($name), $parse)
             }
         )*};
     }
+    pub(crate) use fields;
 
     fields! {
         refresh_after: Refresh = |text: String| parse_refresh(&text);

@@ -7,7 +7,8 @@ use galaxycache_galaxy::{Error, Galaxy, Stats, Value};
 use galaxycache_http::GALAXY_STATUS_HEADER;
 use galaxycache_universe::Universe;
 use galaxyd::{
-    BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol, Response, create_database,
+    BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol, Response,
+    create_database,
 };
 use http_body_util::BodyExt;
 use tokio::net::TcpListener;
@@ -43,7 +44,7 @@ async fn start_node(db: &std::path::Path) -> Node {
     let sql = GalaxyConfig::new("sql", BackendSpec::Sqlite(db.to_owned()));
     let config = NodeConfig {
         self_url: self_url.clone(),
-        peers: vec![self_url],
+        peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
         protocol: Protocol::Http,

@@ -10,7 +10,9 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use galaxyd::{Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig};
+use galaxyd::{
+    Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
+};
 use http::{StatusCode, header};
 use tokio::net::TcpListener;
 
@@ -128,7 +130,7 @@ async fn node_in_front_of(origin: &str) -> Node {
     let spec = BackendSpec::Http(format!("{origin}/items/{{key}}"));
     let config = NodeConfig {
         self_url: self_url.clone(),
-        peers: vec![self_url],
+        peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
         protocol: galaxyd::Protocol::Http,

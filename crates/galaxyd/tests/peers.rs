@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use galaxycache_universe::{InProcessNetwork, Universe};
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol};
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
 use tokio::net::TcpListener;
 
 #[tokio::test]
@@ -19,7 +19,7 @@ async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
     let self_url = format!("http://{}", peer.local_addr().unwrap());
     let config = NodeConfig {
         self_url: self_url.clone(),
-        peers: vec![self_url.clone(), dead.clone()],
+        peers: PeerSource::Static(vec![self_url.clone(), dead.clone()]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
         protocol: Protocol::Http,

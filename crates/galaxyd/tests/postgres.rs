@@ -5,7 +5,7 @@ mod postgres_server;
 
 use std::time::{Duration, Instant};
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol};
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
 use postgres_server::PgServer;
 use tokio::net::TcpListener;
 
@@ -38,7 +38,7 @@ async fn cluster(url: &str) -> Vec<Node> {
         kv.notify_channel = Some(CHANNEL.to_owned());
         let config = NodeConfig {
             self_url: url.clone(),
-            peers: peers.clone(),
+            peers: PeerSource::Static(peers.clone()),
             peer_listen: listener.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),
             protocol: Protocol::Http,
@@ -257,7 +257,7 @@ async fn an_unreachable_database_is_a_503_not_a_panic() {
     galaxy.notify_channel = Some(CHANNEL.to_owned());
     let config = NodeConfig {
         self_url: self_url.clone(),
-        peers: vec![self_url],
+        peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
         protocol: Protocol::Http,
@@ -315,7 +315,7 @@ async fn preload_streams_rows_and_readyz_waits_for_them() {
     };
     let config = NodeConfig {
         self_url: self_url.clone(),
-        peers: vec![self_url],
+        peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
         protocol: Protocol::Http,

@@ -7,7 +7,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol, create_database};
+use galaxyd::{
+    BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol, create_database,
+};
 use tokio::net::TcpListener;
 
 /// Bytes per value in the test databases.
@@ -25,7 +27,7 @@ async fn node(db: &Path, query: &str, fail_ok: bool) -> Node {
     kv.preload.first_update_fail_ok = fail_ok;
     let config = NodeConfig {
         self_url: self_url.clone(),
-        peers: vec![self_url],
+        peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
         protocol: Protocol::Http,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol};
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
 use tokio::net::TcpListener;
 
 async fn cluster(protocol: Protocol) -> Vec<Node> {
@@ -23,7 +23,7 @@ async fn cluster(protocol: Protocol) -> Vec<Node> {
         galaxy.tuning.peer_timeout = Some(Duration::from_secs(10));
         let config = NodeConfig {
             self_url: url.clone(),
-            peers: peers.clone(),
+            peers: PeerSource::Static(peers.clone()),
             peer_listen: listener.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),
             protocol,

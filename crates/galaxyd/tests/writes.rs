@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use galaxyd::{
-    BackendSpec, BenchConfig, Dist, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol, Response,
-    create_database, run_bench,
+    BackendSpec, BenchConfig, Dist, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
+    Protocol, Response, create_database, run_bench,
 };
 use http::{HeaderMap, HeaderValue, Method, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -39,7 +39,7 @@ async fn cluster(protocol: Protocol, nodes: usize, db: &Path) -> Vec<Node> {
         synthetic.tuning.peer_timeout = Some(Duration::from_secs(10));
         let config = NodeConfig {
             self_url: url.clone(),
-            peers: peers.clone(),
+            peers: PeerSource::Static(peers.clone()),
             peer_listen: listener.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),
             protocol,

@@ -3,18 +3,27 @@
 //! [`FetchProtocol`]/[`RemoteFetcher`] on the client side and [`GalaxyHandler`] (reached
 //! through [`Universe::serve_get`]) on the server side.
 //!
+//! The peer list comes from a [`Discovery`] source that [`Universe::follow`] applies:
+//! [`StaticPeers`], [`FilePeers`], [`DnsPeers`] or the user's own. Every peer URL is
+//! normalised by [`normalize_peer_url`] before it reaches the ring.
+//!
 //! The [`InProcessNetwork`] connects universes of one process, so a whole cluster runs in
 //! one test, with faults injected at will.
 
+mod discovery;
 mod error;
 mod fetch;
 mod handler;
 mod health;
 mod inprocess;
+mod peer_url;
 mod ring;
 mod universe;
 mod value;
 
+#[cfg(feature = "dns")]
+pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
+pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};
 pub use error::{Error, ErrorKind};
 pub use fetch::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,
@@ -23,6 +32,7 @@ pub use fetch::{
 pub use handler::GalaxyHandler;
 pub use health::{CircuitState, HealthPolicy};
 pub use inprocess::{Fault, InProcessNetwork};
+pub use peer_url::normalize_peer_url;
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
 pub use universe::{
     DEFAULT_HANDOFF_WARMUP, DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, PeerStatus,

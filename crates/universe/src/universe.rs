@@ -11,6 +11,7 @@ use tokio::time::Instant;
 
 use crate::fetch::NoProtocol;
 use crate::health::Guarded;
+use crate::peer_url::{normalize_peer_url, peer_list, same_node};
 use crate::{
     CircuitState, DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler,
     GalaxyId, HealthPolicy, RemoteFetcher, Ring, Value, WriteOp,
@@ -201,10 +202,13 @@ impl Universe {
         Universe { inner }
     }
 
-    /// Start building the universe of the node whose peer URL is `self_url`.
+    /// Start building the universe of the node whose peer URL is `self_url`, normalised
+    /// by [`normalize_peer_url`]. A URL that is not a valid peer URL is kept as given and
+    /// [`set_peers`](Self::set_peers) then fails, naming it.
     pub fn builder(self_url: impl Into<String>) -> UniverseBuilder {
+        let self_url = self_url.into();
         UniverseBuilder {
-            self_url: self_url.into(),
+            self_url: normalize_peer_url(&self_url).unwrap_or(self_url),
             replicas: DEFAULT_REPLICAS,
             protocol: None,
             max_key_len: DEFAULT_MAX_KEY_LEN,
@@ -226,6 +230,14 @@ impl Universe {
 
     /// Replace the whole peer list. This node is always on the ring, listed or not.
     ///
+    /// Every URL is normalised first ([`normalize_peer_url`]); a peer listed twice, in
+    /// one spelling or in two that normalise alike, is kept once (a discovery source may
+    /// list a peer twice). An [`ErrorKind::Config`] error, with the ring unchanged, for an
+    /// invalid URL, for a list that names this node twice or in another spelling than its
+    /// own, and for one node in two spellings (the loopback names `localhost`,
+    /// `127.0.0.1` and `[::1]` for one port are one host; no DNS lookups are made): each
+    /// would put one node on the ring twice.
+    ///
     /// Fetchers of peers that stay are kept (their pooled connections too). Gets running
     /// meanwhile see the old list or the new one, never a mix.
     pub fn set_peers<I, S>(&self, urls: I) -> Result<(), Error>
@@ -233,17 +245,17 @@ impl Universe {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
+        let urls = peer_list(&self.inner.self_url, urls)?;
         let _writer = self
             .inner
             .peers_write
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let mut urls: Vec<String> = urls.into_iter().map(|u| u.as_ref().to_owned()).collect();
-        urls.push(self.inner.self_url.to_string());
         self.install(urls)
     }
 
-    /// Add one peer.
+    /// Add one peer, normalised as [`set_peers`](Self::set_peers) does; adding a peer on
+    /// the ring already changes nothing, and adding this node is an error.
     pub fn add_peer(&self, url: &str) -> Result<(), Error> {
         let _writer = self
             .inner
@@ -252,12 +264,14 @@ impl Universe {
             .unwrap_or_else(|e| e.into_inner());
         let mut urls = self.peers();
         urls.push(url.to_owned());
-        self.install(urls)
+        self.install(peer_list(&self.inner.self_url, urls)?)
     }
 
-    /// Remove one peer; its keys move to the others. Removing this node is an error.
+    /// Remove one peer, in any spelling that names it; its keys move to the others.
+    /// Removing this node is an error.
     pub fn remove_peer(&self, url: &str) -> Result<(), Error> {
-        if url == &*self.inner.self_url {
+        let url = normalize_peer_url(url)?;
+        if same_node(&url, &self.inner.self_url) {
             return Err(Error::new(
                 ErrorKind::Config,
                 "a node cannot remove itself from its own ring",
@@ -268,7 +282,11 @@ impl Universe {
             .peers_write
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let urls = self.peers().into_iter().filter(|u| u != url).collect();
+        let urls = self
+            .peers()
+            .into_iter()
+            .filter(|u| !same_node(u, &url))
+            .collect();
         self.install(urls)
     }
 
