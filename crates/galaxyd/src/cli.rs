@@ -81,6 +81,11 @@ pub struct ServeArgs {
     /// How long a client get may take before it is answered 504 [default: 10s].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub request_timeout: Option<Duration>,
+    /// On SIGTERM or SIGINT, how long the node goes on answering its peers after it has
+    /// closed its client API, so their fetches in flight finish and peers that follow a
+    /// peer file or DNS drop it from their rings first.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub drain: Duration,
     /// Name of the galaxy (without --config).
     #[arg(
         long,

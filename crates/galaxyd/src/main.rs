@@ -68,7 +68,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         }
     }
     tracing::info!("shutting down");
-    node.shutdown().await
+    node.leave(args.drain).await
 }
 
 /// SIGHUP, which asks a node to re-read its peer file; never seen off Unix.

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use galaxycache_galaxy::Galaxy;
@@ -28,6 +29,8 @@ pub struct Node {
     api_addr: SocketAddr,
     peer_addr: SocketAddr,
     stop: watch::Sender<bool>,
+    /// Stops the client API only: the first step of a graceful leave.
+    stop_clients: watch::Sender<bool>,
     readiness: Readiness,
     /// The peer server, the client API and the start-up preload, each named, until they
     /// end (the preload, once done, waits for the stop signal like the servers).
@@ -80,6 +83,7 @@ impl Node {
         let peer_addr = peer_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
         let (stop, stopped) = watch::channel(false);
+        let (stop_clients, clients_stopped) = watch::channel(false);
         let mut following = JoinSet::new();
         for (index, feed) in feeds {
             let galaxy = galaxies[index].clone();
@@ -118,7 +122,13 @@ impl Node {
             config.request_timeout,
             readiness.clone(),
         );
-        let api = axum::serve(api_listener, router).with_graceful_shutdown(until_stopped(stopped));
+        let api_stopped = async move {
+            tokio::select! {
+                () = until_stopped(stopped) => {}
+                () = until_stopped(clients_stopped) => {}
+            }
+        };
+        let api = axum::serve(api_listener, router).with_graceful_shutdown(api_stopped);
         servers.spawn(async move { ("client API", api.await.map_err(anyhow::Error::from)) });
         tracing::info!(
             self_url = %config.self_url,
@@ -136,6 +146,7 @@ impl Node {
             api_addr,
             peer_addr,
             stop,
+            stop_clients,
             readiness,
             servers,
             feeds: following,
@@ -189,6 +200,22 @@ impl Node {
             Some(Err(e)) => anyhow::Error::new(e).context("a server task failed"),
             None => anyhow::anyhow!("no server is running"),
         }
+    }
+
+    /// Leave gracefully: stop taking client requests at once, go on answering peers for
+    /// `drain` (their fetches in flight finish, and peers that follow a peer file or DNS
+    /// drop this node from their rings meanwhile, instead of finding it gone), then
+    /// [`shutdown`](Self::shutdown).
+    pub async fn leave(self, drain: Duration) -> anyhow::Result<()> {
+        let _ = self.stop_clients.send(true);
+        if !drain.is_zero() {
+            tracing::info!(
+                ?drain,
+                "client API closed; still answering peers while draining"
+            );
+            tokio::time::sleep(drain).await;
+        }
+        self.shutdown().await
     }
 
     /// Stop accepting on both listeners, let requests in progress finish, and return once

@@ -93,3 +93,43 @@ async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
     )));
     node.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_leaving_node_closes_its_client_api_and_goes_on_answering_peers() {
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let self_url = format!("http://{}", peer.local_addr().unwrap());
+    let config = NodeConfig {
+        self_url: self_url.clone(),
+        peers: PeerSource::Static(vec![self_url.clone()]),
+        peer_listen: peer.local_addr().unwrap(),
+        listen: api.local_addr().unwrap(),
+        protocol: Protocol::Http,
+        replicas: 50,
+        max_key_len: 1024,
+        request_timeout: Duration::from_secs(10),
+        galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
+    };
+    let node = Node::start_on(&config, peer, api).await.unwrap();
+    let (api_addr, client) = (node.api_addr(), HttpClient::new(4, Duration::from_secs(10)));
+    let leaving = tokio::spawn(node.leave(Duration::from_secs(3600)));
+
+    // The client API closes (bounded wait: a connection attempt per millisecond or so).
+    let mut closed = false;
+    for _ in 0..5_000 {
+        if tokio::net::TcpStream::connect(api_addr).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(closed, "the client API still accepts connections");
+    // Peers are still answered while the node drains.
+    let r = client
+        .get(format!("{self_url}/_galaxycache/g/k").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert!(!leaving.is_finished());
+    leaving.abort();
+}
