@@ -18,6 +18,7 @@ use crate::cache::{ByteCache, Lookup};
 use crate::candidates::Candidates;
 use crate::fence::{Fence, Generation};
 use crate::freshness::{Policy, stale_may_answer};
+use crate::handoff::RingChange;
 use crate::listener::{Events, Origin, StoreReason, Tier};
 use crate::singleflight::{Group, Role};
 use crate::stats::{Counter, Counters};
@@ -102,6 +103,7 @@ pub(crate) struct Inner {
     pub(crate) pending_retries: AtomicUsize,
     pub(crate) policy: Policy,
     pub(crate) handoff_timeout: Duration,
+    pub(crate) ring_change: RingChange,
 }
 
 impl Galaxy {
@@ -111,6 +113,8 @@ impl Galaxy {
         let universe = b.universe.clone();
         let name: Arc<str> = Arc::from(b.name.as_str());
         let policy = b.policy();
+        let fence = Fence::new();
+        let ring_change = RingChange::new(&fence);
         let events = Arc::new(Events::new(b.listener));
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
@@ -123,7 +127,7 @@ impl Galaxy {
             candidates: Candidates::new(CANDIDATE_KEYS),
             client_loads: Group::new(),
             backend_loads: Group::new(),
-            fence: Fence::new(),
+            fence,
             events,
             counters: Counters::new(),
             promoter: b.promoter,
@@ -137,6 +141,7 @@ impl Galaxy {
             pending_retries: AtomicUsize::new(0),
             policy,
             handoff_timeout: b.handoff_timeout,
+            ring_change,
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
@@ -702,11 +707,17 @@ impl GalaxyHandler for Inner {
         Box::pin(self.serve(key))
     }
 
+    /// The maincache's copy only: a peek is how a new owner takes a key over, and a hot
+    /// copy is no owner's word (it may have missed a write).
     fn serve_peek(&self, key: &str) -> Option<Value> {
-        match self.cached(key) {
+        match self.main.get(key, &*self.clock) {
             Lookup::Fresh(v) | Lookup::Due(v) | Lookup::Absent(v) => Some(v),
             Lookup::Stale(_) | Lookup::Miss => None,
         }
+    }
+
+    fn ring_changing(&self) {
+        self.ring_change.mark(&self.fence);
     }
 
     fn serve_write(&self, op: WriteOp<'_>) -> Result<(), universe::Error> {

@@ -25,6 +25,12 @@ pub trait GalaxyHandler: Send + Sync + fmt::Debug {
     /// Apply a peer's write to this node's copy of the galaxy (see [`WriteOp`]).
     fn serve_write(&self, op: WriteOp<'_>) -> Result<(), Error>;
 
+    /// The peer set is about to change: called by [`Universe::set_peers`](crate::Universe::set_peers)
+    /// and its kin before the new ring is published. A galaxy marks which keys were
+    /// written to before the change, so that it takes over from a key's previous owner
+    /// only keys that no write has touched since. Default: nothing.
+    fn ring_changing(&self) {}
+
     /// The version of this galaxy's values; requests for another version are refused.
     fn version(&self) -> u32 {
         0

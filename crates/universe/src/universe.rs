@@ -337,6 +337,9 @@ impl Universe {
                 changed_at: old.changed_at,
             }
         };
+        for galaxy in self.live_galaxies() {
+            galaxy.ring_changing();
+        }
         self.inner.peers.store(Arc::new(PeerState {
             ring,
             fetchers,
@@ -344,6 +347,15 @@ impl Universe {
             changed_at: Instant::now(),
         }));
         Ok(())
+    }
+
+    fn live_galaxies(&self) -> Vec<Arc<dyn GalaxyHandler>> {
+        let galaxies = self
+            .inner
+            .galaxies
+            .read()
+            .unwrap_or_else(|e| e.into_inner());
+        galaxies.values().filter_map(Weak::upgrade).collect()
     }
 
     /// `ring` without this node, and its peers' fetchers.
