@@ -310,7 +310,7 @@ fn the_checker_catches_a_stale_read() {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn no_get_returns_a_value_older_than_the_last_completed_write(
