@@ -433,29 +433,13 @@ impl Inner {
             Ok(Ok(Some(value))) if value.is_absent() => {
                 self.counters.incr(Counter::PeerLoad);
                 self.counters.incr(Counter::NotFound);
-                let copy = self.hot_copy(value);
-                self.store(
-                    Tier::Hot,
-                    key,
-                    &copy,
-                    0.0,
-                    generation,
-                    StoreReason::Promotion,
-                );
+                self.keep_hot(key, value, generation);
                 return Err(Error::not_found(key));
             }
             Ok(Ok(Some(value))) if !value.is_expired_at(now) => {
                 self.counters.incr(Counter::PeerLoad);
                 if refresh {
-                    let copy = self.hot_copy(value.clone());
-                    self.store(
-                        Tier::Hot,
-                        key,
-                        &copy,
-                        0.0,
-                        generation,
-                        StoreReason::Promotion,
-                    );
+                    self.keep_hot(key, value.clone(), generation);
                 } else {
                     self.consider_promotion(key, &value, generation);
                 }
@@ -647,6 +631,20 @@ impl Inner {
                 self.counters.incr(Counter::Promotion);
             }
         }
+    }
+
+    /// Keep an owner's answer in the hotcache without asking the promoter: a refreshed
+    /// hot copy, or a cached miss.
+    fn keep_hot(&self, key: &str, value: Value, generation: Generation) {
+        let copy = self.hot_copy(value);
+        self.store(
+            Tier::Hot,
+            key,
+            &copy,
+            0.0,
+            generation,
+            StoreReason::Promotion,
+        );
     }
 
     /// A copy of an owner's value for the hotcache: served at most the hot TTL, and, if

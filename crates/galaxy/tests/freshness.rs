@@ -57,6 +57,18 @@ impl Source {
     }
 }
 
+/// `n` nodes on `source` sharing a manual clock, each galaxy tuned by `tune`.
+fn clocked(
+    source: &Source,
+    n: usize,
+    tune: impl Fn(GalaxyBuilder) -> GalaxyBuilder + 'static,
+) -> (Cluster, Arc<ManualClock>) {
+    let clock = Arc::new(ManualClock::new());
+    let shared = Arc::clone(&clock);
+    let cluster = source.cluster(n, move |b| tune(b.clock(shared.clone())));
+    (cluster, clock)
+}
+
 fn version(v: &Value) -> u64 {
     VersionedDb::version_of(v)
 }
@@ -71,16 +83,11 @@ async fn timed_get(g: &Galaxy, key: &str) -> (Result<Value, Error>, Duration) {
 #[tokio::test(start_paused = true)]
 async fn refresh_ahead_serves_at_once_and_reloads_once_in_the_cluster() {
     let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(3, move |b| {
-            b.clock(clock.clone())
-                .max_ttl(10 * S)
-                .refresh(Refresh::AtFraction(0.5))
-                .promoter(AlwaysPromote)
-        })
-    };
+    let (c, clock) = clocked(&source, 3, |b| {
+        b.max_ttl(10 * S)
+            .refresh(Refresh::AtFraction(0.5))
+            .promoter(AlwaysPromote)
+    });
     let key = c.key_owned_by(1, "k");
     for node in &c.nodes {
         assert_eq!(version(&node.galaxy.get(&key).await.unwrap()), 0);
@@ -128,11 +135,7 @@ async fn refresh_ahead_serves_at_once_and_reloads_once_in_the_cluster() {
 #[tokio::test(start_paused = true)]
 async fn without_refresh_ahead_the_get_at_expiry_waits_for_the_load() {
     let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(1, move |b| b.clock(clock.clone()).max_ttl(10 * S))
-    };
+    let (c, clock) = clocked(&source, 1, |b| b.max_ttl(10 * S));
     c.nodes[0].galaxy.get("k").await.unwrap();
     clock.advance(10 * S);
     let (_, waited) = timed_get(&c.nodes[0].galaxy, "k").await;
@@ -189,15 +192,7 @@ async fn xfetch_spreads_the_refreshes_of_keys_loaded_together() {
 #[tokio::test(start_paused = true)]
 async fn a_stale_value_stands_in_for_a_failing_backend_until_its_limit() {
     let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(1, move |b| {
-            b.clock(clock.clone())
-                .max_ttl(10 * S)
-                .stale_if_error(30 * S)
-        })
-    };
+    let (c, clock) = clocked(&source, 1, |b| b.max_ttl(10 * S).stale_if_error(30 * S));
     let g = &c.nodes[0].galaxy;
     assert!(!g.get("k").await.unwrap().is_stale());
     source.failing.store(true, Ordering::SeqCst);
@@ -221,16 +216,11 @@ async fn a_stale_value_stands_in_for_a_failing_backend_until_its_limit() {
 #[tokio::test(start_paused = true)]
 async fn a_hot_copy_stands_in_when_the_owner_and_the_local_load_fail() {
     let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(2, move |b| {
-            b.clock(clock.clone())
-                .max_ttl(10 * S)
-                .stale_if_error(30 * S)
-                .promoter(AlwaysPromote)
-        })
-    };
+    let (c, clock) = clocked(&source, 2, |b| {
+        b.max_ttl(10 * S)
+            .stale_if_error(30 * S)
+            .promoter(AlwaysPromote)
+    });
     let key = c.key_owned_by(1, "k");
     let holder = &c.nodes[0].galaxy;
     holder.get(&key).await.unwrap();
@@ -250,15 +240,7 @@ async fn a_hot_copy_stands_in_when_the_owner_and_the_local_load_fail() {
 #[tokio::test(start_paused = true)]
 async fn the_owner_answers_its_peers_with_its_stale_value_too() {
     let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(2, move |b| {
-            b.clock(clock.clone())
-                .max_ttl(10 * S)
-                .stale_if_error(30 * S)
-        })
-    };
+    let (c, clock) = clocked(&source, 2, |b| b.max_ttl(10 * S).stale_if_error(30 * S));
     let key = c.key_owned_by(1, "k");
     c.nodes[1].galaxy.get(&key).await.unwrap();
     source.failing.store(true, Ordering::SeqCst);
@@ -271,24 +253,26 @@ async fn the_owner_answers_its_peers_with_its_stale_value_too() {
     assert_eq!(version(&v), 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn past_the_soft_timeout_the_stale_value_answers_and_the_reload_goes_on() {
-    let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(1, move |b| {
-            b.clock(clock.clone())
-                .max_ttl(10 * S)
-                .stale_if_error(30 * S)
-                .soft_timeout(Duration::from_millis(100))
-        })
-    };
-    let g = &c.nodes[0].galaxy;
-    g.get("k").await.unwrap();
+/// One node whose value of `k` (version 0) has just expired, kept 30 s for errors, with
+/// the database at version 1 and reloads that take 5 s against a 100 ms soft timeout.
+async fn expired_with_a_slow_reload(source: &Source) -> Cluster {
+    let (c, clock) = clocked(source, 1, |b| {
+        b.max_ttl(10 * S)
+            .stale_if_error(30 * S)
+            .soft_timeout(Duration::from_millis(100))
+    });
+    c.nodes[0].galaxy.get("k").await.unwrap();
     source.db.write("k");
     source.slow.store(true, Ordering::SeqCst);
     clock.advance(10 * S);
+    c
+}
+
+#[tokio::test(start_paused = true)]
+async fn past_the_soft_timeout_the_stale_value_answers_and_the_reload_goes_on() {
+    let source = Source::default();
+    let c = expired_with_a_slow_reload(&source).await;
+    let g = &c.nodes[0].galaxy;
     let (v, waited) = timed_get(g, "k").await;
     let v = v.unwrap();
     assert_eq!(
@@ -311,21 +295,8 @@ async fn past_the_soft_timeout_the_stale_value_answers_and_the_reload_goes_on() 
 #[tokio::test(start_paused = true)]
 async fn a_remove_fences_the_reload_that_outlived_the_soft_timeout() {
     let source = Source::default();
-    let clock = Arc::new(ManualClock::new());
-    let c = {
-        let clock = Arc::clone(&clock);
-        source.cluster(1, move |b| {
-            b.clock(clock.clone())
-                .max_ttl(10 * S)
-                .stale_if_error(30 * S)
-                .soft_timeout(Duration::from_millis(100))
-        })
-    };
+    let c = expired_with_a_slow_reload(&source).await;
     let g = &c.nodes[0].galaxy;
-    g.get("k").await.unwrap();
-    source.db.write("k");
-    source.slow.store(true, Ordering::SeqCst);
-    clock.advance(10 * S);
     assert!(g.get("k").await.unwrap().is_stale());
     source.db.write("k");
     g.remove("k").await.unwrap();
