@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use galaxycache_universe::{Value, fmt_http_date};
+use galaxycache_universe::{Value, fmt_http_date, saturating_instant};
 use http::header::EXPIRES;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
@@ -69,7 +69,7 @@ pub(crate) fn parse_expires(value: &HeaderValue) -> Option<SystemTime> {
             let second = httpdate::parse_http_date(&format!("{date} GMT")).ok()?;
             let fraction = Duration::from_nanos(parse_nanos(digits)?.into());
             // Below a second past a valid HTTP-date: never out of range, but saturate.
-            Some(second.checked_add(fraction).unwrap_or(second))
+            Some(saturating_instant(second, fraction))
         }
     }
 }
