@@ -43,7 +43,20 @@
 //!   `first_update_fail_ok`), 503 `preloading` before (readiness: route clients here
 //!   only once it is 200).
 //!
-//! Another method on one of these paths is 405.
+//! Another method on one of these paths is 405; a path with a malformed percent-escape
+//! (`%zz`, a lone `%`) is 400, as on the peer port.
+
+// No request may panic the node: outside tests, every unwrap, expect, index and unchecked
+// arithmetic is an error; the few that cannot fail are allowed where they are, saying why.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -51,12 +64,14 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
 use galaxycache_galaxy::{ErrorKind, Galaxy, Report, Value};
 use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
+use galaxycache_universe::{fmt_http_date, saturating_instant};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
@@ -140,7 +155,27 @@ pub fn router(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { text(StatusCode::NOT_FOUND, "no such endpoint".to_owned()) })
+        .layer(middleware::from_fn(strict_escapes))
         .with_state(api)
+}
+
+/// Refuse (400) a request whose path has a malformed percent-escape, as the peer port
+/// does: axum's path extractor would take `%zz` as the literal text of a key.
+async fn strict_escapes(request: Request, next: Next) -> Response {
+    if has_malformed_escape(request.uri().path()) {
+        let message = "malformed percent-encoding in the path".to_owned();
+        return text(StatusCode::BAD_REQUEST, message);
+    }
+    next.run(request).await
+}
+
+/// True when a `%` in `path` does not start an escape of two hex digits.
+fn has_malformed_escape(path: &str) -> bool {
+    path.split('%').skip(1).any(|rest| {
+        !rest
+            .get(..2)
+            .is_some_and(|hex| hex.bytes().all(|b| b.is_ascii_hexdigit()))
+    })
 }
 
 fn text(status: StatusCode, message: String) -> Response {
@@ -340,8 +375,7 @@ fn requested_expiry(headers: &HeaderMap, now: SystemTime) -> Result<Option<Syste
         }
     };
     Ok(match max_age {
-        // Saturating: past what a SystemTime holds, the value does not expire by itself.
-        Some(secs) => now.checked_add(Duration::from_secs(secs)),
+        Some(secs) => Some(saturating_instant(now, Duration::from_secs(secs))),
         None => expires,
     })
 }
@@ -442,7 +476,7 @@ fn report_json(galaxy: &str, key: Option<&str>, verb: WriteVerb, report: &Report
 
 /// A 200 with the value's bytes, its `Expires`, and the stale marks when it is stale.
 fn value_response(value: Value) -> Response {
-    let expires = value.expires_at().map(httpdate::fmt_http_date);
+    let expires = value.expires_at().map(fmt_http_date);
     let stale = value.is_stale();
     let mut r = (
         [(header::CONTENT_TYPE, "application/octet-stream")],
@@ -598,6 +632,18 @@ mod tests {
             ]),
             Ok(at(1))
         );
+    }
+
+    #[test]
+    fn malformed_escapes_are_found() {
+        for good in ["/v1/galaxies/g/keys/a", "/k/%2F%c3%A9", "/k/100%25", ""] {
+            assert!(!has_malformed_escape(good), "{good}");
+        }
+        for bad in [
+            "/k/%zz", "/k/%", "/k/%4", "/k/a%g1", "/k/%%41", "/k/%é1", "/k/%2F%",
+        ] {
+            assert!(has_malformed_escape(bad), "{bad}");
+        }
     }
 
     #[test]

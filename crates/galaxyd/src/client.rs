@@ -1,6 +1,18 @@
 //! A small keep-alive HTTP/1 client (hyper) shared by the HTTP backend, the load
 //! generator and the demo.
 
+// No request may panic the node: outside tests, every unwrap, expect, index and unchecked
+// arithmetic is an error; the few that cannot fail are allowed where they are, saying why.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 use std::time::Duration;
 
 use bytes::Bytes;

@@ -80,6 +80,18 @@
 //! # }
 //! ```
 
+// No input may panic a node: outside tests, every unwrap, expect, index and unchecked
+// arithmetic is an error; the few that cannot fail are allowed where they are, saying why.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod client;
 mod server;
 mod status;

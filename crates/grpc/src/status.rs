@@ -5,7 +5,7 @@ use std::error::Error as StdError;
 
 use std::time::SystemTime;
 
-use galaxycache_universe::{Error, ErrorKind, FetchResult, Value};
+use galaxycache_universe::{Error, ErrorKind, FetchResult, Value, sanitize_message};
 use tonic::metadata::MetadataValue;
 use tonic::{Code, Status, TimeoutExpired};
 
@@ -23,14 +23,13 @@ const GALAXY_FOUND: &str = "found";
 /// holds, in whole milliseconds since the Unix epoch.
 const EXPIRES_MS: &str = "galaxycache-expires-ms";
 
-/// Longest status message sent: a message echoing a huge galaxy name must not become a
-/// header that the peer's HTTP/2 stack refuses.
-const MAX_MESSAGE_LEN: usize = 512;
-
-/// The status a server answers with when serving failed.
+/// The status a server answers with when serving failed. Its message is
+/// [sanitized](sanitize_message) as every text that crosses the network: short (a message
+/// echoing a huge galaxy name must not become a header that the peer's HTTP/2 stack
+/// refuses) and without control characters.
 pub(crate) fn status_from_error(error: &Error) -> Status {
     let invalid_argument = |galaxy_status: &'static str| {
-        let mut status = Status::invalid_argument(truncate(error.to_string()));
+        let mut status = Status::invalid_argument(sanitize_message(&error.to_string()));
         status
             .metadata_mut()
             .insert(GALAXY_STATUS, MetadataValue::from_static(galaxy_status));
@@ -39,17 +38,19 @@ pub(crate) fn status_from_error(error: &Error) -> Status {
     match error.kind() {
         ErrorKind::UnknownGalaxy => invalid_argument(GALAXY_NOT_FOUND),
         ErrorKind::InvalidRequest => invalid_argument(GALAXY_FOUND),
-        ErrorKind::Overloaded => Status::resource_exhausted(truncate(error.to_string())),
-        ErrorKind::Timeout => Status::deadline_exceeded(truncate(error.to_string())),
+        ErrorKind::Overloaded => Status::resource_exhausted(sanitize_message(&error.to_string())),
+        ErrorKind::Timeout => Status::deadline_exceeded(sanitize_message(&error.to_string())),
         // The message names both versions (the universe's error says them).
-        ErrorKind::VersionMismatch => Status::failed_precondition(truncate(error.to_string())),
+        ErrorKind::VersionMismatch => {
+            Status::failed_precondition(sanitize_message(&error.to_string()))
+        }
         // A galaxy that cannot apply a verb answers as a server without the verb does.
-        ErrorKind::Unsupported => Status::unimplemented(truncate(error.to_string())),
+        ErrorKind::Unsupported => Status::unimplemented(sanitize_message(&error.to_string())),
         // The load's own message alone: the asking node hands its callers the very error
         // this node's callers get.
-        ErrorKind::Remote => Status::internal(truncate(error.message().to_owned())),
+        ErrorKind::Remote => Status::internal(sanitize_message(error.message())),
         // Load failures, whatever their cause on this node.
-        _ => Status::internal(truncate(error.to_string())),
+        _ => Status::internal(sanitize_message(&error.to_string())),
     }
 }
 
@@ -81,7 +82,8 @@ pub(crate) fn absent_from_status(status: &Status, url: &str) -> FetchResult {
 }
 
 /// The error a status received from the peer at `url` means to the asking node; `None` for
-/// NOT_FOUND, which is an answer (the owner has no such key), not a failure.
+/// NOT_FOUND, which is an answer (the owner has no such key), not a failure. The peer's
+/// message is [sanitized](sanitize_message) before it reaches a caller or a log.
 pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
     let kind = match status.code() {
         Code::NotFound => return None,
@@ -108,14 +110,21 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
         // The owner's load failed: INTERNAL from our servers, UNKNOWN from galaxycache (Go).
         // Its message is the load error's, handed on unchanged, as the owner's callers get it.
         Code::Internal | Code::Unknown => {
-            return Some(Error::new(ErrorKind::Remote, status.message()));
+            return Some(Error::new(
+                ErrorKind::Remote,
+                sanitize_message(status.message()),
+            ));
         }
         // Not an answer of the protocol: the owner failed, so the asking node loads itself.
         _ => ErrorKind::Protocol,
     };
     Some(Error::new(
         kind,
-        format!("peer {url}: {}: {}", status.code(), status.message()),
+        format!(
+            "peer {url}: {}: {}",
+            status.code(),
+            sanitize_message(status.message())
+        ),
     ))
 }
 
@@ -140,18 +149,6 @@ fn caused_by<E: StdError + 'static>(status: &Status) -> bool {
         source = e.source();
     }
     false
-}
-
-fn truncate(mut message: String) -> String {
-    if message.len() > MAX_MESSAGE_LEN {
-        let mut end = MAX_MESSAGE_LEN;
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        message.truncate(end);
-        message.push_str("...");
-    }
-    message
 }
 
 #[cfg(test)]
@@ -268,7 +265,20 @@ mod tests {
     }
 
     #[test]
+    fn a_peers_message_arrives_short_and_clean() {
+        let hostile = format!("disk\x1b[31m on\r\nfire{}", "\x1b]0;owned\x07".repeat(8192));
+        for status in [Status::internal(&hostile), Status::aborted(&hostile)] {
+            let e = error_from_status(&status, "peer").unwrap();
+            let shown = e.to_string();
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(shown.len() < 400, "{} bytes", shown.len());
+            assert!(e.message().contains("disk[31m on  fire]0;owned"), "{shown}");
+        }
+    }
+
+    #[test]
     fn long_messages_are_cut_on_a_char_boundary() {
+        use galaxycache_universe::MAX_MESSAGE_LEN;
         let long = "é".repeat(MAX_MESSAGE_LEN);
         let status = status_from_error(&Error::new(ErrorKind::Remote, long));
         assert!(status.message().len() <= MAX_MESSAGE_LEN + 3);

@@ -126,8 +126,8 @@ fn parse_grpc_timeout(text: &[u8]) -> Option<Duration> {
     }
     let n: u64 = std::str::from_utf8(digits).ok()?.parse().ok()?;
     Some(match unit {
-        b'H' => Duration::from_secs(n * 3600),
-        b'M' => Duration::from_secs(n * 60),
+        b'H' => Duration::from_secs(n.checked_mul(3600)?),
+        b'M' => Duration::from_secs(n.checked_mul(60)?),
         b'S' => Duration::from_secs(n),
         b'm' => Duration::from_millis(n),
         b'u' => Duration::from_micros(n),

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    RemoteFetcher, Value, WriteOp,
+    RemoteFetcher, Value, WriteOp, sanitize_message,
 };
 use http::header::CONTENT_TYPE;
 use http::uri::{self, Authority, PathAndQuery, Scheme};
@@ -80,7 +80,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// | `409` | [`ErrorKind::VersionMismatch`]: the peer's galaxy has another version |
 /// | `405`, `501` | [`ErrorKind::Unsupported`]: the peer has no such verb |
 /// | `413` | [`ErrorKind::TooLarge`] |
-/// | `500` | [`ErrorKind::Remote`], its message the body alone (its first 64 KiB): the owner's load error as the owner's own callers see it |
+/// | `500` | [`ErrorKind::Remote`], its message the body alone, [sanitized](galaxycache_universe::sanitize_message) (at most 256 bytes of it, no control characters): the owner's load error as the owner's own callers see it |
 /// | `500` whose body cannot be read | the read failure's kind ([`ErrorKind::Unavailable`], say): that is no answer |
 /// | `503` | [`ErrorKind::Overloaded`] |
 /// | `504`, or a deadline passed before sending | [`ErrorKind::Timeout`] |
@@ -413,9 +413,17 @@ impl HttpFetcher {
     /// without a key), escaped: only the path is built per request.
     fn uri(&self, prefix: &str, galaxy: &str, key: Option<&str>) -> Result<Uri, Error> {
         let dialect = self.protocol.dialect;
-        let key_len = key.map_or(0, str::len);
-        let prefix_len = self.base_path.len() + prefix.len();
-        let mut path = String::with_capacity(prefix_len + 3 * (galaxy.len() + key_len) + 1);
+        // Room for every byte of the galaxy and the key as a 3-byte escape, and the `/`.
+        let escaped = galaxy.len().saturating_add(key.map_or(0, str::len));
+        let capacity = [
+            self.base_path.len(),
+            prefix.len(),
+            escaped.saturating_mul(3),
+            1,
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add);
+        let mut path = String::with_capacity(capacity);
         path.push_str(&self.base_path);
         path.push_str(prefix);
         dialect.encode_into(galaxy, &mut path);
@@ -449,8 +457,7 @@ impl HttpFetcher {
                 // The owner's load failed: its message alone, as the owner's callers see
                 // it. A body that cannot be read is no such answer: `?` keeps the read
                 // failure's kind, and the asking node loads the key itself.
-                let text = self.error_text(body).await?;
-                let message = text.strip_suffix('\n').unwrap_or(&text);
+                let message = self.error_text(body).await?;
                 Err(Error::new(ErrorKind::Remote, message))
             }
             status => Err(self
@@ -529,8 +536,10 @@ impl HttpFetcher {
         })
     }
 
-    /// The start of an error response's body (up to 64 KiB; the rest is not read), as
-    /// text, for the error's message; the read failure if it cannot be read.
+    /// The start of an error response's body (up to 64 KiB is read, the rest is not), as
+    /// text for the error's message, [sanitized](sanitize_message): at most
+    /// [`MAX_MESSAGE_LEN`](galaxycache_universe::MAX_MESSAGE_LEN) bytes, no control
+    /// characters. The read failure if it cannot be read.
     async fn error_text(&self, mut body: Incoming) -> Result<String, Error> {
         let limit = MAX_ERROR_BODY.min(self.protocol.max_response_bytes);
         let mut text = Vec::new();
@@ -540,11 +549,11 @@ impl HttpFetcher {
             };
             let frame = frame.map_err(|e| self.error(body_error_kind(&e), error_chain(&e)))?;
             if let Ok(data) = frame.into_data() {
-                let room = limit - text.len();
-                text.extend_from_slice(&data[..data.len().min(room)]);
+                let room = limit.saturating_sub(text.len());
+                text.extend_from_slice(data.get(..room).unwrap_or(&data));
             }
         }
-        Ok(String::from_utf8_lossy(&text).into_owned())
+        Ok(sanitize_message(&String::from_utf8_lossy(&text)))
     }
 
     fn request_error(&self, e: &hyper_util::client::legacy::Error) -> Error {

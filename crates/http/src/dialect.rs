@@ -128,12 +128,8 @@ impl Dialect {
                     Some((g, k)) => Ok((Cow::Borrowed(g), Some(Cow::Borrowed(k)))),
                     None => Ok((Cow::Borrowed(s), None)),
                 },
-                Cow::Owned(mut galaxy) => match galaxy.find('/') {
-                    Some(slash) => {
-                        let key = galaxy[slash + 1..].to_owned();
-                        galaxy.truncate(slash);
-                        Ok((Cow::Owned(galaxy), Some(Cow::Owned(key))))
-                    }
+                Cow::Owned(galaxy) => match galaxy.split_once('/') {
+                    Some((g, k)) => Ok((Cow::Owned(g.to_owned()), Some(Cow::Owned(k.to_owned())))),
                     None => Ok((Cow::Owned(galaxy), None)),
                 },
             },
@@ -166,8 +162,15 @@ fn is_path_segment_safe(b: u8) -> bool {
     is_unreserved(b) || matches!(b, b'$' | b'&' | b'+' | b':' | b'=' | b'@')
 }
 
-fn escape(segment: &str, out: &mut String, safe: fn(u8) -> bool, space_as_plus: bool) {
+/// The uppercase hex digit of `nibble` (below 16).
+fn hex_digit(nibble: u8) -> char {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    // A nibble is below 16, the table's length: the index cannot be out of bounds.
+    #[allow(clippy::indexing_slicing)]
+    char::from(HEX[usize::from(nibble & 0xf)])
+}
+
+fn escape(segment: &str, out: &mut String, safe: fn(u8) -> bool, space_as_plus: bool) {
     out.reserve(segment.len());
     for &b in segment.as_bytes() {
         if safe(b) {
@@ -176,8 +179,8 @@ fn escape(segment: &str, out: &mut String, safe: fn(u8) -> bool, space_as_plus: 
             out.push('+');
         } else {
             out.push('%');
-            out.push(char::from(HEX[usize::from(b >> 4)]));
-            out.push(char::from(HEX[usize::from(b & 0xf)]));
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0xf));
         }
     }
 }
@@ -188,22 +191,19 @@ pub(crate) fn percent_decode(s: &str) -> Result<Cow<'_, str>, &'static str> {
     if !s.contains('%') {
         return Ok(Cow::Borrowed(s));
     }
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hi = bytes.get(i + 1).copied().and_then(hex_value);
-            let lo = bytes.get(i + 2).copied().and_then(hex_value);
-            let (Some(hi), Some(lo)) = (hi, lo) else {
-                return Err("malformed percent-encoding");
-            };
-            out.push(hi << 4 | lo);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
+    let mut out = Vec::with_capacity(s.len());
+    let mut bytes = s.bytes();
+    while let Some(b) = bytes.next() {
+        if b != b'%' {
+            out.push(b);
+            continue;
         }
+        let hi = bytes.next().and_then(hex_value);
+        let lo = bytes.next().and_then(hex_value);
+        let (Some(hi), Some(lo)) = (hi, lo) else {
+            return Err("malformed percent-encoding");
+        };
+        out.push(hi << 4 | lo);
     }
     String::from_utf8(out)
         .map(Cow::Owned)

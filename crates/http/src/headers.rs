@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use galaxycache_universe::Value;
+use galaxycache_universe::{Value, fmt_http_date, saturating_instant};
 use http::header::EXPIRES;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use tokio::time::Instant;
@@ -47,15 +47,12 @@ pub const STALE_MS_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-s
 /// version answers `409 Conflict`; a malformed value is a `400`.
 pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-galaxycache-version");
 
-/// The last instant an HTTP-date can name: 9999-12-31T23:59:59Z.
-const LAST_HTTP_DATE: Duration = Duration::from_secs(253_402_300_799);
-
 /// An `Expires` value for `at`, truncated to the second (so a copy never outlives the
-/// original) and clamped to the range an HTTP-date can express.
+/// original) and clamped to the range an HTTP-date can express ([`fmt_http_date`]).
 pub(crate) fn fmt_expires(at: SystemTime) -> HeaderValue {
-    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or(Duration::ZERO);
-    let clamped = UNIX_EPOCH + since_epoch.min(LAST_HTTP_DATE);
-    let text = httpdate::fmt_http_date(clamped);
+    let text = fmt_http_date(at);
+    // An HTTP-date is ASCII letters, digits, spaces, `,` and `:`: a valid header value.
+    #[allow(clippy::expect_used)]
     HeaderValue::try_from(text).expect("an HTTP-date is a valid header value")
 }
 
@@ -72,7 +69,7 @@ pub(crate) fn parse_expires(value: &HeaderValue) -> Option<SystemTime> {
             let second = httpdate::parse_http_date(&format!("{date} GMT")).ok()?;
             let fraction = Duration::from_nanos(parse_nanos(digits)?.into());
             // Below a second past a valid HTTP-date: never out of range, but saturate.
-            Some(second.checked_add(fraction).unwrap_or(second))
+            Some(saturating_instant(second, fraction))
         }
     }
 }
@@ -99,7 +96,8 @@ fn parse_nanos(digits: &str) -> Option<u32> {
         return None;
     }
     let value: u32 = digits.parse().ok()?;
-    let scale = 10_u32.checked_pow(u32::try_from(9 - digits.len()).ok()?)?;
+    let missing = 9_usize.checked_sub(digits.len())?;
+    let scale = 10_u32.checked_pow(u32::try_from(missing).ok()?)?;
     value.checked_mul(scale)
 }
 
@@ -254,7 +252,7 @@ mod tests {
         let far = UNIX_EPOCH + Duration::from_secs(1 << 40);
         assert_eq!(
             parse_expires(&fmt_expires(far)),
-            Some(UNIX_EPOCH + LAST_HTTP_DATE)
+            Some(galaxycache_universe::latest_instant())
         );
         assert_eq!(parse_expires(&HeaderValue::from_static("soon")), None);
     }
@@ -286,7 +284,7 @@ mod tests {
 
     #[test]
     fn expires_fractions_saturate_and_parse_strictly() {
-        let last = UNIX_EPOCH + LAST_HTTP_DATE;
+        let last = galaxycache_universe::latest_instant();
         assert_eq!(expires("Fri, 31 Dec 9999 23:59:59 GMT"), Some(last));
         assert_eq!(
             expires("Fri, 31 Dec 9999 23:59:59.999999999 GMT"),

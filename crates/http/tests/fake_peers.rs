@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{client, fetcher, soon};
 use galaxycache_http::{Dialect, HttpProtocol};
 use galaxycache_universe::{
-    Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId, Value, WriteOp,
+    Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId, MAX_MESSAGE_LEN, Value, WriteOp,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -273,7 +273,7 @@ async fn a_500_is_the_owners_answer_only_if_its_body_arrives() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
-    // Longer than the 64 KiB kept as a message: its start is the message.
+    // Longer than the 64 KiB read: its start is the message, cut short.
     let mut long = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 70000\r\n\r\n".to_vec();
     long.extend_from_slice(&[b'e'; 70_000]);
     let peer = FakePeer::start(long, Then::Close).await;
@@ -282,7 +282,44 @@ async fn a_500_is_the_owners_answer_only_if_its_body_arrives() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Remote);
-    assert_eq!(err.message(), "e".repeat(64 * 1024));
+    assert_eq!(err.message(), "e".repeat(MAX_MESSAGE_LEN) + "...");
+}
+
+#[tokio::test]
+async fn a_500_full_of_terminal_escapes_is_a_short_clean_message() {
+    let mut body = b"disk\x1b[31m on\r\nfire\x07 ".to_vec();
+    while body.len() < 64 * 1024 {
+        body.extend_from_slice(b"\x1b]0;owned\x07\x1b[2J\x9b\x00");
+    }
+    let mut answer = format!(
+        "HTTP/1.1 500 Internal Server Error\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    answer.extend_from_slice(&body);
+    let peer = FakePeer::start(answer, Then::Close).await;
+    let err = peer
+        .fetch(Dialect::Galaxycache, 1 << 20, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Remote);
+    let shown = err.to_string();
+    assert!(shown.len() <= 64 + MAX_MESSAGE_LEN, "{} bytes", shown.len());
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(
+        err.message().starts_with("disk[31m on  fire ]0;owned"),
+        "{shown:?}"
+    );
+    // A status the protocol does not know carries the body's start as well, as clean.
+    let mut teapot = b"HTTP/1.1 418 I'm a teapot\r\nContent-Length: 9\r\n\r\n".to_vec();
+    teapot.extend_from_slice(b"\x1b[2Jtea\r\n");
+    let peer = FakePeer::start(teapot, Then::Close).await;
+    let err = peer
+        .fetch(Dialect::Galaxycache, 1024, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Protocol);
+    assert!(err.to_string().ends_with("[2Jtea"), "{err}");
 }
 
 #[tokio::test]

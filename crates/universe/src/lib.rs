@@ -12,12 +12,14 @@
 
 mod discovery;
 mod error;
+mod expiry;
 mod fetch;
 mod handler;
 mod health;
 mod inprocess;
 mod peer_url;
 mod ring;
+mod sanitize;
 mod universe;
 mod value;
 
@@ -25,6 +27,7 @@ mod value;
 pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
 pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};
 pub use error::{Error, ErrorKind};
+pub use expiry::{fmt_http_date, latest_instant, saturating_instant};
 pub use fetch::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,
     WriteOp,
@@ -34,6 +37,7 @@ pub use health::{CircuitState, HealthPolicy};
 pub use inprocess::{Fault, InProcessNetwork};
 pub use peer_url::normalize_peer_url;
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
+pub use sanitize::{MAX_MESSAGE_LEN, sanitize_message};
 pub use universe::{
     DEFAULT_HANDOFF_WARMUP, DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, PeerStatus,
     Universe, UniverseBuilder,

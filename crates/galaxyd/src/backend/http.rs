@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use galaxycache_universe::Value;
+use galaxycache_universe::{Value, sanitize_message, saturating_instant};
 use http::{HeaderMap, StatusCode, Uri, header};
 use percent_encoding::utf8_percent_encode;
 
@@ -13,7 +13,7 @@ use crate::client::{HttpClient, SEGMENT};
 const PLACEHOLDER: &str = "{key}";
 
 /// Loads keys from an origin: `{key}` in the URL template is replaced by the
-/// percent-encoded key (a template without it gets the key appended).
+/// percent-encoded key (a template without it gets the key appended; see [`push_key`]).
 #[derive(Debug)]
 pub(crate) struct HttpBackend {
     /// The template before `{key}`.
@@ -53,34 +53,50 @@ impl HttpBackend {
     }
 
     fn uri(&self, key: &str) -> Result<Uri, String> {
-        let mut url = String::with_capacity(self.prefix.len() + 3 * key.len() + self.suffix.len());
+        let capacity = [
+            self.prefix.len(),
+            key.len().saturating_mul(3),
+            self.suffix.len(),
+        ]
+        .into_iter()
+        .fold(0, usize::saturating_add);
+        let mut url = String::with_capacity(capacity);
         url.push_str(&self.prefix);
-        url.extend(utf8_percent_encode(key, SEGMENT));
+        push_key(&mut url, key);
         url.push_str(&self.suffix);
         Uri::try_from(url.as_str()).map_err(|e| format!("HTTP backend: invalid URL {url:?}: {e}"))
     }
 
     /// The origin's answer: 2xx is the value (its instants from the cache headers, see
-    /// [`value_of`]), 404 is no such key, anything else is an error.
+    /// [`value_of`]), 404 is no such key, anything else is an error quoting the start of
+    /// the body, [sanitized](sanitize_message).
     pub(crate) async fn load(&self, key: &str) -> Result<Option<Value>, String> {
         let response = self.client.get(self.uri(key)?).await?;
         if response.status == StatusCode::NOT_FOUND {
             return Ok(None);
         }
         if !response.status.is_success() {
-            let text = String::from_utf8_lossy(&response.body[..response.body.len().min(200)])
-                .into_owned();
-            return Err(format!(
-                "origin answered {}: {}",
-                response.status,
-                text.trim()
-            ));
+            let text = sanitize_message(&String::from_utf8_lossy(&response.body));
+            return Err(format!("origin answered {}: {}", response.status, text));
         }
         Ok(Some(value_of(
             response.body,
             &response.headers,
             SystemTime::now(),
         )))
+    }
+}
+
+/// Append `key` to `url` percent-encoded as one path segment ([`SEGMENT`]: `/` included).
+/// A key that is a dot-segment, `.` or `..`, has its dots encoded too (`%2E`): RFC 3986's
+/// dot-segment removal (5.2.4) matches literal dots only, so the origin gets the key, not
+/// "this directory" or "the parent". (A normaliser that decodes `%2E` first, as WHATWG
+/// URL parsers do, would still; such an origin must not route on raw paths.)
+fn push_key(url: &mut String, key: &str) {
+    match key {
+        "." => url.push_str("%2E"),
+        ".." => url.push_str("%2E%2E"),
+        _ => url.extend(utf8_percent_encode(key, SEGMENT)),
     }
 }
 
@@ -155,7 +171,7 @@ fn seconds(text: &str) -> Option<Duration> {
 /// - `stale-if-error=E` (RFC 5861): served stale, when reloading fails, until E seconds
 ///   after the fresh lifetime ended (RFC 5861 counts both windows from there).
 ///
-/// Spans are capped at 100 years; an instant past what a `SystemTime` holds is none.
+/// Spans are capped at 100 years, and instants saturate ([`saturating_instant`]).
 fn value_of(body: Bytes, headers: &HeaderMap, now: SystemTime) -> Value {
     let value = Value::new(body);
     let directives = Directives::of(headers);
@@ -163,19 +179,22 @@ fn value_of(body: Bytes, headers: &HeaderMap, now: SystemTime) -> Value {
         return value.with_expiry(Some(now));
     }
     let fresh_until = match directives.lifetime() {
-        Some(lifetime) => now.checked_add(lifetime),
+        Some(lifetime) => Some(saturating_instant(now, lifetime)),
         None => expires(headers, now),
     };
     let Some(fresh_until) = fresh_until else {
         return value;
     };
     let (refresh_at, expires_at) = match directives.span("stale-while-revalidate") {
-        Some(window) if !window.is_zero() => (Some(fresh_until), fresh_until.checked_add(window)),
+        Some(window) if !window.is_zero() => (
+            Some(fresh_until),
+            Some(saturating_instant(fresh_until, window)),
+        ),
         _ => (None, Some(fresh_until)),
     };
     let stale_until = directives
         .span("stale-if-error")
-        .and_then(|window| fresh_until.checked_add(window))
+        .map(|window| saturating_instant(fresh_until, window))
         .filter(|&until| expires_at.is_some_and(|e| until > e));
     value
         .with_expiry(expires_at)
@@ -217,6 +236,11 @@ mod tests {
         );
         let b = HttpBackend::new("http://origin/k/", Duration::from_secs(1)).unwrap();
         assert_eq!(b.uri("x").unwrap().to_string(), "http://origin/k/x");
+        // Dot-segments cannot climb; dots elsewhere travel as they are.
+        assert_eq!(b.uri("..").unwrap().to_string(), "http://origin/k/%2E%2E");
+        assert_eq!(b.uri(".").unwrap().to_string(), "http://origin/k/%2E");
+        assert_eq!(b.uri("...").unwrap().to_string(), "http://origin/k/...");
+        assert_eq!(b.uri("a.b").unwrap().to_string(), "http://origin/k/a.b");
     }
 
     #[test]
@@ -375,11 +399,11 @@ mod tests {
             stale_until, None,
             "capped alike, within the revalidation window"
         );
-        // At the end of time, instants past what a SystemTime holds are none: no panic.
+        // At the end of time, instants past what a SystemTime holds saturate: no panic.
         let end = SystemTime::UNIX_EPOCH + Duration::from_secs(i64::MAX as u64 - 10);
-        assert_eq!(
-            instants(&[(header::CACHE_CONTROL, huge)], end),
-            (None, None, None)
-        );
+        let (expires_at, refresh_at, _) = instants(&[(header::CACHE_CONTROL, huge)], end);
+        assert!(expires_at.is_some() && refresh_at.is_some());
+        let (expires_at, _, _) = instants(&[(header::CACHE_CONTROL, "max-age=5")], end);
+        assert!(expires_at.is_some(), "saturated, not dropped");
     }
 }

@@ -1,5 +1,17 @@
 //! The data sources a galaxyd galaxy can sit in front of.
 
+// No request may panic the node: outside tests, every unwrap, expect, index and unchecked
+// arithmetic is an error; the few that cannot fail are allowed where they are, saying why.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
+)]
+
 mod http;
 mod postgres;
 mod sqlite;

@@ -289,8 +289,10 @@ pub(crate) fn redact(url: &str) -> String {
         shown = format!("{scheme}://{user}:***{}", &rest[at..]);
     }
     if let Some(start) = shown.find("password=") {
-        let value = start + "password=".len();
-        let end = shown[value..].find('&').map_or(shown.len(), |i| value + i);
+        let value = start.saturating_add("password=".len());
+        let end = shown[value..]
+            .find('&')
+            .map_or(shown.len(), |i| value.saturating_add(i));
         shown.replace_range(value..end, "***");
     }
     shown
@@ -328,7 +330,7 @@ impl Backoff {
 
     fn next(&mut self) -> Duration {
         let delay = self.step.mul_f64(0.5 + fastrand::f64() / 2.0);
-        self.step = (self.step * 2).min(MAX_BACKOFF);
+        self.step = self.step.saturating_mul(2).min(MAX_BACKOFF);
         delay
     }
 
@@ -473,7 +475,7 @@ impl NotifyFeed {
             channel = %self.channel,
             database = %self.target,
             peers_applied = report.applied.len(),
-            peers_failed = report.failed.len() + report.refused.len(),
+            peers_failed = report.failed.len().saturating_add(report.refused.len()),
             "change feed: listening again; flushed the galaxy on every node, since \
              notifications may have been missed"
         );

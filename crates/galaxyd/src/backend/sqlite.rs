@@ -60,12 +60,15 @@ impl SqliteBackend {
     /// The value of `key`: the first column of the first row. No row, or a NULL value,
     /// is no such key.
     pub(crate) async fn load(&self, key: &str) -> Result<Option<Bytes>, String> {
-        let index = self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len();
+        let turn = self.next.fetch_add(1, Ordering::Relaxed);
+        // `open` makes at least one connection; none would be an error, not a panic.
+        let index = turn.checked_rem(self.connections.len()).unwrap_or(0);
         let connections = Arc::clone(&self.connections);
         let query = Arc::clone(&self.query);
         let key = key.to_owned();
         tokio::task::spawn_blocking(move || {
-            let conn = connections[index].lock().unwrap_or_else(|e| e.into_inner());
+            let slot = connections.get(index).ok_or("SQLite: no connection")?;
+            let conn = slot.lock().unwrap_or_else(|e| e.into_inner());
             query_value(&conn, &query, &key).map_err(|e| format!("SQLite query failed: {e}"))
         })
         .await

@@ -1,0 +1,232 @@
+//! What a hostile origin, peer or client sends, over loopback: far-future expiries are
+//! served (no panic, an `Expires` an HTTP-date can name), a peer's error text reaches
+//! neither a client nor a log raw, malformed escapes are 400, and dot-segment keys do not
+//! climb the origin's paths.
+
+use std::io;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::Uri;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use galaxycache_universe::{Ring, normalize_peer_url};
+use galaxyd::{
+    Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
+    Protocol, Response,
+};
+use http::{StatusCode, header};
+use tokio::net::TcpListener;
+
+/// Serve `app` on a loopback port; its URL. It stops with the test's runtime.
+async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+    url
+}
+
+/// A node with galaxy `g` over `backend`, whose ring is itself and `others`.
+async fn node(backend: BackendSpec, others: &[String]) -> Node {
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let self_url = format!("http://{}", peer.local_addr().unwrap());
+    let mut peers = vec![self_url.clone()];
+    peers.extend_from_slice(others);
+    let config = NodeConfig {
+        self_url,
+        peers: PeerSource::Static(peers),
+        peer_listen: peer.local_addr().unwrap(),
+        listen: api.local_addr().unwrap(),
+        protocol: Protocol::Http,
+        replicas: 50,
+        max_key_len: 1024,
+        request_timeout: Duration::from_secs(10),
+        galaxies: vec![GalaxyConfig::new("g", backend)],
+    };
+    Node::start_on(&config, peer, api).await.unwrap()
+}
+
+async fn get_key(client: &HttpClient, node: &Node, encoded_key: &str) -> Response {
+    let url = format!(
+        "http://{}/v1/galaxies/g/keys/{encoded_key}",
+        node.api_addr()
+    );
+    client.get(url.parse().unwrap()).await.unwrap()
+}
+
+fn client() -> HttpClient {
+    HttpClient::new(4, Duration::from_secs(10))
+}
+
+/// The `Expires` of a 200, which must be an HTTP-date at least 50 years away.
+fn assert_far_expires(r: &Response, what: &str) {
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 200, "{what}: {body}");
+    let expires = r.headers[header::EXPIRES].to_str().unwrap();
+    let at = httpdate::parse_http_date(expires).unwrap();
+    let fifty_years = Duration::from_secs(50 * 365 * 24 * 3600);
+    assert!(at > SystemTime::now() + fifty_years, "{what}: {expires}");
+}
+
+/// An origin whose every key is fresh for as long as the key says.
+async fn far_future(Path(key): Path<String>) -> axum::response::Response {
+    let header = match key.as_str() {
+        "u64-max" => (header::CACHE_CONTROL, "max-age=18446744073709551615"),
+        "huge" => (header::CACHE_CONTROL, "max-age=300000000000"),
+        "past-u64" => (header::CACHE_CONTROL, "max-age=99999999999999999999999"),
+        _ => (header::EXPIRES, "Fri, 31 Dec 9999 23:59:59 GMT"),
+    };
+    ([header], format!("value of {key}")).into_response()
+}
+
+#[tokio::test]
+async fn a_far_future_expiry_from_an_origin_is_served() {
+    let origin = serve(Router::new().route("/items/{key}", get(far_future))).await;
+    let node = node(BackendSpec::Http(format!("{origin}/items/{{key}}")), &[]).await;
+    let client = client();
+    for key in ["u64-max", "huge", "past-u64", "year-9999"] {
+        // Loaded, then from the cache: neither panics.
+        for _ in 0..2 {
+            assert_far_expires(&get_key(&client, &node, key).await, key);
+        }
+    }
+    node.shutdown().await.unwrap();
+}
+
+/// Text a hostile peer answers a failed load with: 64 KiB, terminal escapes throughout.
+fn hostile_text() -> String {
+    let mut text = "disk\x1b[31m on\r\nfire\x07 ".to_owned();
+    while text.len() < 64 * 1024 {
+        text.push_str("\x1b]0;owned\x07\x1b[2J\u{9b}\0");
+    }
+    text
+}
+
+/// A peer of the galaxycache dialect: `far…` keys are values that expire at the end of
+/// time, every other key a failed load with [`hostile_text`].
+async fn hostile_peer(Path((_, key)): Path<(String, String)>) -> axum::response::Response {
+    if key.starts_with("far") {
+        let headers = [
+            ("x-galaxycache-expires-ms", "18446744073709551615"),
+            ("expires", "Fri, 31 Dec 9999 23:59:59 GMT"),
+        ];
+        return (headers, "far").into_response();
+    }
+    let found = [("x-galaxycache-galaxy-status", "Found")];
+    (StatusCode::INTERNAL_SERVER_ERROR, found, hostile_text()).into_response()
+}
+
+/// A key starting with `prefix` that the ring of `peers` gives to `owner`.
+fn key_owned_by(peers: &[String], owner: &str, prefix: &str) -> String {
+    let peers: Vec<String> = peers
+        .iter()
+        .map(|p| normalize_peer_url(p).unwrap())
+        .collect();
+    let owner = normalize_peer_url(owner).unwrap();
+    let ring = Ring::new(50, peers);
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| ring.owner(k.as_bytes()) == Some(owner.as_str()))
+        .unwrap()
+}
+
+/// Log output, kept for the test to read.
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<u8>>>);
+
+impl io::Write for Capture {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread: the subscriber set here sees every task of the node.
+#[tokio::test(flavor = "current_thread")]
+async fn a_hostile_peer_neither_panics_the_api_nor_reaches_clients_or_logs_raw() {
+    let logs = Capture::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let peer = serve(Router::new().route("/_galaxycache/{galaxy}/{key}", get(hostile_peer))).await;
+    let node = node(BackendSpec::Synthetic, std::slice::from_ref(&peer)).await;
+    let ring = [format!("http://{}", node.peer_addr()), peer.clone()];
+    let client = client();
+
+    let far = key_owned_by(&ring, &peer, "far");
+    for _ in 0..2 {
+        assert_far_expires(&get_key(&client, &node, &far).await, &far);
+    }
+
+    let evil = key_owned_by(&ring, &peer, "evil");
+    let r = get_key(&client, &node, &evil).await;
+    let body = String::from_utf8_lossy(&r.body);
+    assert_eq!(r.status, 503, "{body}");
+    assert!(body.len() < 1024, "{} bytes echoed", body.len());
+    assert!(body.contains("disk[31m on  fire"), "{body}");
+    let body = body.strip_suffix('\n').unwrap();
+    assert!(!body.chars().any(char::is_control), "{body:?}");
+
+    let logs = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("get failed"), "{logs}");
+    for line in logs.lines() {
+        assert!(line.len() < 2048, "{} bytes logged", line.len());
+        assert!(!line.chars().any(char::is_control), "{line:?}");
+    }
+    node.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_malformed_escape_is_a_bad_request() {
+    let node = node(BackendSpec::Synthetic, &[]).await;
+    let client = client();
+    for bad in ["%zz", "a%", "%4", "a%g0b"] {
+        let r = get_key(&client, &node, bad).await;
+        assert_eq!(r.status, 400, "{bad}: {}", String::from_utf8_lossy(&r.body));
+    }
+    for good in ["%7A%7A", "100%25", "a%2Fb"] {
+        assert_eq!(get_key(&client, &node, good).await.status, 200, "{good}");
+    }
+    node.shutdown().await.unwrap();
+}
+
+/// An origin that records the path of every request and echoes the key it decoded.
+async fn recording(
+    State(paths): State<Arc<Mutex<Vec<String>>>>,
+    uri: Uri,
+    Path(key): Path<String>,
+) -> String {
+    paths.lock().unwrap().push(uri.path().to_owned());
+    format!("value of {key}")
+}
+
+#[tokio::test]
+async fn dot_segment_keys_reach_the_origin_escaped() {
+    let paths = Arc::new(Mutex::new(Vec::new()));
+    let app = Router::new()
+        .route("/items/{key}", get(recording))
+        .with_state(Arc::clone(&paths));
+    let origin = serve(app).await;
+    let spec: BackendSpec = format!("http:{origin}/items/{{key}}").parse().unwrap();
+    let backend = Backend::open(&spec, &BackendOptions::default()).unwrap();
+    for (key, path) in [
+        ("..", "/items/%2E%2E"),
+        (".", "/items/%2E"),
+        ("...", "/items/..."),
+        ("a.b", "/items/a.b"),
+    ] {
+        let v = backend.load(key).await.unwrap().unwrap();
+        assert_eq!(v.bytes().as_ref(), format!("value of {key}").as_bytes());
+        assert_eq!(paths.lock().unwrap().pop().as_deref(), Some(path), "{key}");
+    }
+}
