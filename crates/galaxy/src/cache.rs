@@ -14,6 +14,16 @@ use crate::{Clock, Tier, Value};
 /// and the cache's own bookkeeping, rounded up.
 pub const ENTRY_OVERHEAD: u64 = 96;
 
+/// Smallest capacity of one shard of a cache, when its budget allows: quick_cache admits no
+/// entry heavier than [`HOT_ALLOCATION`] of its shard's capacity, so the shard count decides
+/// the largest value a cache can hold. With 8 shards of a 56 MiB maincache (the default
+/// shard count on 2 cores, for a 64 MiB galaxy) that was 6.8 MiB; shards of at least
+/// 16 MiB hold values up to 15.5 MiB on any machine.
+pub const MIN_SHARD_BYTES: u64 = 16 << 20;
+
+/// The share of a shard's capacity that one entry may take (quick_cache's hot section).
+const HOT_ALLOCATION: f64 = 0.97;
+
 /// The weight of an entry against the budget.
 pub(crate) fn entry_weight(key_len: usize, value_len: usize) -> u64 {
     key_len as u64 + value_len as u64 + ENTRY_OVERHEAD
@@ -92,8 +102,29 @@ pub(crate) struct ByteCache {
     cache: Option<Inner>,
     evictions: Arc<EvictionState>,
     capacity: u64,
+    /// The heaviest entry (in [`entry_weight`] terms) the cache admits.
+    max_entry: u64,
     tier: Tier,
     events: Arc<Events>,
+}
+
+/// Whether an insert kept its value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Inserted {
+    /// Stored (or the cache has no capacity at all).
+    Kept,
+    /// Heavier than [`ByteCache::max_entry_weight`]: not stored, and an older value of the
+    /// key is gone too.
+    TooLarge,
+}
+
+/// Shards for a cache of `capacity` bytes: as many as quick_cache would use for the
+/// machine's cores, but few enough that each holds at least [`MIN_SHARD_BYTES`].
+fn shard_count(capacity: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let by_budget = (capacity / MIN_SHARD_BYTES).max(1);
+    let by_budget = 1usize << by_budget.ilog2().min(usize::BITS - 1);
+    (cores * 4).next_power_of_two().min(by_budget)
 }
 
 impl ByteCache {
@@ -104,6 +135,7 @@ impl ByteCache {
                 cache: None,
                 evictions: state,
                 capacity,
+                max_entry: 0,
                 tier,
                 events,
             };
@@ -112,6 +144,8 @@ impl ByteCache {
         let options = OptionsBuilder::new()
             .estimated_items_capacity(estimated_items)
             .weight_capacity(capacity)
+            .shards(shard_count(capacity))
+            .hot_allocation(HOT_ALLOCATION)
             .build()
             .expect("estimated items and weight capacity are set");
         let cache = Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), OnEvict);
@@ -121,10 +155,13 @@ impl ByteCache {
         if cache.shard_capacity() * shards > capacity {
             cache.set_capacity(capacity.saturating_sub(shards - 1));
         }
+        // A little under quick_cache's own bar, which rounding may lower by a byte or two.
+        let max_entry = (cache.shard_capacity() as f64 * (HOT_ALLOCATION - 0.001)) as u64;
         ByteCache {
             cache: Some(cache),
             evictions: state,
             capacity,
+            max_entry,
             tier,
             events,
         }
@@ -170,8 +207,16 @@ impl ByteCache {
         Lookup::Miss
     }
 
-    pub(crate) fn insert(&self, key: &str, value: Value, qps: f32) {
-        let Some(cache) = &self.cache else { return };
+    /// Store `value` as `key`'s, unless it is heavier than the cache admits: then an older
+    /// value of the key is removed, and nothing stored.
+    pub(crate) fn insert(&self, key: &str, value: Value, qps: f32) -> Inserted {
+        let Some(cache) = &self.cache else {
+            return Inserted::Kept;
+        };
+        if entry_weight(key.len(), value.len()) > self.max_entry {
+            cache.remove(key);
+            return Inserted::TooLarge;
+        }
         let mut pushed_out = Vec::new();
         cache.insert_with_lifecycle(key.into(), Entry { value, qps }, &mut pushed_out);
         // The shard is unlocked now. An entry of the inserted key itself is the value it
@@ -180,6 +225,13 @@ impl ByteCache {
             self.evictions.record(qps);
             self.events.tell(|l| l.on_evict(&evicted, self.tier));
         }
+        Inserted::Kept
+    }
+
+    /// The heaviest entry, in [`entry_weight`] terms (key, value and
+    /// [`ENTRY_OVERHEAD`]), that the cache stores; 0 without capacity.
+    pub(crate) fn max_entry_weight(&self) -> u64 {
+        self.max_entry
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
@@ -286,6 +338,35 @@ mod tests {
         }
         assert_eq!(cache.evictions(), 0);
         assert_eq!(cache.entries(), 1);
+    }
+
+    #[test]
+    fn values_up_to_the_largest_entry_are_kept() {
+        // The maincache of a 64 MiB galaxy: values of 7 MiB and more used to be dropped.
+        let cache = ByteCache::new(56 << 20, Tier::Main, Arc::default());
+        let max = cache.max_entry_weight();
+        assert!(max >= 15 << 20, "largest entry {max}");
+        let len = (max - ENTRY_OVERHEAD - 1) as usize;
+        assert_eq!(
+            cache.insert("k", Value::new(vec![0u8; len]), 0.0),
+            Inserted::Kept
+        );
+        assert!(matches!(
+            cache.get("k", &ManualClock::new()),
+            Lookup::Fresh(_)
+        ));
+        let big = Value::new(vec![0u8; len + 1]);
+        assert_eq!(cache.insert("k", big, 0.0), Inserted::TooLarge);
+        assert!(
+            matches!(cache.get("k", &ManualClock::new()), Lookup::Miss),
+            "a value too large to keep removes the older one"
+        );
+        let small = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        assert!(
+            small.max_entry_weight() >= 1_000_000,
+            "{}",
+            small.max_entry_weight()
+        );
     }
 
     proptest! {

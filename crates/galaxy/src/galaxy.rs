@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -14,7 +14,7 @@ use galaxycache_universe::{
 use tokio::time::Instant;
 
 use crate::backend::DynBackend;
-use crate::cache::{ByteCache, Lookup};
+use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup};
 use crate::candidates::Candidates;
 use crate::fence::{Fence, Generation};
 use crate::freshness::{Policy, stale_may_answer};
@@ -104,6 +104,8 @@ pub(crate) struct Inner {
     pub(crate) policy: Policy,
     pub(crate) handoff_timeout: Duration,
     pub(crate) ring_change: RingChange,
+    /// Whether a value too large to cache has been logged (once per galaxy).
+    too_large_warned: AtomicBool,
 }
 
 impl Galaxy {
@@ -142,6 +144,7 @@ impl Galaxy {
             policy,
             handoff_timeout: b.handoff_timeout,
             ring_change,
+            too_large_warned: AtomicBool::new(false),
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
@@ -282,9 +285,7 @@ impl Galaxy {
             hot_entries: inner.hot.entries(),
             main_evictions: inner.main.evictions(),
             hot_evictions: inner.hot.evictions(),
-            pending_retries: inner
-                .pending_retries
-                .load(std::sync::atomic::Ordering::Relaxed) as u64,
+            pending_retries: inner.pending_retries.load(Ordering::Relaxed) as u64,
             ..Stats::from_counters(&inner.counters)
         }
     }
@@ -292,6 +293,19 @@ impl Galaxy {
     /// The byte budget of maincache and hotcache together.
     pub fn budget_bytes(&self) -> u64 {
         self.inner.main.capacity() + self.inner.hot.capacity()
+    }
+
+    /// The largest value (with a key of `key_len` bytes) that the maincache keeps:
+    /// one entry may take 97% of one shard of the cache, and a shard holds at least
+    /// [`MIN_SHARD_BYTES`](crate::MIN_SHARD_BYTES) (or the whole maincache, when it is
+    /// smaller). A larger value is served to its callers but not cached, counted in
+    /// [`Stats::too_large`] and logged once at WARN. For a 64 MiB budget (56 MiB of
+    /// maincache) it is about 27 MiB.
+    pub fn max_entry_bytes(&self, key_len: usize) -> u64 {
+        self.inner
+            .main
+            .max_entry_weight()
+            .saturating_sub(ENTRY_OVERHEAD + key_len as u64)
     }
 
     /// The universe this galaxy lives in.
@@ -566,15 +580,37 @@ impl Inner {
             Tier::Main => &self.main,
             Tier::Hot => &self.hot,
         };
+        let mut inserted = Inserted::Kept;
         let stored = self.fence.store_if(key, generation, || {
-            cache.insert(key, value.clone(), qps);
+            inserted = cache.insert(key, value.clone(), qps);
         });
-        if stored {
-            self.events.tell(|l| l.on_store(key, tier, reason));
-        } else {
+        self.note_too_large(tier, key, value, inserted);
+        if !stored {
             self.counters.incr(Counter::FencedStore);
+        } else if inserted == Inserted::Kept {
+            self.events.tell(|l| l.on_store(key, tier, reason));
         }
-        stored
+        stored && inserted == Inserted::Kept
+    }
+
+    /// Count a value too large to cache, and say so at WARN the first time.
+    pub(crate) fn note_too_large(&self, tier: Tier, key: &str, value: &Value, inserted: Inserted) {
+        if inserted != Inserted::TooLarge {
+            return;
+        }
+        self.counters.incr(Counter::TooLarge);
+        if !self.too_large_warned.swap(true, Ordering::Relaxed) {
+            let cache = match tier {
+                Tier::Main => &self.main,
+                Tier::Hot => &self.hot,
+            };
+            let limit = cache.max_entry_weight().saturating_sub(ENTRY_OVERHEAD);
+            tracing::warn!(
+                galaxy = %self.name, key, bytes = value.len(), limit, ?tier,
+                "a value larger than the largest cacheable entry is served but not cached \
+                 (logged once; see Stats::too_large)"
+            );
+        }
     }
 
     /// `value` with its expiry capped by the max TTL (with jitter) and by `ttl_cap` from
@@ -679,7 +715,10 @@ impl Inner {
             Lookup::Miss => None,
         };
         let generation = self.fence.current(key);
-        match this.load_locally(key, None, generation, false).await {
+        match this
+            .load_locally(key, self.serve_ttl_cap(key), generation, false)
+            .await
+        {
             Ok(v) => Ok(Some(v)),
             Err(e) if e.is_not_found() => match self.main.get(key, &*self.clock) {
                 Lookup::Absent(absent) => Ok(Some(absent)),
@@ -692,6 +731,19 @@ impl Inner {
                 }
                 _ => Err(e.to_wire()),
             },
+        }
+    }
+}
+
+impl Inner {
+    /// How long a value loaded for a peer may be kept here: for as long as its expiry says
+    /// when this node owns the key; at most the fallback TTL when this node's ring says
+    /// another peer does (the rings disagree, or someone who is not a peer asked), so that a
+    /// copy planted on a non-owner cannot outlive the fallback TTL.
+    fn serve_ttl_cap(&self, key: &str) -> Option<Duration> {
+        match self.universe.owner(key) {
+            Owner::Local => None,
+            Owner::Remote(_) => Some(self.fallback_ttl),
         }
     }
 }

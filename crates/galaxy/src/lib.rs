@@ -29,7 +29,7 @@ pub use backend::BackendGetter;
 pub use builder::{
     DEFAULT_BROADCAST_RETRIES, DEFAULT_HANDOFF_TIMEOUT, DEFAULT_HOT_TTL, GalaxyBuilder,
 };
-pub use cache::ENTRY_OVERHEAD;
+pub use cache::{ENTRY_OVERHEAD, MIN_SHARD_BYTES};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use codec::Codec;
 #[cfg(feature = "json")]

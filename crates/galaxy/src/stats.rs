@@ -36,9 +36,10 @@ pub(crate) enum Counter {
     NotKept,
     HandoffHit,
     HandoffMiss,
+    TooLarge,
 }
 
-const COUNTERS: usize = 27;
+const COUNTERS: usize = 28;
 
 /// One thread's counters, alone on their cache lines so that two cores never write the
 /// same line: a shared atomic would make every hit bounce a line between cores.
@@ -154,6 +155,9 @@ pub struct Stats {
     /// Previous owners asked after a ring change that did not have the key (or did not
     /// answer in time): those keys were loaded from the backend.
     pub handoff_misses: u64,
+    /// Values served but not cached because they are larger than the largest entry the
+    /// cache holds ([`Galaxy::max_entry_bytes`](crate::Galaxy::max_entry_bytes)).
+    pub too_large: u64,
     /// Bytes held by the maincache (keys, values, per-entry overhead).
     pub main_bytes: u64,
     /// Entries in the maincache.
@@ -202,6 +206,7 @@ impl Stats {
             not_kept: c.get(Counter::NotKept),
             handoff_hits: c.get(Counter::HandoffHit),
             handoff_misses: c.get(Counter::HandoffMiss),
+            too_large: c.get(Counter::TooLarge),
             ..Stats::default()
         }
     }
@@ -237,6 +242,7 @@ impl Stats {
             ("not_kept", self.not_kept),
             ("handoff_hits", self.handoff_hits),
             ("handoff_misses", self.handoff_misses),
+            ("too_large", self.too_large),
             ("main_evictions", self.main_evictions),
             ("hot_evictions", self.hot_evictions),
             ("main_bytes", self.main_bytes),
@@ -269,6 +275,6 @@ mod tests {
         let stats = Stats::from_counters(&c);
         assert_eq!(stats.main_hits, 40_000);
         assert_eq!(stats.gets, 40_004);
-        assert_eq!(stats.fields().count(), 35);
+        assert_eq!(stats.fields().count(), 36);
     }
 }

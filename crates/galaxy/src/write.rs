@@ -115,7 +115,8 @@ impl Inner {
         let value = self.policy.stamp(value, self.clock.now(), Duration::ZERO);
         self.fence.advance(key, || {
             self.hot.remove(key);
-            self.main.insert(key, value, 0.0);
+            let inserted = self.main.insert(key, value.clone(), 0.0);
+            self.note_too_large(Tier::Main, key, &value, inserted);
         });
         self.counters.incr(Counter::Set);
         self.events

@@ -145,6 +145,8 @@ pub struct NodeConfig {
     pub max_key_len: usize,
     /// How long a client get may take before it is answered 504.
     pub request_timeout: Duration,
+    /// Limits of the client API and the peer server (galaxyd's flags; not in the file).
+    pub server_limits: galaxycache_http::ServerLimits,
     /// The galaxies, at least one.
     pub galaxies: Vec<GalaxyConfig>,
 }
@@ -384,6 +386,7 @@ impl TopLevel {
                 .max_key_len
                 .unwrap_or(galaxycache_universe::DEFAULT_MAX_KEY_LEN),
             request_timeout: self.request_timeout.unwrap_or(Duration::from_secs(10)),
+            server_limits: galaxycache_http::ServerLimits::default(),
             galaxies,
         })
     }

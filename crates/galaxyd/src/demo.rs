@@ -408,6 +408,7 @@ fn node_config(self_url: &str, peers: &[String], db: &Path) -> NodeConfig {
         replicas: galaxycache_universe::DEFAULT_REPLICAS,
         max_key_len: galaxycache_universe::DEFAULT_MAX_KEY_LEN,
         request_timeout: Duration::from_secs(30),
+        server_limits: Default::default(),
         galaxies: vec![galaxy],
     }
 }

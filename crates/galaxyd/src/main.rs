@@ -25,6 +25,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if matches!(cli.command, Command::Serve(_)) {
+        raise_nofile_limit();
+    }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -155,4 +158,25 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
             .unwrap_or("no request was sent")
     );
     Ok(())
+}
+
+/// Raise the soft limit of open files to the hard limit, and log the result: at the common
+/// soft limit of 1,024 a busy node would silently stop accepting connections.
+fn raise_nofile_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::info!(
+            from = ?limit.current, to = ?limit.maximum,
+            "raised the soft limit of open files to the hard limit"
+        ),
+        Err(e) => tracing::warn!(
+            soft = ?limit.current, hard = ?limit.maximum, error = %e,
+            "cannot raise the soft limit of open files"
+        ),
+    }
 }

@@ -210,6 +210,7 @@ fn help(stat: &str) -> String {
         "not_kept" => "Values served once and not kept, expired on arrival",
         "handoff_hits" => "Keys taken over from their previous owner after a ring change",
         "handoff_misses" => "Previous owners asked after a ring change that did not have the key",
+        "too_large" => "Values served but not cached: larger than the largest cacheable entry",
         other => return format!("Galaxy stat {other}"),
     };
     text.to_owned()

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use galaxycache_galaxy::Galaxy;
 use galaxycache_grpc::{GrpcProtocol, GrpcServer};
-use galaxycache_http::{Dialect, HttpProtocol, PeerService};
+use galaxycache_http::{Dialect, HttpProtocol, PeerService, ServerLimits};
 use galaxycache_universe::{FetchProtocol, Reload, Universe};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -105,6 +105,7 @@ impl Node {
             config.protocol,
             universe.clone(),
             peer_listener,
+            config.server_limits,
             stopped.clone(),
         );
         servers.spawn(async move { ("peer server", peers.await) });
@@ -128,8 +129,12 @@ impl Node {
                 () = until_stopped(clients_stopped) => {}
             }
         };
-        let api = axum::serve(api_listener, router).with_graceful_shutdown(api_stopped);
-        servers.spawn(async move { ("client API", api.await.map_err(anyhow::Error::from)) });
+        let limits = config.server_limits;
+        let api = galaxycache_http::serve_with_limits(api_listener, router, limits, api_stopped);
+        servers.spawn(async move {
+            api.await;
+            ("client API", Ok(()))
+        });
         tracing::info!(
             self_url = %config.self_url,
             peers = ?universe.peers(),
@@ -329,15 +334,19 @@ async fn serve_peers(
     protocol: Protocol,
     universe: Universe,
     listener: TcpListener,
+    limits: ServerLimits,
     stopped: watch::Receiver<bool>,
 ) -> anyhow::Result<()> {
     match protocol.dialect() {
         Some(dialect) => {
             PeerService::new(universe, dialect)
-                .serve(listener, until_stopped(stopped))
+                .serve_limited(listener, limits, until_stopped(stopped))
                 .await;
         }
         None => GrpcServer::new(universe)
+            .max_concurrent_streams(limits.h2_max_concurrent_streams)
+            .max_header_list_bytes(limits.max_header_list_bytes)
+            .concurrency_limit_per_connection(limits.max_requests_in_flight)
             .serve(listener, until_stopped(stopped))
             .await
             .context("gRPC peer server")?,
@@ -364,6 +373,7 @@ mod tests {
             replicas: 50,
             max_key_len: 1024,
             request_timeout: std::time::Duration::from_secs(10),
+            server_limits: Default::default(),
             galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
         };
         let mut node = Node::start_on(&config, peer, api).await.unwrap();

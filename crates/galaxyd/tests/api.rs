@@ -51,6 +51,7 @@ async fn start_node(db: &std::path::Path) -> Node {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![synthetic, sql],
     };
     Node::start_on(&config, peer, api).await.unwrap()

@@ -44,6 +44,7 @@ async fn node(backend: BackendSpec, others: &[String]) -> Node {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![GalaxyConfig::new("g", backend)],
     };
     Node::start_on(&config, peer, api).await.unwrap()

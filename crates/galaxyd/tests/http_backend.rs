@@ -137,6 +137,7 @@ async fn node_in_front_of(origin: &str) -> Node {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![GalaxyConfig::new("g", spec)],
     };
     Node::start_on(&config, peer, api).await.unwrap()

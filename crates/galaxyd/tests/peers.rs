@@ -26,6 +26,7 @@ async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
     };
     let node = Node::start_on(&config, peer, api).await.unwrap();
@@ -108,6 +109,7 @@ async fn a_leaving_node_closes_its_client_api_and_goes_on_answering_peers() {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
     };
     let node = Node::start_on(&config, peer, api).await.unwrap();

@@ -60,6 +60,7 @@ async fn a_node_follows_its_peer_file() {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
     };
     let node = Node::start_on(&config, peer, api).await.unwrap();

@@ -45,6 +45,7 @@ async fn cluster(url: &str) -> Vec<Node> {
             replicas: 50,
             max_key_len: 1024,
             request_timeout: Duration::from_secs(10),
+            server_limits: Default::default(),
             galaxies: vec![
                 kv,
                 galaxy(
@@ -270,6 +271,7 @@ async fn an_unreachable_database_is_a_503_not_a_panic() {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![galaxy],
     };
     let node = Node::start_on(&config, peer, api).await.unwrap();
@@ -328,6 +330,7 @@ async fn preload_streams_rows_and_readyz_waits_for_them() {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![
             galaxy("kv", "SELECT key, value FROM kv"),
             galaxy("bin", "SELECT key, convert_to(value, 'UTF8') FROM kv"),

@@ -34,6 +34,7 @@ async fn node(db: &Path, query: &str, fail_ok: bool) -> Node {
         replicas: 50,
         max_key_len: 1024,
         request_timeout: Duration::from_secs(10),
+        server_limits: Default::default(),
         galaxies: vec![kv],
     };
     Node::start_on(&config, peer, api).await.unwrap()

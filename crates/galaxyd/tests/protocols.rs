@@ -30,6 +30,7 @@ async fn cluster(protocol: Protocol) -> Vec<Node> {
             replicas: 50,
             max_key_len: 1024,
             request_timeout: Duration::from_secs(10),
+            server_limits: Default::default(),
             galaxies: vec![galaxy],
         };
         nodes.push(Node::start_on(&config, listener, api).await.unwrap());

@@ -46,6 +46,7 @@ async fn cluster(protocol: Protocol, nodes: usize, db: &Path) -> Vec<Node> {
             replicas: 50,
             max_key_len: 1024,
             request_timeout: Duration::from_secs(10),
+            server_limits: Default::default(),
             galaxies: vec![sql, synthetic],
         };
         started.push(Node::start_on(&config, listener, api).await.unwrap());

@@ -108,7 +108,10 @@ pub mod pb {
 }
 
 pub use client::{DEFAULT_CONNECT_TIMEOUT, GrpcProtocol};
-pub use server::{GalaxyCacheService, GrpcServer, service};
+pub use server::{
+    DEFAULT_MAX_CONCURRENT_STREAMS, DEFAULT_MAX_HEADER_LIST_BYTES, GalaxyCacheService, GrpcServer,
+    service,
+};
 /// The tonic this crate is built on, so applications name the same version's types
 /// (`Server`, `Status`, ...) when adding [`service`] to their own router.
 pub use tonic;

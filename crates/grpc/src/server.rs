@@ -20,6 +20,13 @@ use crate::pb::{
 use crate::status::{not_found, status_from_error};
 use crate::wire::{WireInstants, key_str, request_timeout, set_value_from_wire};
 
+/// Default of [`GrpcServer::max_concurrent_streams`]: 256.
+pub const DEFAULT_MAX_CONCURRENT_STREAMS: u32 = 256;
+/// Default of [`GrpcServer::max_header_list_bytes`]: 96 KiB.
+pub const DEFAULT_MAX_HEADER_LIST_BYTES: u32 = 96 * 1024;
+/// Default of [`GrpcServer::concurrency_limit_per_connection`].
+const DEFAULT_CONCURRENCY_PER_CONNECTION: usize = 256;
+
 /// Room in a request message for the galaxy name, the version, an expiry and the field
 /// tags, beyond the longest key and the largest value.
 const REQUEST_OVERHEAD: usize = 4096;
@@ -216,6 +223,9 @@ impl GalaxyCache for GalaxyCacheService {
 pub struct GrpcServer {
     universe: Universe,
     max_value_bytes: usize,
+    max_concurrent_streams: u32,
+    max_header_list_bytes: u32,
+    concurrency_per_connection: usize,
 }
 
 impl GrpcServer {
@@ -227,7 +237,30 @@ impl GrpcServer {
         GrpcServer {
             universe,
             max_value_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
+            max_header_list_bytes: DEFAULT_MAX_HEADER_LIST_BYTES,
+            concurrency_per_connection: DEFAULT_CONCURRENCY_PER_CONNECTION,
         }
+    }
+
+    /// HTTP/2 streams (calls) open at once on one connection; a client opening more waits
+    /// for one to end. Default: 256 ([`DEFAULT_MAX_CONCURRENT_STREAMS`]).
+    pub fn max_concurrent_streams(mut self, n: u32) -> Self {
+        self.max_concurrent_streams = n.max(1);
+        self
+    }
+
+    /// Largest HTTP/2 header list of a call. Default: 96 KiB
+    /// ([`DEFAULT_MAX_HEADER_LIST_BYTES`]).
+    pub fn max_header_list_bytes(mut self, bytes: u32) -> Self {
+        self.max_header_list_bytes = bytes;
+        self
+    }
+
+    /// Calls handled at once per connection. Default: 256.
+    pub fn concurrency_limit_per_connection(mut self, n: usize) -> Self {
+        self.concurrency_per_connection = n.max(1);
+        self
     }
 
     /// Largest value a peer may `Set`. Default: 64 MiB
@@ -272,6 +305,9 @@ impl GrpcServer {
     {
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         Server::builder()
+            .max_concurrent_streams(Some(self.max_concurrent_streams))
+            .http2_max_header_list_size(Some(self.max_header_list_bytes))
+            .concurrency_limit_per_connection(self.concurrency_per_connection)
             .add_service(self.service())
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await

@@ -56,6 +56,7 @@ mod body;
 mod client;
 mod dialect;
 mod headers;
+mod limits;
 mod pb;
 mod server;
 
@@ -67,10 +68,15 @@ pub use headers::{
     EXPIRES_MS_HEADER, GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, REFRESH_MS_HEADER,
     STALE_MS_HEADER, TIMEOUT_HEADER, VERSION_HEADER,
 };
+pub use limits::{
+    DEFAULT_H2_MAX_CONCURRENT_STREAMS, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_HEADER_LIST_BYTES, DEFAULT_MAX_REQUESTS_IN_FLIGHT, ServerLimits, serve_with_limits,
+};
 pub use server::PeerService;
 
-/// How long [`PeerService::serve`] keeps a connection on which no request head arrives
-/// (an idle keep-alive connection, say) before it closes it: 30 s.
+/// How long [`PeerService::serve`] keeps a connection on which nothing is read or written
+/// (an idle keep-alive connection, say) before it closes it: 30 s, the default of
+/// [`ServerLimits::idle_timeout`].
 ///
 /// One of a pair with [`DEFAULT_POOL_IDLE_TIMEOUT`], which must stay below it: a client
 /// that sends a request on a pooled connection the server is closing sees that request

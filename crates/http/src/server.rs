@@ -2,9 +2,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use std::borrow::Cow;
 
@@ -18,22 +16,19 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
 use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
+use crate::Dialect;
 use crate::body::{BoxError, ReadError, copy_out, read_limited};
 use crate::dialect::{MAX_PATH_LEN, MISSING_KEY, Route};
 use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, insert_expiry,
     insert_instants, parse_timeout, read_version,
 };
+use crate::limits::{ServerLimits, serve_with_limits};
 use crate::pb::GetResponse;
-use crate::{Dialect, SERVER_IDLE_TIMEOUT};
 
 /// Room for a request's headers other than its path, in the HTTP/2 header list bound.
 const H2_OTHER_HEADERS: usize = 16 * 1024;
@@ -122,56 +117,28 @@ impl PeerService {
     /// Serve peers on `listener` until `shutdown` resolves, then stop accepting, let the
     /// requests in progress finish, and return once every connection is closed. Accepts
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port; sets `TCP_NODELAY`.
-    /// A connection on which no request head arrives for
-    /// [`SERVER_IDLE_TIMEOUT`](crate::SERVER_IDLE_TIMEOUT) is closed.
+    /// Runs under the default [`ServerLimits`] (see [`serve_limited`](Self::serve_limited)),
+    /// with room in the header bound for the longest path of the peer protocol.
     ///
     /// A request in progress ends at the asking peer's deadline when it sent one; wrap this
     /// future in a timeout to bound the wait for the others.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(SERVER_IDLE_TIMEOUT);
+        self.serve_limited(listener, ServerLimits::default(), shutdown)
+            .await;
+    }
+
+    /// [`serve`](Self::serve) under `limits`. Their header bound is raised, when lower, to
+    /// what the longest path of the peer protocol needs.
+    pub async fn serve_limited(
+        self,
+        listener: TcpListener,
+        limits: ServerLimits,
+        shutdown: impl Future<Output = ()>,
+    ) {
         // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
         let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_header_list_size(h2_header_list);
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off rather than spin.
-                        tracing::warn!(error = %e, "peer server: accept failed");
-                        tokio::select! {
-                            () = &mut shutdown => break,
-                            () = tokio::time::sleep(Duration::from_millis(10)) => continue,
-                        }
-                    }
-                },
-            };
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "peer server: cannot set TCP_NODELAY");
-            }
-            let connection = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(self.clone()))
-                .into_owned();
-            let connection = graceful.watch(connection);
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::debug!(error = %e, "peer server: connection ended with an error");
-                }
-            });
-        }
-        drop(listener);
-        graceful.shutdown().await;
+        let limits = limits.max_header_list_bytes(limits.max_header_list_bytes.max(h2_header_list));
+        serve_with_limits(listener, self, limits, shutdown).await;
     }
 
     /// Answer one request. Never fails and never panics: bad input is an error status, and
