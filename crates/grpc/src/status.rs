@@ -45,6 +45,7 @@ pub(crate) fn status_from_error(error: &Error) -> Status {
         ErrorKind::VersionMismatch => Status::failed_precondition(truncate(error.to_string())),
         // A galaxy that cannot apply a verb answers as a server without the verb does.
         ErrorKind::Unsupported => Status::unimplemented(truncate(error.to_string())),
+        ErrorKind::Unauthenticated => Status::unauthenticated(truncate(error.to_string())),
         // The load's own message alone: the asking node hands its callers the very error
         // this node's callers get.
         ErrorKind::Remote => Status::internal(truncate(error.message().to_owned())),
@@ -105,6 +106,8 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
         Code::Unimplemented => ErrorKind::Unsupported,
         // The peer's galaxy has another version: the asking node loads the key itself.
         Code::FailedPrecondition => ErrorKind::VersionMismatch,
+        // The peer refused our credentials: a peer failure, not the owner's answer.
+        Code::Unauthenticated => ErrorKind::Unauthenticated,
         // The owner's load failed: INTERNAL from our servers, UNKNOWN from galaxycache (Go).
         // Its message is the load error's, handed on unchanged, as the owner's callers get it.
         Code::Internal | Code::Unknown => {
