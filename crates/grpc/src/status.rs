@@ -232,7 +232,6 @@ mod tests {
     fn statuses_outside_the_protocol_are_protocol_errors() {
         for code in [
             Code::PermissionDenied,
-            Code::Unauthenticated,
             Code::Aborted,
             Code::AlreadyExists,
             Code::DataLoss,
@@ -241,6 +240,9 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Protocol, "{code:?}: {e}");
             assert!(e.message().contains("from a proxy"), "{e}");
         }
+        // Our servers' refusal of a call without credentials: a peer failure.
+        let e = error_from_status(&Status::unauthenticated("no token"), "peer").unwrap();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
         for code in [Code::Internal, Code::Unknown] {
             let e = error_from_status(&Status::new(code, "load failed"), "peer").unwrap();
             assert_eq!(e, Error::new(ErrorKind::Remote, "load failed"), "{code:?}");
