@@ -1,6 +1,7 @@
 //! Peer fetches over loopback: 1 KiB values already cached at the owner, 1 and 32
 //! concurrent callers, for each protocol, beside a raw TCP echo of the same size (the
-//! floor). Prints fetches/s and p50/p99 latency.
+//! floor). Prints fetches/s and p50/p99 latency. Each protocol runs in the clear and over
+//! mTLS (`+mTLS`: a CA and certificates made at start, ring, TLS 1.3), side by side.
 //!
 //! `cargo bench --bench peer_fetch` (`-- --seconds N` to change the time per case)
 
@@ -15,6 +16,9 @@ use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
+
+#[path = "../tests/support/pki.rs"]
+mod pki;
 
 const VALUE_SIZE: usize = 1024;
 const GALAXY: &str = "bench";
@@ -125,10 +129,20 @@ async fn raw_echo(callers: usize, duration: Duration) -> Report {
     report
 }
 
-/// An owner with `KEY` cached, serving on loopback; a fetcher to it.
-async fn owner(protocol: &str) -> (Arc<dyn RemoteFetcher>, oneshot::Sender<()>, Galaxy) {
+/// An owner with `KEY` cached, serving on loopback (over mTLS with `pki`); a fetcher to it.
+async fn owner(
+    protocol: &str,
+    pki: Option<&pki::Pki>,
+) -> (Arc<dyn RemoteFetcher>, oneshot::Sender<()>, Galaxy) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
+    let scheme = if pki.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}", listener.local_addr().unwrap());
+    let server_tls = pki.map(|pki| {
+        pki.tls(&pki.issue("server"))
+            .reload_interval(Duration::from_secs(5))
+    });
+    let acceptor = server_tls.map(|tls| tls.acceptor().unwrap());
+    let client_tls = pki.map(|pki| pki.tls(&pki.issue("client")));
     let universe = Universe::builder(url.clone()).build();
     let value = Value::new(vec![b'v'; VALUE_SIZE]);
     let backend = move |_: String| {
@@ -145,8 +159,14 @@ async fn owner(protocol: &str) -> (Arc<dyn RemoteFetcher>, oneshot::Sender<()>, 
     };
     let client: Arc<dyn FetchProtocol> = match protocol {
         "grpc" => {
-            tokio::spawn(GrpcServer::new(universe).serve(listener, stopped));
-            Arc::new(GrpcProtocol::new())
+            let mut server = GrpcServer::new(universe);
+            let mut client = GrpcProtocol::new();
+            if let (Some(acceptor), Some(tls)) = (acceptor, &client_tls) {
+                server = server.tls(acceptor);
+                client = client.tls(tls).unwrap();
+            }
+            tokio::spawn(server.serve(listener, stopped));
+            Arc::new(client)
         }
         dialect => {
             let (dialect, h2) = match dialect {
@@ -154,15 +174,26 @@ async fn owner(protocol: &str) -> (Arc<dyn RemoteFetcher>, oneshot::Sender<()>, 
                 "http2" => (Dialect::Galaxycache, true),
                 _ => (Dialect::Groupcache, false),
             };
-            tokio::spawn(PeerService::new(universe, dialect).serve(listener, stopped));
-            Arc::new(HttpProtocol::builder().dialect(dialect).http2(h2).build())
+            let mut server = PeerService::new(universe, dialect);
+            let mut client = HttpProtocol::builder().dialect(dialect).http2(h2);
+            if let (Some(acceptor), Some(tls)) = (acceptor, &client_tls) {
+                server = server.tls(acceptor);
+                client = client.tls(tls).unwrap();
+            }
+            tokio::spawn(server.serve(listener, stopped));
+            Arc::new(client.build())
         }
     };
     (client.connect(&url).unwrap(), stop, galaxy)
 }
 
-async fn protocol(name: &str, callers: usize, duration: Duration) -> Report {
-    let (fetcher, stop, galaxy) = owner(name).await;
+async fn protocol(
+    name: &str,
+    pki: Option<&pki::Pki>,
+    callers: usize,
+    duration: Duration,
+) -> Report {
+    let (fetcher, stop, galaxy) = owner(name, pki).await;
     let report = drive(callers, duration, move |_| {
         let fetcher = Arc::clone(&fetcher);
         async move {
@@ -200,6 +231,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
+        let pki = pki::Pki::new("bench");
         for callers in [1, 32] {
             raw_echo(callers, duration)
                 .await
@@ -210,9 +242,14 @@ fn main() {
                 ("groupcache", "HTTP/1.1 groupcache"),
                 ("grpc", "gRPC"),
             ] {
-                protocol(name, callers, duration)
+                protocol(name, None, callers, duration)
                     .await
                     .print(label, callers);
+                if name != "groupcache" {
+                    protocol(name, Some(&pki), callers, duration)
+                        .await
+                        .print(&format!("{label} +mTLS"), callers);
+                }
             }
         }
     });

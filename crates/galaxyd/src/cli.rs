@@ -13,6 +13,7 @@ use crate::config::{
 };
 use crate::peers::PeerArgs;
 use crate::preload::PreloadConfig;
+use crate::security::SecurityArgs;
 use crate::tuning::Tuning;
 use crate::units::{parse_duration, parse_size};
 use crate::workload::Dist;
@@ -63,6 +64,9 @@ pub struct ServeArgs {
     /// Where the peer list comes from.
     #[command(flatten)]
     pub peers: PeerArgs,
+    /// How peers prove who they are.
+    #[command(flatten)]
+    pub security: SecurityArgs,
     /// Bind the peer listener here instead of at the port of --self.
     #[arg(long, value_name = "ADDR", value_parser = addr)]
     pub peer_listen: Option<SocketAddr>,
@@ -145,6 +149,7 @@ impl ServeArgs {
         let flags = TopLevel {
             self_url: self.self_url.clone(),
             peers: self.peers.clone(),
+            security: self.security.clone(),
             peer_listen: self.peer_listen,
             listen: self.listen,
             protocol: self.protocol,

@@ -75,6 +75,7 @@ use serde::Deserialize;
 use crate::backend::{BackendOptions, BackendSpec, check_preload, notify_feed};
 use crate::peers::{PeerArgs, PeerSource};
 use crate::preload::PreloadConfig;
+use crate::security::{PeerSecurity, SecurityArgs};
 use crate::tuning::Tuning;
 use crate::units::{parse_duration, parse_size};
 use galaxycache_universe::normalize_peer_url;
@@ -133,6 +134,8 @@ pub struct NodeConfig {
     /// hashes it), a file or DNS. This node may be listed or not: it is always on its own
     /// ring.
     pub peers: PeerSource,
+    /// mTLS and the token between peers.
+    pub security: PeerSecurity,
     /// Where the peer listener binds (from the port of `self_url` unless told).
     pub peer_listen: SocketAddr,
     /// Where the client API listens.
@@ -217,6 +220,8 @@ pub(crate) struct FileConfig {
     pub(crate) self_url: Option<String>,
     #[serde(flatten)]
     pub(crate) peers: PeerArgs,
+    #[serde(flatten)]
+    pub(crate) security: SecurityArgs,
     pub(crate) peer_listen: Option<String>,
     pub(crate) listen: Option<String>,
     pub(crate) protocol: Option<String>,
@@ -301,6 +306,7 @@ impl FileConfig {
 pub(crate) struct TopLevel {
     pub(crate) self_url: Option<String>,
     pub(crate) peers: PeerArgs,
+    pub(crate) security: SecurityArgs,
     pub(crate) peer_listen: Option<SocketAddr>,
     pub(crate) listen: Option<SocketAddr>,
     pub(crate) protocol: Option<Protocol>,
@@ -317,6 +323,7 @@ impl TopLevel {
         Ok(TopLevel {
             self_url: file.self_url.clone(),
             peers: file.peers.clone(),
+            security: file.security.clone(),
             peer_listen: addr(&file.peer_listen, "peer_listen")?,
             listen: addr(&file.listen, "listen")?,
             protocol: file.protocol.as_deref().map(str::parse).transpose()?,
@@ -331,6 +338,7 @@ impl TopLevel {
         TopLevel {
             self_url: flags.self_url.or(self.self_url),
             peers: self.peers.overridden_by(flags.peers),
+            security: self.security.overridden_by(flags.security),
             peer_listen: flags.peer_listen.or(self.peer_listen),
             listen: flags.listen.or(self.listen),
             protocol: flags.protocol.or(self.protocol),
@@ -349,6 +357,7 @@ impl TopLevel {
             None => listen_addr_of(&self_url)?,
         };
         let peers = self.peers.resolve()?;
+        let security = self.security.resolve()?;
         let replicas = self
             .replicas
             .unwrap_or(galaxycache_universe::DEFAULT_REPLICAS);
@@ -378,6 +387,7 @@ impl TopLevel {
         Ok(NodeConfig {
             self_url,
             peers,
+            security,
             peer_listen,
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             protocol: self.protocol.unwrap_or_default(),
@@ -649,6 +659,18 @@ mod tests {
         assert!(e.contains("notify channel"), "{e}");
         let twice = "[[galaxy]]\nname = \"g\"\n[[galaxy]]\nname = \"g\"\n";
         assert!(resolve(twice).unwrap_err().contains("configured twice"));
+    }
+
+    #[test]
+    fn peer_security_from_the_file() {
+        let g = "[[galaxy]]\nname = \"g\"\n";
+        let tls = "tls_cert = \"n.pem\"\ntls_key = \"n.key\"\ntls_ca = \"ca.pem\"\n";
+        let c = resolve(&format!("{tls}peer_token_file = \"t\"\n{g}")).unwrap();
+        let expected = ["ca.pem", "n.pem", "n.key"].map(std::path::PathBuf::from);
+        assert_eq!(c.security.tls, Some(expected));
+        assert_eq!(c.security.token_file, Some("t".into()));
+        let e = resolve(&format!("tls_cert = \"n.pem\"\n{g}")).unwrap_err();
+        assert!(e.contains("all three"), "{e}");
     }
 
     #[test]

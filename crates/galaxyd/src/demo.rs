@@ -401,6 +401,7 @@ fn node_config(self_url: &str, peers: &[String], db: &Path) -> NodeConfig {
     galaxy.tuning.stale_if_error = Some(Duration::from_secs(30));
     NodeConfig {
         self_url: self_url.to_owned(),
+        security: Default::default(),
         peers: PeerSource::Static(peers.to_vec()),
         peer_listen: ([127, 0, 0, 1], 0).into(),
         listen: ([127, 0, 0, 1], 0).into(),

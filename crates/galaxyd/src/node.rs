@@ -20,6 +20,7 @@ use crate::config::{GalaxyConfig, NodeConfig, Protocol};
 use crate::peers::{self, PeerSource};
 use crate::preload;
 use crate::readiness::Readiness;
+use crate::security::PeerSecurity;
 
 /// A running node. Stop it with [`Node::shutdown`]; dropping it stops nothing.
 #[derive(Debug)]
@@ -68,7 +69,7 @@ impl Node {
         let universe = Universe::builder(&config.self_url)
             .replicas(config.replicas)
             .max_key_len(config.max_key_len)
-            .protocol(protocol(config.protocol))
+            .protocol(protocol(config.protocol, &config.security)?)
             .build();
         if let PeerSource::Static(list) = &config.peers {
             universe.set_peers(list).context("invalid peer list")?;
@@ -101,13 +102,15 @@ impl Node {
             reload_peers = reload;
         }
         let mut servers = JoinSet::new();
+        config.security.warn_if_open(peer_addr);
         let peers = serve_peers(
             config.protocol,
+            &config.security,
             universe.clone(),
             peer_listener,
             config.server_limits,
             stopped.clone(),
-        );
+        )?;
         servers.spawn(async move { ("peer server", peers.await) });
         let (ready, readiness) = Readiness::pending();
         let startup = start_up(
@@ -265,11 +268,32 @@ impl Protocol {
     }
 }
 
-fn protocol(protocol: Protocol) -> Arc<dyn FetchProtocol> {
-    match protocol.dialect() {
-        Some(dialect) => Arc::new(HttpProtocol::builder().dialect(dialect).build()),
-        None => Arc::new(GrpcProtocol::new()),
-    }
+/// The client side of the peer protocol, with this node's TLS and token when configured.
+fn protocol(protocol: Protocol, security: &PeerSecurity) -> anyhow::Result<Arc<dyn FetchProtocol>> {
+    let tls = security.tls_config();
+    let token = security.token().context("peer token")?;
+    Ok(match protocol.dialect() {
+        Some(dialect) => {
+            let mut builder = HttpProtocol::builder().dialect(dialect);
+            if let Some(tls) = &tls {
+                builder = builder.tls(tls).context("peer TLS")?;
+            }
+            if let Some(token) = token {
+                builder = builder.token(token);
+            }
+            Arc::new(builder.build())
+        }
+        None => {
+            let mut grpc = GrpcProtocol::new();
+            if let Some(tls) = &tls {
+                grpc = grpc.tls(tls).context("peer TLS")?;
+            }
+            if let Some(token) = token {
+                grpc = grpc.token(token);
+            }
+            Arc::new(grpc)
+        }
+    })
 }
 
 fn build_galaxy(universe: &Universe, config: &GalaxyConfig) -> anyhow::Result<Galaxy> {
@@ -330,28 +354,55 @@ async fn until_stopped(mut stopped: watch::Receiver<bool>) {
     let _ = stopped.wait_for(|stop| *stop).await;
 }
 
-async fn serve_peers(
+/// The peer server, with this node's TLS and token when configured (loaded now, so a bad
+/// file fails the start), to run until `stopped`.
+fn serve_peers(
     protocol: Protocol,
+    security: &PeerSecurity,
     universe: Universe,
     listener: TcpListener,
     limits: ServerLimits,
     stopped: watch::Receiver<bool>,
-) -> anyhow::Result<()> {
-    match protocol.dialect() {
-        Some(dialect) => {
-            PeerService::new(universe, dialect)
-                .serve_limited(listener, limits, until_stopped(stopped))
-                .await;
+) -> anyhow::Result<impl Future<Output = anyhow::Result<()>> + use<>> {
+    let acceptor = match security.tls_config() {
+        Some(tls) => Some(tls.acceptor().context("peer TLS")?),
+        None => None,
+    };
+    let token = security.token().context("peer token")?;
+    let http = protocol.dialect().map(|dialect| {
+        let mut service = PeerService::new(universe.clone(), dialect);
+        if let Some(acceptor) = acceptor.clone() {
+            service = service.tls(acceptor);
         }
-        None => GrpcServer::new(universe)
-            .max_concurrent_streams(limits.h2_max_concurrent_streams)
-            .max_header_list_bytes(limits.max_header_list_bytes)
-            .concurrency_limit_per_connection(limits.max_requests_in_flight)
-            .serve(listener, until_stopped(stopped))
-            .await
-            .context("gRPC peer server")?,
+        if let Some(token) = token.clone() {
+            service = service.token(token);
+        }
+        service
+    });
+    let mut grpc = GrpcServer::new(universe)
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_bytes(limits.max_header_list_bytes)
+        .concurrency_limit_per_connection(limits.max_requests_in_flight);
+    if let Some(acceptor) = acceptor {
+        grpc = grpc.tls(acceptor);
     }
-    Ok(())
+    if let Some(token) = token {
+        grpc = grpc.token(token);
+    }
+    Ok(async move {
+        match http {
+            Some(service) => {
+                service
+                    .serve_limited(listener, limits, until_stopped(stopped))
+                    .await
+            }
+            None => grpc
+                .serve(listener, until_stopped(stopped))
+                .await
+                .context("gRPC peer server")?,
+        }
+        Ok(())
+    })
 }
 
 #[cfg(test)]
@@ -366,6 +417,7 @@ mod tests {
         let self_url = format!("http://{}", peer.local_addr().unwrap());
         let config = NodeConfig {
             self_url,
+            security: Default::default(),
             peers: PeerSource::default(),
             peer_listen: peer.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),

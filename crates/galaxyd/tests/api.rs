@@ -44,6 +44,7 @@ async fn start_node(db: &std::path::Path) -> Node {
     let sql = GalaxyConfig::new("sql", BackendSpec::Sqlite(db.to_owned()));
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),

@@ -37,6 +37,7 @@ async fn node(backend: BackendSpec, others: &[String]) -> Node {
     peers.extend_from_slice(others);
     let config = NodeConfig {
         self_url,
+        security: Default::default(),
         peers: PeerSource::Static(peers),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),

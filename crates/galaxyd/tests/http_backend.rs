@@ -130,6 +130,7 @@ async fn node_in_front_of(origin: &str) -> Node {
     let spec = BackendSpec::Http(format!("{origin}/items/{{key}}"));
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),

@@ -19,6 +19,7 @@ async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
     let self_url = format!("http://{}", peer.local_addr().unwrap());
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url.clone(), dead.clone()]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
@@ -102,6 +103,7 @@ async fn a_leaving_node_closes_its_client_api_and_goes_on_answering_peers() {
     let self_url = format!("http://{}", peer.local_addr().unwrap());
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url.clone()]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),

@@ -50,6 +50,7 @@ async fn a_node_follows_its_peer_file() {
     let self_url = format!("http://{}", peer.local_addr().unwrap());
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::File {
             path: path.clone(),
             interval: Duration::from_millis(20),

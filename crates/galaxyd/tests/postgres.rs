@@ -38,6 +38,7 @@ async fn cluster(url: &str) -> Vec<Node> {
         kv.notify_channel = Some(CHANNEL.to_owned());
         let config = NodeConfig {
             self_url: url.clone(),
+            security: Default::default(),
             peers: PeerSource::Static(peers.clone()),
             peer_listen: listener.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),
@@ -264,6 +265,7 @@ async fn an_unreachable_database_is_a_503_not_a_panic() {
     galaxy.notify_channel = Some(CHANNEL.to_owned());
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),
@@ -323,6 +325,7 @@ async fn preload_streams_rows_and_readyz_waits_for_them() {
     };
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),

@@ -27,6 +27,7 @@ async fn node(db: &Path, query: &str, fail_ok: bool) -> Node {
     kv.preload.first_update_fail_ok = fail_ok;
     let config = NodeConfig {
         self_url: self_url.clone(),
+        security: Default::default(),
         peers: PeerSource::Static(vec![self_url]),
         peer_listen: peer.local_addr().unwrap(),
         listen: api.local_addr().unwrap(),

@@ -39,6 +39,7 @@ async fn cluster(protocol: Protocol, nodes: usize, db: &Path) -> Vec<Node> {
         synthetic.tuning.peer_timeout = Some(Duration::from_secs(10));
         let config = NodeConfig {
             self_url: url.clone(),
+            security: Default::default(),
             peers: PeerSource::Static(peers.clone()),
             peer_listen: listener.local_addr().unwrap(),
             listen: api.local_addr().unwrap(),

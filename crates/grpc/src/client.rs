@@ -5,17 +5,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
+use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    RemoteFetcher, Value, WriteOp,
+    PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp,
 };
 use tokio::time::Instant;
+use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tower::ServiceExt;
 
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
 use crate::pb::{FlushRequest, GetRequest, PeekRequest, RemoveRequest, SetRequest};
+use crate::server::AUTHORIZATION;
 use crate::status::{absent_from_status, error_from_status};
+use crate::tls::connector;
 use crate::wire::{WireInstants, key_to_wire, value_from_wire};
 
 /// Default bound on the time to open a connection to a peer: 1 second.
@@ -45,6 +49,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// | INVALID_ARGUMENT marking an unknown galaxy | [`ErrorKind::UnknownGalaxy`] | the same |
 /// | other INVALID_ARGUMENT | [`ErrorKind::InvalidRequest`] | the same |
 /// | FAILED_PRECONDITION: the peer's galaxy has another version | [`ErrorKind::VersionMismatch`] | the same |
+/// | UNAUTHENTICATED: the peer wants credentials this node did not send | [`ErrorKind::Unauthenticated`] (a peer failure: the asking node loads the key itself) | the same |
 /// | UNIMPLEMENTED: the peer lacks the verb (galaxycache in Go has no write verbs) | [`ErrorKind::Unsupported`] | the same |
 /// | DEADLINE_EXCEEDED or CANCELLED, or the call's `grpc-timeout` runs out on this side | [`ErrorKind::Timeout`] | the same |
 /// | UNAVAILABLE, or the connection fails | [`ErrorKind::Unavailable`] | the same |
@@ -67,6 +72,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct GrpcProtocol {
     connect_timeout: Duration,
     max_response_bytes: usize,
+    tls: Option<ClientConfig>,
+    authorization: Option<AsciiMetadataValue>,
 }
 
 impl Default for GrpcProtocol {
@@ -74,6 +81,8 @@ impl Default for GrpcProtocol {
         GrpcProtocol {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            tls: None,
+            authorization: None,
         }
     }
 }
@@ -98,12 +107,29 @@ impl GrpcProtocol {
         self.max_response_bytes = bytes;
         self
     }
+
+    /// Reach `https://` peers over mTLS: present this node's certificate and accept a peer
+    /// only with a certificate signed by the CA that names the host of its URL. Loads the
+    /// files now (an [`ErrorKind::Config`] error when they do not load); the client keeps
+    /// what it loaded. Default: none, `http://` peers only.
+    pub fn tls(mut self, tls: &TlsConfig) -> Result<Self, Error> {
+        self.tls = Some(tls.client_config(&[])?);
+        Ok(self)
+    }
+
+    /// Send `token` with every call, as the metadata entry `authorization: Bearer <token>`,
+    /// for peers that require it ([`GrpcServer::token`](crate::GrpcServer::token)).
+    /// Default: none.
+    pub fn token(mut self, token: PeerToken) -> Self {
+        self.authorization = token.authorization().parse().ok();
+        self
+    }
 }
 
 impl FetchProtocol for GrpcProtocol {
     /// A fetcher for the peer at `url`: `http://host:port` (a URL without a scheme is taken
-    /// as `http://`). Nothing is connected until the first fetch. `https` is refused: this
-    /// build has no TLS.
+    /// as `http://`), or `https://host:port` with [`tls`](GrpcProtocol::tls). Nothing is
+    /// connected until the first fetch.
     ///
     /// Keys are bounded by the universe ([`Universe::check_key`]), not here: gRPC carries
     /// keys of any length.
@@ -119,12 +145,19 @@ impl FetchProtocol for GrpcProtocol {
             .map_err(|e| config_error(url, &e.to_string()))?
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true);
-        if endpoint.uri().scheme_str() != Some("http") {
-            return Err(config_error(url, "only http:// peers are supported"));
-        }
+        let tls = match (endpoint.uri().scheme_str(), &self.tls) {
+            (Some("http"), _) => None,
+            (Some("https"), Some(tls)) => Some(tls.clone()),
+            (Some("https"), None) => {
+                return Err(config_error(url, "https needs TLS (GrpcProtocol::tls)"));
+            }
+            _ => return Err(config_error(url, "only http:// and https:// peers")),
+        };
         Ok(Arc::new(GrpcFetcher {
             url: url.to_owned(),
             endpoint,
+            tls,
+            authorization: self.authorization.clone(),
             max_response_bytes: self.max_response_bytes,
             connection: ArcSwapOption::empty(),
         }))
@@ -162,6 +195,10 @@ impl<R> Reply<R> {
 struct GrpcFetcher {
     url: String,
     endpoint: Endpoint,
+    /// The TLS of an `https://` peer.
+    tls: Option<ClientConfig>,
+    /// `Bearer <token>`, sent with every call, when a token is configured.
+    authorization: Option<AsciiMetadataValue>,
     max_response_bytes: usize,
     /// Opened on the first fetch, inside the runtime that makes it, so a universe can be
     /// built and given peers outside any runtime; opened again when that runtime has ended.
@@ -177,7 +214,12 @@ struct Connection {
 
 impl GrpcFetcher {
     fn open(&self) -> Arc<Connection> {
-        let channel = self.endpoint.connect_lazy();
+        let channel = match &self.tls {
+            Some(tls) => self
+                .endpoint
+                .connect_with_connector_lazy(connector(tls.clone())),
+            None => self.endpoint.connect_lazy(),
+        };
         let client = GalaxyCacheClient::new(channel.clone())
             .max_decoding_message_size(self.max_response_bytes);
         Arc::new(Connection { channel, client })
@@ -247,6 +289,11 @@ impl GrpcFetcher {
         }
         let mut request = tonic::Request::new(message);
         request.set_timeout(remaining);
+        if let Some(authorization) = &self.authorization {
+            request
+                .metadata_mut()
+                .insert(AUTHORIZATION, authorization.clone());
+        }
         match rpc(self.client().await?, request).await {
             Ok(response) => Ok(Reply::Message(response.into_inner())),
             Err(status) => match error_from_status(&status, &self.url) {

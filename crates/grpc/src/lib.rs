@@ -95,6 +95,7 @@
 mod client;
 mod server;
 mod status;
+mod tls;
 mod wire;
 
 mod generated {

@@ -4,13 +4,18 @@
 use std::future::Future;
 
 use galaxycache_universe::{
-    DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, Universe, Value, WriteOp,
+    DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, PeerAuth, PeerToken,
+    TlsAcceptor, Universe, Value, WriteOp,
 };
 use tokio::net::TcpListener;
 use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status};
+
+/// The metadata entry carrying `Bearer <token>`.
+pub(crate) const AUTHORIZATION: &str = "authorization";
 
 use crate::pb::galaxy_cache_server::{GalaxyCache, GalaxyCacheServer};
 use crate::pb::{
@@ -18,6 +23,7 @@ use crate::pb::{
     RemoveResponse, SetRequest, SetResponse,
 };
 use crate::status::{not_found, status_from_error};
+use crate::tls::{PeerCertificate, accept_tls};
 use crate::wire::{WireInstants, key_str, request_timeout, set_value_from_wire};
 
 /// Default of [`GrpcServer::max_concurrent_streams`]: 256.
@@ -68,18 +74,35 @@ pub fn service(universe: Universe) -> GalaxyCacheServer<GalaxyCacheService> {
 /// | the universe's bound of concurrent work reached | RESOURCE_EXHAUSTED |
 /// | the load outlived the caller's `grpc-timeout` | DEADLINE_EXCEEDED or CANCELLED |
 /// | the load failed | INTERNAL, with the load error's own message |
+/// | credentials configured ([`GrpcServer::token`], [`GrpcServer::tls`]) and the call has neither the token nor a verified client certificate | UNAUTHENTICATED, nothing applied |
 ///
 /// The caller's `grpc-timeout` becomes the deadline given to
 /// [`Universe::serve_get`], which enforces it.
 #[derive(Clone, Debug)]
 pub struct GalaxyCacheService {
     universe: Universe,
+    auth: PeerAuth,
 }
 
 impl GalaxyCacheService {
     /// The service over `universe`; [`service`] makes it, with its request size bound.
-    fn new(universe: Universe) -> Self {
-        GalaxyCacheService { universe }
+    fn new(universe: Universe, auth: PeerAuth) -> Self {
+        GalaxyCacheService { universe, auth }
+    }
+
+    /// UNAUTHENTICATED unless `request` came over a connection whose client certificate
+    /// was verified, or carries the token, when credentials are configured.
+    fn authorize<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        let verified = request
+            .extensions()
+            .get::<PeerCertificate>()
+            .is_some_and(|peer| peer.verified);
+        let authorization = request.metadata().get(AUTHORIZATION).map(|v| v.as_bytes());
+        if self.auth.admits(verified, authorization) {
+            Ok(())
+        } else {
+            Err(Status::unauthenticated("peer credentials needed"))
+        }
     }
 
     /// Apply a peer's write to galaxy `galaxy` at `version`; `answer` once applied.
@@ -123,6 +146,7 @@ impl GalaxyCache for GalaxyCacheService {
         &self,
         request: Request<GetRequest>,
     ) -> Result<Response<GetResponse>, Status> {
+        self.authorize(&request)?;
         let deadline = deadline_of(&request);
         let request = request.into_inner();
         let key = request_key(&request.key)?;
@@ -148,6 +172,7 @@ impl GalaxyCache for GalaxyCacheService {
         &self,
         request: Request<PeekRequest>,
     ) -> Result<Response<PeekResponse>, Status> {
+        self.authorize(&request)?;
         let request = request.into_inner();
         let key = request_key(&request.key)?;
         let galaxy = GalaxyId::new(&request.galaxy, request.version);
@@ -170,12 +195,14 @@ impl GalaxyCache for GalaxyCacheService {
         &self,
         request: Request<RemoveRequest>,
     ) -> Result<Response<RemoveResponse>, Status> {
+        self.authorize(&request)?;
         let request = request.into_inner();
         let op = WriteOp::Remove(request_key(&request.key)?);
         self.write(&request.galaxy, request.version, op, RemoveResponse {})
     }
 
     async fn set(&self, request: Request<SetRequest>) -> Result<Response<SetResponse>, Status> {
+        self.authorize(&request)?;
         let request = request.into_inner();
         let key = request_key(&request.key)?;
         let instants = WireInstants {
@@ -193,6 +220,7 @@ impl GalaxyCache for GalaxyCacheService {
         &self,
         request: Request<FlushRequest>,
     ) -> Result<Response<FlushResponse>, Status> {
+        self.authorize(&request)?;
         let request = request.into_inner();
         self.write(
             &request.galaxy,
@@ -226,6 +254,8 @@ pub struct GrpcServer {
     max_concurrent_streams: u32,
     max_header_list_bytes: u32,
     concurrency_per_connection: usize,
+    auth: PeerAuth,
+    tls: Option<TlsAcceptor>,
 }
 
 impl GrpcServer {
@@ -240,6 +270,8 @@ impl GrpcServer {
             max_concurrent_streams: DEFAULT_MAX_CONCURRENT_STREAMS,
             max_header_list_bytes: DEFAULT_MAX_HEADER_LIST_BYTES,
             concurrency_per_connection: DEFAULT_CONCURRENCY_PER_CONNECTION,
+            auth: PeerAuth::default(),
+            tls: None,
         }
     }
 
@@ -260,6 +292,26 @@ impl GrpcServer {
     /// Calls handled at once per connection. Default: 256.
     pub fn concurrency_limit_per_connection(mut self, n: usize) -> Self {
         self.concurrency_per_connection = n.max(1);
+        self
+    }
+
+    /// Serve over mTLS: [`serve`](Self::serve) completes a TLS handshake on every
+    /// connection with `acceptor`, which requires a client certificate signed by the CA
+    /// (and re-reads its files when they change). From then on every call needs
+    /// credentials: the [`service`](Self::service) mounted in an application's own router
+    /// answers only calls with the [`token`](Self::token). Default: none, plain HTTP/2.
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self.auth = self.auth.mtls(true);
+        self
+    }
+
+    /// Accept calls whose `authorization` metadata is `Bearer <token>`; once set, every
+    /// call (get, peek, remove, set, flush) needs it, or a connection whose client
+    /// certificate was verified ([`tls`](Self::tls)). Others are answered UNAUTHENTICATED
+    /// and change nothing. Default: none; with neither a token nor TLS every call is served.
+    pub fn token(mut self, token: PeerToken) -> Self {
+        self.auth = self.auth.token(Some(token));
         self
     }
 
@@ -290,12 +342,14 @@ impl GrpcServer {
     /// The tonic service of this server, with its request bound, to add to an
     /// application's own router (as [`service`], with this server's bounds).
     pub fn service(&self) -> GalaxyCacheServer<GalaxyCacheService> {
-        GalaxyCacheServer::new(GalaxyCacheService::new(self.universe.clone()))
-            .max_decoding_message_size(self.max_request_bytes())
+        let service = GalaxyCacheService::new(self.universe.clone(), self.auth.clone());
+        GalaxyCacheServer::new(service).max_decoding_message_size(self.max_request_bytes())
     }
 
     /// Serve HTTP/2 gRPC on `listener` until `shutdown` completes, then stop accepting,
-    /// let the requests in progress finish, and return.
+    /// let the requests in progress finish, and return. With [`tls`](Self::tls), every
+    /// connection starts with a TLS handshake requiring a client certificate signed by the
+    /// CA; a connection whose handshake fails is closed before any call.
     ///
     /// A connection that speaks something else, or sends malformed frames or messages,
     /// gets an error on that connection or that call; the server goes on serving others.
@@ -303,14 +357,28 @@ impl GrpcServer {
     where
         F: Future<Output = ()> + Send,
     {
-        let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-        Server::builder()
+        let router = Server::builder()
             .max_concurrent_streams(Some(self.max_concurrent_streams))
             .http2_max_header_list_size(Some(self.max_header_list_bytes))
             .concurrency_limit_per_connection(self.concurrency_per_connection)
-            .add_service(self.service())
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await
-            .map_err(|e| Error::new(ErrorKind::Unavailable, format!("gRPC server failed: {e}")))
+            .add_service(self.service());
+        let served = match self.tls {
+            None => {
+                let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+                router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await
+            }
+            Some(acceptor) => {
+                let (connections, accepting) = accept_tls(listener, acceptor);
+                let incoming = ReceiverStream::new(connections);
+                let served = router
+                    .serve_with_incoming_shutdown(incoming, shutdown)
+                    .await;
+                accepting.abort();
+                served
+            }
+        };
+        served.map_err(|e| Error::new(ErrorKind::Unavailable, format!("gRPC server failed: {e}")))
     }
 }

@@ -46,6 +46,7 @@ pub(crate) fn status_from_error(error: &Error) -> Status {
         }
         // A galaxy that cannot apply a verb answers as a server without the verb does.
         ErrorKind::Unsupported => Status::unimplemented(sanitize_message(&error.to_string())),
+        ErrorKind::Unauthenticated => Status::unauthenticated(sanitize_message(&error.to_string())),
         // The load's own message alone: the asking node hands its callers the very error
         // this node's callers get.
         ErrorKind::Remote => Status::internal(sanitize_message(error.message())),
@@ -107,6 +108,8 @@ pub(crate) fn error_from_status(status: &Status, url: &str) -> Option<Error> {
         Code::Unimplemented => ErrorKind::Unsupported,
         // The peer's galaxy has another version: the asking node loads the key itself.
         Code::FailedPrecondition => ErrorKind::VersionMismatch,
+        // The peer refused our credentials: a peer failure, not the owner's answer.
+        Code::Unauthenticated => ErrorKind::Unauthenticated,
         // The owner's load failed: INTERNAL from our servers, UNKNOWN from galaxycache (Go).
         // Its message is the load error's, handed on unchanged, as the owner's callers get it.
         Code::Internal | Code::Unknown => {
@@ -226,7 +229,6 @@ mod tests {
     fn statuses_outside_the_protocol_are_protocol_errors() {
         for code in [
             Code::PermissionDenied,
-            Code::Unauthenticated,
             Code::Aborted,
             Code::AlreadyExists,
             Code::DataLoss,
@@ -235,6 +237,9 @@ mod tests {
             assert_eq!(e.kind(), ErrorKind::Protocol, "{code:?}: {e}");
             assert!(e.message().contains("from a proxy"), "{e}");
         }
+        // Our servers' refusal of a call without credentials: a peer failure.
+        let e = error_from_status(&Status::unauthenticated("no token"), "peer").unwrap();
+        assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
         for code in [Code::Internal, Code::Unknown] {
             let e = error_from_status(&Status::new(code, "load failed"), "peer").unwrap();
             assert_eq!(e, Error::new(ErrorKind::Remote, "load failed"), "{code:?}");

@@ -6,15 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use galaxycache_universe::rustls::{self, ClientConfig};
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    RemoteFetcher, Value, WriteOp, sanitize_message,
+    PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp, sanitize_message,
 };
-use http::header::CONTENT_TYPE;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Collected, Full};
 use hyper::body::Incoming;
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -46,14 +48,15 @@ const MAX_KEY_LEN: usize = (MAX_PATH_LEN - PATH_RESERVE) / 3;
 
 /// Request bodies are a value's bytes (a `PUT`) or nothing: one type for every verb, so all
 /// share one pool.
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Fetches keys from peers over HTTP, in one [`Dialect`]: give it to
 /// [`UniverseBuilder::protocol`](galaxycache_universe::UniverseBuilder::protocol).
 ///
 /// All peers share one pool of keep-alive connections. Peer URLs look like
 /// `http://10.0.0.2:8080` (a path after the authority is kept as a prefix; a query or a
-/// fragment is refused); `https` is not supported.
+/// fragment is refused), or `https://` ones with [`HttpProtocolBuilder::tls`]: mTLS, this
+/// node presenting its certificate and checking the peer's against the CA.
 ///
 /// Keys travel in the request path, which hyper and `http::Uri` bound at 65,534 bytes, and
 /// each byte of a key may take three there: so keys are at most 21,162 bytes
@@ -77,6 +80,7 @@ type HttpClient = Client<HttpConnector, Full<Bytes>>;
 /// | `404` saying the galaxy exists, without an expiry (an older peer) | `Ok(None)`: NotFound |
 /// | `404` saying there is no such galaxy, or `no such group: …` | [`ErrorKind::UnknownGalaxy`] |
 /// | `400`, `414` | [`ErrorKind::InvalidRequest`] |
+/// | `401` | [`ErrorKind::Unauthenticated`]: the peer wants credentials this node did not send (a peer failure: the asking node loads the key itself) |
 /// | `409` | [`ErrorKind::VersionMismatch`]: the peer's galaxy has another version |
 /// | `405`, `501` | [`ErrorKind::Unsupported`]: the peer has no such verb |
 /// | `413` | [`ErrorKind::TooLarge`] |
@@ -107,6 +111,10 @@ pub struct HttpProtocol {
     client: HttpClient,
     dialect: Dialect,
     max_response_bytes: usize,
+    /// Whether `https://` peers can be reached.
+    tls: bool,
+    /// `Bearer <token>`, sent with every request, when a token is configured.
+    authorization: Option<HeaderValue>,
 }
 
 /// Builds an [`HttpProtocol`].
@@ -118,6 +126,8 @@ pub struct HttpProtocolBuilder {
     pool_max_idle_per_host: usize,
     pool_idle_timeout: Duration,
     connect_timeout: Duration,
+    tls: Option<ClientConfig>,
+    token: Option<PeerToken>,
 }
 
 impl HttpProtocol {
@@ -130,6 +140,8 @@ impl HttpProtocol {
             pool_max_idle_per_host: DEFAULT_POOL_MAX_IDLE_PER_HOST,
             pool_idle_timeout: DEFAULT_POOL_IDLE_TIMEOUT,
             connect_timeout: Duration::from_secs(1),
+            tls: None,
+            token: None,
         }
     }
 }
@@ -185,11 +197,43 @@ impl HttpProtocolBuilder {
         self
     }
 
+    /// Reach `https://` peers over mTLS: present this node's certificate and accept a peer
+    /// only with a certificate signed by the CA that names the host of its URL. Loads the
+    /// files now (an [`ErrorKind::Config`] error when they do not load); the client keeps
+    /// what it loaded (a new certificate takes a new protocol, or a restart). Default:
+    /// none, `http://` peers only.
+    pub fn tls(mut self, tls: &TlsConfig) -> Result<Self, Error> {
+        self.tls = Some(tls.client_config(&[])?);
+        Ok(self)
+    }
+
+    /// Send `token` with every request, as `Authorization: Bearer <token>`, for peers that
+    /// require it ([`PeerService::token`](crate::PeerService::token)). Default: none.
+    pub fn token(mut self, token: PeerToken) -> Self {
+        self.token = Some(token);
+        self
+    }
+
     /// The protocol. Needs no runtime until the first fetch.
     pub fn build(self) -> HttpProtocol {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(self.connect_timeout));
+        connector.enforce_http(false);
+        let https = HttpsConnectorBuilder::new()
+            .with_tls_config(self.tls.clone().unwrap_or_else(plain_only))
+            .https_or_http();
+        // The ALPN offered follows the HTTP version spoken.
+        let connector = if self.http2 {
+            https.enable_http2().wrap_connector(connector)
+        } else {
+            https.enable_http1().wrap_connector(connector)
+        };
+        let authorization = self.token.as_ref().and_then(|token| {
+            let mut value = HeaderValue::try_from(token.authorization()).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .pool_idle_timeout(self.pool_idle_timeout)
@@ -200,8 +244,24 @@ impl HttpProtocolBuilder {
             client,
             dialect: self.dialect,
             max_response_bytes: self.max_response_bytes,
+            tls: self.tls.is_some(),
+            authorization,
         }
     }
+}
+
+/// The TLS configuration of a client without TLS: never used, since such a client refuses
+/// `https://` peers when connecting.
+fn plain_only() -> ClientConfig {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|builder| {
+            builder
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        })
+        .unwrap_or_else(|_| unreachable!("ring supports the default protocol versions"))
 }
 
 impl Default for HttpProtocol {
@@ -215,9 +275,14 @@ impl FetchProtocol for HttpProtocol {
         let config_error =
             |why: &str| Error::new(ErrorKind::Config, format!("peer URL {url:?}: {why}"));
         let uri: Uri = url.parse().map_err(|_| config_error("not a URL"))?;
-        if uri.scheme() != Some(&Scheme::HTTP) {
-            return Err(config_error("the scheme must be http"));
-        }
+        let scheme = match uri.scheme() {
+            Some(s) if *s == Scheme::HTTP => Scheme::HTTP,
+            Some(s) if *s == Scheme::HTTPS && self.tls => Scheme::HTTPS,
+            Some(s) if *s == Scheme::HTTPS => {
+                return Err(config_error("https needs TLS (HttpProtocolBuilder::tls)"));
+            }
+            _ => return Err(config_error("the scheme must be http or https")),
+        };
         let Some(authority) = uri.authority().cloned() else {
             return Err(config_error("no host"));
         };
@@ -230,6 +295,7 @@ impl FetchProtocol for HttpProtocol {
         }
         Ok(Arc::new(HttpFetcher {
             url: url.to_owned(),
+            scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
             protocol: self.clone(),
@@ -246,6 +312,7 @@ impl FetchProtocol for HttpProtocol {
 #[derive(Debug)]
 struct HttpFetcher {
     url: String,
+    scheme: Scheme,
     authority: Authority,
     /// The peer URL's own path, without a trailing `/`: what every request path starts
     /// with, before the dialect's prefix.
@@ -397,6 +464,9 @@ impl HttpFetcher {
         if let Some(version) = version {
             headers.insert(VERSION_HEADER, version);
         }
+        if let Some(authorization) = &self.protocol.authorization {
+            headers.insert(AUTHORIZATION, authorization.clone());
+        }
         Ok(request)
     }
 
@@ -409,7 +479,7 @@ impl HttpFetcher {
             .map_err(|e| self.request_error(&e))
     }
 
-    /// `http://{authority}{base path}{prefix}{galaxy}/{key}` (or `…{galaxy}` alone,
+    /// `{scheme}://{authority}{base path}{prefix}{galaxy}/{key}` (or `…{galaxy}` alone,
     /// without a key), escaped: only the path is built per request.
     fn uri(&self, prefix: &str, galaxy: &str, key: Option<&str>) -> Result<Uri, Error> {
         let dialect = self.protocol.dialect;
@@ -434,7 +504,7 @@ impl HttpFetcher {
         let path =
             PathAndQuery::try_from(path).map_err(|e| self.error(ErrorKind::InvalidRequest, e))?;
         let mut parts = uri::Parts::default();
-        parts.scheme = Some(Scheme::HTTP);
+        parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
         parts.path_and_query = Some(path);
         Uri::from_parts(parts).map_err(|e| self.error(ErrorKind::InvalidRequest, e))
@@ -581,6 +651,8 @@ fn status_kind(status: StatusCode, headers: &HeaderMap, text: &str) -> Option<Er
         StatusCode::NOT_FOUND if no_galaxy => ErrorKind::UnknownGalaxy,
         StatusCode::BAD_REQUEST | StatusCode::URI_TOO_LONG => ErrorKind::InvalidRequest,
         StatusCode::CONFLICT => ErrorKind::VersionMismatch,
+        // The peer refused our credentials: a peer failure, not the owner's answer.
+        StatusCode::UNAUTHORIZED => ErrorKind::Unauthenticated,
         // Reached, but the peer has no such verb (a Go node, an older build).
         StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_IMPLEMENTED => ErrorKind::Unsupported,
         StatusCode::PAYLOAD_TOO_LARGE => ErrorKind::TooLarge,

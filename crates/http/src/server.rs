@@ -2,25 +2,30 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::pin::pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use std::borrow::Cow;
 
 use bytes::Bytes;
 use galaxycache_universe::{
-    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, Universe,
-    Value, WriteOp,
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, PeerAuth,
+    PeerToken, TlsAcceptor, Universe, Value, WriteOp, has_verified_peer,
 };
-use http::header::{ALLOW, CONTENT_TYPE};
+use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use hyper_util::service::TowerToHyperService;
 use prost::Message as _;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 
-use crate::Dialect;
 use crate::body::{BoxError, ReadError, copy_out, read_limited};
 use crate::dialect::{MAX_PATH_LEN, MISSING_KEY, Route};
 use crate::headers::{
@@ -29,6 +34,7 @@ use crate::headers::{
 };
 use crate::limits::{ServerLimits, serve_with_limits};
 use crate::pb::GetResponse;
+use crate::{Dialect, SERVER_IDLE_TIMEOUT};
 
 /// Room for a request's headers other than its path, in the HTTP/2 header list bound.
 const H2_OTHER_HEADERS: usize = 16 * 1024;
@@ -55,6 +61,7 @@ type Answer = Response<Full<Bytes>>;
 /// | `400` | a malformed path, key or header ([`TIMEOUT_HEADER`](crate::TIMEOUT_HEADER), [`VERSION_HEADER`](crate::VERSION_HEADER), a `PUT`'s expiry, refresh or stale instant), an empty key, or a key longer than the universe's [`max_key_len`](Universe::max_key_len) |
 /// | `404` | a missing key or galaxy (see [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER)), a key a peek does not find cached (a missing key), or a path outside the prefixes; a cached miss is a missing key with its expiry (galaxycache dialect) |
 /// | `405` | another method than `GET`, `PUT` and `DELETE`; on the peek path, and in the groupcache dialect, another than `GET` |
+/// | `401` | credentials are configured ([`token`](Self::token), [`tls`](Self::tls)) and the request has neither the token nor a verified client certificate |
 /// | `409` | the galaxy has another version than the request names (absent: 0) |
 /// | `413` | a `PUT` body over [`max_request_bytes`](Self::max_request_bytes) |
 /// | `500` | the load failed, with the error's text (and, in the galaxycache dialect, [`GALAXY_STATUS_HEADER`](crate::GALAXY_STATUS_HEADER) `Found`, as Go's galaxycache sends it) |
@@ -77,6 +84,10 @@ pub struct PeerService {
     universe: Universe,
     dialect: Dialect,
     max_request_bytes: usize,
+    auth: PeerAuth,
+    tls: Option<TlsAcceptor>,
+    /// Whether this clone serves a connection whose client certificate was verified.
+    verified: bool,
 }
 
 /// What a request of the peer protocol names.
@@ -102,7 +113,31 @@ impl PeerService {
             universe,
             dialect,
             max_request_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            auth: PeerAuth::default(),
+            tls: None,
+            verified: false,
         }
+    }
+
+    /// Serve over mTLS: [`serve`](Self::serve) completes a TLS handshake on every
+    /// connection with `acceptor`, which requires a client certificate signed by the CA
+    /// (and re-reads its files when they change). From then on every request needs
+    /// credentials: a service mounted in an application's own server (which knows nothing
+    /// of its connections' certificates) answers only requests with the
+    /// [`token`](Self::token). Default: none, plain HTTP.
+    pub fn tls(mut self, acceptor: TlsAcceptor) -> Self {
+        self.tls = Some(acceptor);
+        self.auth = self.auth.mtls(true);
+        self
+    }
+
+    /// Accept requests that carry `token` as `Authorization: Bearer <token>`; once set,
+    /// every request (get, peek, remove, set, flush) needs it, or a connection whose client
+    /// certificate was verified ([`tls`](Self::tls)). Others are answered `401` and change
+    /// nothing. Default: none; with neither a token nor TLS every request is served.
+    pub fn token(mut self, token: PeerToken) -> Self {
+        self.auth = self.auth.token(Some(token));
+        self
     }
 
     /// Largest request body (a `PUT`'s value) accepted; a larger one is answered `413`,
@@ -117,8 +152,12 @@ impl PeerService {
     /// Serve peers on `listener` until `shutdown` resolves, then stop accepting, let the
     /// requests in progress finish, and return once every connection is closed. Accepts
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port; sets `TCP_NODELAY`.
-    /// Runs under the default [`ServerLimits`] (see [`serve_limited`](Self::serve_limited)),
-    /// with room in the header bound for the longest path of the peer protocol.
+    /// Without [`tls`](Self::tls) it runs under the default [`ServerLimits`] (see
+    /// [`serve_limited`](Self::serve_limited)), with room in the header bound for the
+    /// longest path of the peer protocol. With it, every connection starts with a TLS
+    /// handshake that requires a client certificate signed by the CA; one that fails is
+    /// closed before any request (of the limits, only the header read timeout applies to
+    /// TLS connections yet).
     ///
     /// A request in progress ends at the asking peer's deadline when it sent one; wrap this
     /// future in a timeout to bound the wait for the others.
@@ -128,17 +167,74 @@ impl PeerService {
     }
 
     /// [`serve`](Self::serve) under `limits`. Their header bound is raised, when lower, to
-    /// what the longest path of the peer protocol needs.
+    /// what the longest path of the peer protocol needs. With [`tls`](Self::tls), only the
+    /// header read timeout applies for now.
     pub async fn serve_limited(
         self,
         listener: TcpListener,
         limits: ServerLimits,
         shutdown: impl Future<Output = ()>,
     ) {
+        if self.tls.is_some() {
+            return self.serve_tls(listener, shutdown).await;
+        }
         // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
         let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
         let limits = limits.max_header_list_bytes(limits.max_header_list_bytes.max(h2_header_list));
         serve_with_limits(listener, self, limits, shutdown).await;
+    }
+
+    /// The accept loop of a TLS peer server: a handshake per connection, then HTTP.
+    async fn serve_tls(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let builder = connection_builder();
+        let graceful = GracefulShutdown::new();
+        let mut shutdown = pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                biased;
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: back off rather than spin.
+                        tracing::warn!(error = %e, "peer server: accept failed");
+                        tokio::select! {
+                            () = &mut shutdown => break,
+                            () = tokio::time::sleep(Duration::from_millis(10)) => continue,
+                        }
+                    }
+                },
+            };
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "peer server: cannot set TCP_NODELAY");
+            }
+            let connection = self
+                .clone()
+                .connection(builder.clone(), stream, graceful.watcher());
+            tokio::spawn(connection);
+        }
+        drop(listener);
+        graceful.shutdown().await;
+    }
+
+    /// Serve one accepted connection: over TLS when this service has it (a failed
+    /// handshake closes the connection, nothing served), in the clear otherwise.
+    async fn connection(
+        mut self,
+        builder: auto::Builder<TokioExecutor>,
+        stream: TcpStream,
+        watcher: Watcher,
+    ) {
+        let Some(acceptor) = self.tls.clone() else {
+            return serve_io(&builder, TokioIo::new(stream), self, watcher).await;
+        };
+        match acceptor.accept(stream).await {
+            Ok(stream) => {
+                self.verified = has_verified_peer(&stream);
+                serve_io(&builder, TokioIo::new(stream), self, watcher).await;
+            }
+            Err(e) => tracing::debug!(error = %e, "peer server: TLS handshake failed"),
+        }
     }
 
     /// Answer one request. Never fails and never panics: bad input is an error status, and
@@ -148,6 +244,10 @@ impl PeerService {
         B: Body,
         B::Error: Into<BoxError>,
     {
+        let authorization = parts.headers.get(AUTHORIZATION).map(HeaderValue::as_bytes);
+        if !self.auth.admits(self.verified, authorization) {
+            return unauthorized();
+        }
         let Some((route, rest)) = self.dialect.route(parts.uri.path()) else {
             return text(StatusCode::NOT_FOUND, "not found".into());
         };
@@ -340,6 +440,7 @@ impl PeerService {
             }
             ErrorKind::InvalidRequest => return self.bad_request(e.message()),
             ErrorKind::VersionMismatch => StatusCode::CONFLICT,
+            ErrorKind::Unauthenticated => return unauthorized(),
             ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
             ErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
@@ -461,5 +562,48 @@ fn galaxy_status(mut response: Answer, status: &'static str) -> Answer {
     response
         .headers_mut()
         .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static(status));
+    response
+}
+
+/// The connection settings of [`PeerService::serve`]: HTTP/1.1 and h2c on one port.
+fn connection_builder() -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(SERVER_IDLE_TIMEOUT);
+    // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
+    let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(h2_header_list);
+    builder
+}
+
+/// Serve requests on `io` with `service` until the connection ends or a graceful
+/// shutdown (through `watcher`) has let it finish.
+async fn serve_io<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: TokioIo<I>,
+    service: PeerService,
+    watcher: Watcher,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let connection = builder
+        .serve_connection(io, TowerToHyperService::new(service))
+        .into_owned();
+    if let Err(e) = watcher.watch(connection).await {
+        tracing::debug!(error = %e, "peer server: connection ended with an error");
+    }
+}
+
+/// `401`: the request carries neither a verified client certificate nor the token.
+fn unauthorized() -> Answer {
+    let mut response = text(StatusCode::UNAUTHORIZED, "peer credentials needed".into());
+    response
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     response
 }

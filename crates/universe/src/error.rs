@@ -32,6 +32,10 @@ pub enum ErrorKind {
     /// The peer's galaxy has another version than the request's: values and writes never
     /// cross versions, so the asking node loads the key itself.
     VersionMismatch,
+    /// The peer refused this node's credentials (no token or a wrong one; a certificate
+    /// it does not accept), or a peer asked this node without them. A peer failure: the
+    /// asking node loads the key itself.
+    Unauthenticated,
 }
 
 impl ErrorKind {
@@ -48,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Config => "configuration error",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::VersionMismatch => "version mismatch",
+            ErrorKind::Unauthenticated => "unauthenticated",
         }
     }
 }

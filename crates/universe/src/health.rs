@@ -114,9 +114,10 @@ impl Outcome {
             Ok(_) => Outcome::Answered,
             Err(e) => match e.kind() {
                 ErrorKind::Timeout => Outcome::TimedOut,
-                ErrorKind::Unavailable | ErrorKind::Overloaded | ErrorKind::Protocol => {
-                    Outcome::Failed
-                }
+                ErrorKind::Unavailable
+                | ErrorKind::Overloaded
+                | ErrorKind::Protocol
+                | ErrorKind::Unauthenticated => Outcome::Failed,
                 _ => Outcome::Answered,
             },
         }

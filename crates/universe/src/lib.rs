@@ -10,6 +10,7 @@
 //! The [`InProcessNetwork`] connects universes of one process, so a whole cluster runs in
 //! one test, with faults injected at will.
 
+mod auth;
 mod discovery;
 mod error;
 mod expiry;
@@ -20,9 +21,12 @@ mod inprocess;
 mod peer_url;
 mod ring;
 mod sanitize;
+#[cfg(feature = "tls")]
+mod tls;
 mod universe;
 mod value;
 
+pub use auth::{PeerAuth, PeerToken};
 #[cfg(feature = "dns")]
 pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
 pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};
@@ -37,7 +41,12 @@ pub use health::{CircuitState, HealthPolicy};
 pub use inprocess::{Fault, InProcessNetwork};
 pub use peer_url::normalize_peer_url;
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
+/// The rustls this crate's TLS is built on.
+#[cfg(feature = "tls")]
+pub use rustls;
 pub use sanitize::{MAX_MESSAGE_LEN, sanitize_message};
+#[cfg(feature = "tls")]
+pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsAcceptor, TlsConfig, has_verified_peer};
 pub use universe::{
     DEFAULT_HANDOFF_WARMUP, DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, PeerStatus,
     Universe, UniverseBuilder,

@@ -2,6 +2,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../../tests/support/pki.rs"]
+pub mod pki;
+
 use std::future::poll_fn;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};

@@ -1,6 +1,9 @@
 //! A fake galaxy behind a real peer server on a loopback socket.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../../tests/support/pki.rs"]
+pub mod pki;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
