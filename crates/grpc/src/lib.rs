@@ -81,6 +81,8 @@
 //! ```
 
 mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 mod server;
 mod status;
 mod wire;

@@ -43,6 +43,8 @@
 mod body;
 mod client;
 mod dialect;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod pb;
 mod server;
