@@ -35,7 +35,10 @@ fuzz_target!(|data: &[u8]| {
     decode_all(message);
     w::grpc_timeout(message);
     if let Some(at) = w::parse_unix_ms(message) {
-        assert_eq!(w::parse_unix_ms(w::fmt_unix_ms(at).to_string().as_bytes()), Some(at));
+        assert_eq!(
+            w::parse_unix_ms(w::fmt_unix_ms(at).to_string().as_bytes()),
+            Some(at)
+        );
     }
     let rpc = RPCS[usize::from(which) % RPCS.len()];
     runtime().block_on(serve(rpc, message));
@@ -60,11 +63,21 @@ fn decode_all(bytes: &[u8]) {
     }
     if let Ok(m) = pb::GetResponse::decode(bytes) {
         round_trip(&m);
-        fetched(w::value_from_wire(&m.value, m.expiry, m.refresh, m.stale_until));
+        fetched(w::value_from_wire(
+            &m.value,
+            m.expiry,
+            m.refresh,
+            m.stale_until,
+        ));
     }
     if let Ok(m) = pb::PeekResponse::decode(bytes) {
         round_trip(&m);
-        fetched(w::value_from_wire(&m.value, m.expiry, m.refresh, m.stale_until));
+        fetched(w::value_from_wire(
+            &m.value,
+            m.expiry,
+            m.refresh,
+            m.stale_until,
+        ));
     }
     if let Ok(m) = pb::SetRequest::decode(bytes) {
         round_trip(&m);

@@ -73,7 +73,11 @@ fn check_target(dialect: Dialect, rest: &str, peek: bool) {
         Dialect::Groupcache => s.replace(' ', "+"),
         _ => s.to_owned(),
     };
-    assert_eq!(galaxy_again, quirk(&galaxy), "{dialect:?}: {rest:?} -> {path:?}");
+    assert_eq!(
+        galaxy_again,
+        quirk(&galaxy),
+        "{dialect:?}: {rest:?} -> {path:?}"
+    );
     assert_eq!(
         key_again.as_deref().map(str::to_owned),
         key.as_deref().map(quirk),

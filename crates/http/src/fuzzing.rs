@@ -60,11 +60,11 @@ pub fn fmt_unix_ms(at: SystemTime) -> HeaderValue {
     headers::fmt_unix_ms(at)
 }
 
-/// A value's expiry, refresh instant and stale limit, as a client reads them from a `200`
-/// and the server from a `PUT`.
-pub fn read_instants(
-    headers: &HeaderMap,
-) -> Result<(Option<SystemTime>, Option<SystemTime>, Option<SystemTime>), &'static str> {
+/// A value's `(expiry, refresh instant, stale limit)`, each `None` when it has none.
+pub type ValueInstants = (Option<SystemTime>, Option<SystemTime>, Option<SystemTime>);
+
+/// A value's instants, as a client reads them from a `200` and the server from a `PUT`.
+pub fn read_instants(headers: &HeaderMap) -> Result<ValueInstants, &'static str> {
     let value = Instants::read(headers)?.apply(galaxycache_universe::Value::new(""));
     Ok((value.expires_at(), value.refresh_at(), value.stale_until()))
 }
@@ -79,9 +79,10 @@ pub fn read_version(headers: &HeaderMap) -> Result<u32, &'static str> {
     headers::read_version(headers)
 }
 
-/// The deadline an `X-Galaxycache-Timeout-Ms` value names, counted from `now`.
-pub fn parse_timeout(value: &HeaderValue, now: Instant) -> Result<Option<Instant>, ()> {
-    headers::parse_timeout(value, now)
+/// The deadline an `X-Galaxycache-Timeout-Ms` value names, counted from `now` (`Some(None)`:
+/// too long to represent, no deadline); `None` when it is malformed.
+pub fn parse_timeout(value: &HeaderValue, now: Instant) -> Option<Option<Instant>> {
+    headers::parse_timeout(value, now).ok()
 }
 
 /// The `X-Galaxycache-Timeout-Ms` value the client writes for `remaining`.
