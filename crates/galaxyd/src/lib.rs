@@ -19,6 +19,8 @@ mod cli;
 mod client;
 mod config;
 mod demo;
+#[doc(hidden)]
+pub mod fuzzing;
 mod histogram;
 mod load;
 mod metrics;

@@ -93,6 +93,8 @@
 )]
 
 mod client;
+#[doc(hidden)]
+pub mod fuzzing;
 mod server;
 mod status;
 mod tls;

@@ -55,6 +55,8 @@
 mod body;
 mod client;
 mod dialect;
+#[doc(hidden)]
+pub mod fuzzing;
 mod headers;
 mod limits;
 mod pb;

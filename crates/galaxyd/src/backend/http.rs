@@ -202,6 +202,11 @@ fn value_of(body: Bytes, headers: &HeaderMap, now: SystemTime) -> Value {
         .with_stale_until(stale_until)
 }
 
+/// [`value_of`] for the fuzz targets (`crate::fuzzing`): an origin's answer as a value.
+pub(crate) fn origin_value(body: Bytes, headers: &HeaderMap, now: SystemTime) -> Value {
+    value_of(body, headers, now)
+}
+
 /// The `Expires` header's instant; an unparseable one (often "0") means already expired.
 fn expires(headers: &HeaderMap, now: SystemTime) -> Option<SystemTime> {
     let expires = headers.get(header::EXPIRES)?;

@@ -31,6 +31,7 @@ use self::postgres::PostgresBackend;
 use self::sqlite::SqliteBackend;
 use self::synthetic::SyntheticBackend;
 
+pub(crate) use self::http::origin_value;
 pub(crate) use self::postgres::NotifyFeed;
 pub(crate) use self::sqlite::DEFAULT_QUERY;
 pub(crate) use self::synthetic::is_synthetic_value;
