@@ -15,7 +15,7 @@ use crate::{Clock, Tier, Value};
 pub const ENTRY_OVERHEAD: u64 = 96;
 
 /// Smallest capacity of one shard of a cache, when its budget allows: quick_cache admits no
-/// entry heavier than [`HOT_ALLOCATION`] of its shard's capacity, so the shard count decides
+/// entry heavier than `HOT_ALLOCATION` (97%) of its shard's capacity, so the shard count decides
 /// the largest value a cache can hold. With 8 shards of a 56 MiB maincache (the default
 /// shard count on 2 cores, for a 64 MiB galaxy) that was 6.8 MiB; shards of at least
 /// 16 MiB hold values up to 15.5 MiB on any machine.
