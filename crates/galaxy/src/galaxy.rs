@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 use galaxycache_promoter::{self as promoter, HotcacheStats, Promoter};
 use galaxycache_universe::{
     self as universe, BoxFuture, FetchResult, GalaxyHandler, GalaxyId, Owner, RemoteFetcher,
-    Universe, WriteOp,
+    Universe, WriteOp, saturating_instant,
 };
 use tokio::time::Instant;
 
@@ -419,12 +419,8 @@ impl Inner {
         generation: Generation,
         refresh: bool,
     ) -> Result<Value, Error> {
-        if !refresh {
-            match self.cached(key) {
-                Lookup::Fresh(v) | Lookup::Due(v) => return Ok(v),
-                Lookup::Absent(_) => return Err(Error::not_found(key)),
-                Lookup::Stale(_) | Lookup::Miss => {}
-            }
+        if !refresh && let Some(answer) = answer_from(self.cached(key), key) {
+            return answer;
         }
         match self.universe.owner(key) {
             Owner::Local => self.load_locally(key, None, generation, refresh).await,
@@ -519,12 +515,8 @@ impl Inner {
         generation: Generation,
         refresh: bool,
     ) -> Result<Value, Error> {
-        if !refresh {
-            match self.main.get(key, &*self.clock) {
-                Lookup::Fresh(v) | Lookup::Due(v) => return Ok(v),
-                Lookup::Absent(_) => return Err(Error::not_found(key)),
-                Lookup::Stale(_) | Lookup::Miss => {}
-            }
+        if !refresh && let Some(answer) = answer_from(self.main.get(key, &*self.clock), key) {
+            return answer;
         }
         if ttl_cap.is_none()
             && !refresh
@@ -576,34 +568,34 @@ impl Inner {
         generation: Generation,
         reason: StoreReason,
     ) -> bool {
-        let cache = match tier {
-            Tier::Main => &self.main,
-            Tier::Hot => &self.hot,
-        };
-        let mut inserted = Inserted::Kept;
+        let mut kept = false;
         let stored = self.fence.store_if(key, generation, || {
-            inserted = cache.insert(key, value.clone(), qps);
+            kept = self.insert(tier, key, value, qps);
         });
-        self.note_too_large(tier, key, value, inserted);
         if !stored {
             self.counters.incr(Counter::FencedStore);
-        } else if inserted == Inserted::Kept {
+        } else if kept {
             self.events.tell(|l| l.on_store(key, tier, reason));
         }
-        stored && inserted == Inserted::Kept
+        stored && kept
     }
 
-    /// Count a value too large to cache, and say so at WARN the first time.
-    pub(crate) fn note_too_large(&self, tier: Tier, key: &str, value: &Value, inserted: Inserted) {
-        if inserted != Inserted::TooLarge {
-            return;
+    fn cache(&self, tier: Tier) -> &ByteCache {
+        match tier {
+            Tier::Main => &self.main,
+            Tier::Hot => &self.hot,
+        }
+    }
+
+    /// Insert `value` into `tier` now (the caller holds the key's fence); false when it is
+    /// too large to keep, which is counted and said once at WARN.
+    pub(crate) fn insert(&self, tier: Tier, key: &str, value: &Value, qps: f32) -> bool {
+        let cache = self.cache(tier);
+        if cache.insert(key, value.clone(), qps) == Inserted::Kept {
+            return true;
         }
         self.counters.incr(Counter::TooLarge);
         if !self.too_large_warned.swap(true, Ordering::Relaxed) {
-            let cache = match tier {
-                Tier::Main => &self.main,
-                Tier::Hot => &self.hot,
-            };
             let limit = cache.max_entry_weight().saturating_sub(ENTRY_OVERHEAD);
             tracing::warn!(
                 galaxy = %self.name, key, bytes = value.len(), limit, ?tier,
@@ -611,6 +603,7 @@ impl Inner {
                  (logged once; see Stats::too_large)"
             );
         }
+        false
     }
 
     /// `value` with its expiry capped by the max TTL (with jitter) and by `ttl_cap` from
@@ -745,6 +738,16 @@ impl Inner {
             Owner::Local => None,
             Owner::Remote(_) => Some(self.fallback_ttl),
         }
+    }
+}
+
+/// The answer a cache lookup gives a load that re-checks the caches: a servable value,
+/// or a cached miss; `None` when the load must go on.
+fn answer_from(found: Lookup, key: &str) -> Option<Result<Value, Error>> {
+    match found {
+        Lookup::Fresh(v) | Lookup::Due(v) => Some(Ok(v)),
+        Lookup::Absent(_) => Some(Err(Error::not_found(key))),
+        Lookup::Stale(_) | Lookup::Miss => None,
     }
 }
 

@@ -98,11 +98,7 @@ impl Inner {
     /// Drop this node's copy of `key` and fence the loads of it in flight; true if a copy
     /// was held.
     pub(crate) fn drop_local(&self, key: &str, origin: Origin) -> bool {
-        let held = self.fence.advance(key, || {
-            let main = self.main.remove(key);
-            let hot = self.hot.remove(key);
-            main || hot
-        });
+        let held = self.fence.advance(key, || self.remove_copies(key));
         self.counters.incr(Counter::Remove);
         if held {
             self.events.tell(|l| l.on_remove(key, origin));
@@ -110,17 +106,26 @@ impl Inner {
         held
     }
 
+    /// Drop both caches' copies of `key` (the caller advances its fence); true if one was
+    /// held.
+    fn remove_copies(&self, key: &str) -> bool {
+        let main = self.main.remove(key);
+        let hot = self.hot.remove(key);
+        main || hot
+    }
+
     /// Store `value` as the value of `key`, which this node owns, fencing older loads.
     pub(crate) fn store_set(&self, key: &str, value: Value) {
         let value = self.policy.stamp(value, self.clock.now(), Duration::ZERO);
-        self.fence.advance(key, || {
+        let kept = self.fence.advance(key, || {
             self.hot.remove(key);
-            let inserted = self.main.insert(key, value.clone(), 0.0);
-            self.note_too_large(Tier::Main, key, &value, inserted);
+            self.insert(Tier::Main, key, &value, 0.0)
         });
         self.counters.incr(Counter::Set);
-        self.events
-            .tell(|l| l.on_store(key, Tier::Main, StoreReason::Set));
+        if kept {
+            self.events
+                .tell(|l| l.on_store(key, Tier::Main, StoreReason::Set));
+        }
     }
 
     /// Drop every entry and fence every load in flight.
@@ -198,10 +203,7 @@ impl Inner {
         match (&write, owned_here) {
             (Write::Set(_, _), true) => {}
             (Write::Set(key, _) | Write::Remove(key), _) => {
-                self.fence.advance(key, || {
-                    self.main.remove(key);
-                    self.hot.remove(key);
-                });
+                self.fence.advance(key, || self.remove_copies(key));
             }
             (Write::Flush, _) => self.clear_all(),
         }
