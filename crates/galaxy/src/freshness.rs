@@ -4,6 +4,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
+use galaxycache_universe::saturating_instant;
+
 use crate::{Error, ErrorKind, Value};
 
 /// When a value is reloaded in the background, while it is still served.
@@ -61,7 +63,8 @@ impl Policy {
             .or_else(|| self.refresh_at(&value, loaded_at, took));
         let stale_until = value.stale_until().or_else(|| {
             let expires_at = value.expires_at()?;
-            (!self.stale_if_error.is_zero()).then(|| expires_at + self.stale_if_error)
+            (!self.stale_if_error.is_zero())
+                .then(|| saturating_instant(expires_at, self.stale_if_error))
         });
         value
             .with_refresh_at(refresh_at)
@@ -76,10 +79,10 @@ impl Policy {
     ) -> Option<SystemTime> {
         let expires_at = value.expires_at();
         let planned = match self.refresh? {
-            Refresh::After(after) => loaded_at + after,
+            Refresh::After(after) => saturating_instant(loaded_at, after),
             Refresh::AtFraction(fraction) => {
                 let ttl = expires_at?.duration_since(loaded_at).ok()?;
-                loaded_at + ttl.mul_f64(fraction.clamp(0.0, 1.0))
+                saturating_instant(loaded_at, ttl.mul_f64(fraction.clamp(0.0, 1.0)))
             }
         };
         let planned = expires_at.map_or(planned, |e| planned.min(e));
@@ -114,7 +117,7 @@ impl Policy {
             (ttl, Some(cap)) => ttl.min(cap),
             (ttl, None) => ttl,
         };
-        Some(Value::absent(now + ttl))
+        Some(Value::absent(saturating_instant(now, ttl)))
     }
 }
 
@@ -191,6 +194,16 @@ mod tests {
             (0.8..1.2).contains(&mean_early),
             "mean {mean_early} s early, expected ~1 s"
         );
+    }
+
+    #[test]
+    fn huge_settings_saturate_instead_of_panicking() {
+        let max = Duration::MAX;
+        let p = Policy::new(Some(Refresh::After(max)), None, max, None, Some(max), None);
+        let v = p.stamp(Value::expiring("v", t0() + S), t0(), Duration::ZERO);
+        assert_eq!(v.refresh_at(), Some(t0() + S), "never after the expiry");
+        assert!(v.stale_until().unwrap() > t0() + S);
+        assert!(p.absent(t0(), None).unwrap().expires_at().unwrap() > t0());
     }
 
     #[test]

@@ -620,9 +620,9 @@ impl Inner {
             } else {
                 Duration::from_nanos(fastrand::u64(0..self.ttl_jitter.as_nanos() as u64))
             };
-            now + (ttl - jitter)
+            saturating_instant(now, ttl.saturating_sub(jitter))
         });
-        let cap = [jittered, ttl_cap.map(|t| now + t)]
+        let cap = [jittered, ttl_cap.map(|t| saturating_instant(now, t))]
             .into_iter()
             .flatten()
             .min();
@@ -681,7 +681,9 @@ impl Inner {
     fn hot_copy(&self, value: Value) -> Value {
         let now = self.clock.now();
         let value = match value.refresh_at() {
-            Some(at) if at <= now => value.with_refresh_at(Some(now + self.peer_timeout)),
+            Some(at) if at <= now => {
+                value.with_refresh_at(Some(saturating_instant(now, self.peer_timeout)))
+            }
             _ => value,
         };
         self.cap_expiry(value, Some(self.hot_ttl))

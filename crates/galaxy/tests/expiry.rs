@@ -119,3 +119,12 @@ async fn a_fallback_copy_lives_no_longer_than_the_fallback_ttl() {
     asker.get(&key).await.unwrap();
     assert_eq!(c.loads.of(&key), 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_max_ttl_past_the_clocks_range_saturates() {
+    let (c, clock) = cluster(1, None, |b| {
+        b.max_ttl(Duration::MAX).ttl_jitter(Duration::from_secs(5))
+    });
+    let v = c.nodes[0].galaxy.get("k").await.unwrap();
+    assert!(v.expires_at().unwrap() > clock.now() + Duration::from_secs(3600 * 24 * 365));
+}
