@@ -87,6 +87,8 @@ pub(crate) const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 8080);
 /// A galaxy's byte budget when none is given: 64 MiB.
 pub(crate) const DEFAULT_CACHE_BYTES: u64 = 64 << 20;
+/// How long a client get may take when not told.
+pub(crate) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The peer protocol of a node.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -152,6 +154,27 @@ pub struct NodeConfig {
     pub server_limits: galaxycache_http::ServerLimits,
     /// The galaxies, at least one.
     pub galaxies: Vec<GalaxyConfig>,
+}
+
+impl NodeConfig {
+    /// A node alone on its ring: peer URL `http://{peer_listen}`, listed as its only
+    /// peer, the HTTP protocol, and `serve`'s defaults for the rest.
+    pub fn local(peer_listen: SocketAddr, listen: SocketAddr, galaxies: Vec<GalaxyConfig>) -> Self {
+        let self_url = format!("http://{peer_listen}");
+        NodeConfig {
+            peers: PeerSource::Static(vec![self_url.clone()]),
+            self_url,
+            security: PeerSecurity::default(),
+            peer_listen,
+            listen,
+            protocol: Protocol::default(),
+            replicas: galaxycache_universe::DEFAULT_REPLICAS,
+            max_key_len: galaxycache_universe::DEFAULT_MAX_KEY_LEN,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            server_limits: galaxycache_http::ServerLimits::default(),
+            galaxies,
+        }
+    }
 }
 
 /// One galaxy of a node.
@@ -395,7 +418,7 @@ impl TopLevel {
             max_key_len: self
                 .max_key_len
                 .unwrap_or(galaxycache_universe::DEFAULT_MAX_KEY_LEN),
-            request_timeout: self.request_timeout.unwrap_or(Duration::from_secs(10)),
+            request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
             server_limits: galaxycache_http::ServerLimits::default(),
             galaxies,
         })

@@ -18,7 +18,7 @@ use tokio::time::Instant;
 
 use crate::backend::{BackendSpec, synthetic_value};
 use crate::client::HttpClient;
-use crate::config::{GalaxyConfig, NodeConfig, Protocol};
+use crate::config::{GalaxyConfig, NodeConfig};
 use crate::load::{self, Budget, LoadSpec, Percentiles, new_histogram};
 use crate::node::Node;
 use crate::peers::PeerSource;
@@ -399,18 +399,12 @@ fn node_config(self_url: &str, peers: &[String], db: &Path) -> NodeConfig {
     // Should the database fail, serve what was loaded for 30 s more (SQLite values do
     // not expire by themselves, so this shows only with a max TTL).
     galaxy.tuning.stale_if_error = Some(Duration::from_secs(30));
+    let loopback = ([127, 0, 0, 1], 0).into();
     NodeConfig {
         self_url: self_url.to_owned(),
-        security: Default::default(),
         peers: PeerSource::Static(peers.to_vec()),
-        peer_listen: ([127, 0, 0, 1], 0).into(),
-        listen: ([127, 0, 0, 1], 0).into(),
-        protocol: Protocol::Http,
-        replicas: galaxycache_universe::DEFAULT_REPLICAS,
-        max_key_len: galaxycache_universe::DEFAULT_MAX_KEY_LEN,
         request_timeout: Duration::from_secs(30),
-        server_limits: Default::default(),
-        galaxies: vec![galaxy],
+        ..NodeConfig::local(loopback, loopback, vec![galaxy])
     }
 }
 

@@ -414,20 +414,11 @@ mod tests {
     async fn wait_reports_a_server_that_ends_by_itself() {
         let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let self_url = format!("http://{}", peer.local_addr().unwrap());
-        let config = NodeConfig {
-            self_url,
-            security: Default::default(),
-            peers: PeerSource::default(),
-            peer_listen: peer.local_addr().unwrap(),
-            listen: api.local_addr().unwrap(),
-            protocol: Protocol::Http,
-            replicas: 50,
-            max_key_len: 1024,
-            request_timeout: std::time::Duration::from_secs(10),
-            server_limits: Default::default(),
-            galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
-        };
+        let config = NodeConfig::local(
+            peer.local_addr().unwrap(),
+            api.local_addr().unwrap(),
+            vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
+        );
         let mut node = Node::start_on(&config, peer, api).await.unwrap();
         // Both servers stop as if by themselves: `wait` does not know it was asked.
         node.stop.send(true).unwrap();
