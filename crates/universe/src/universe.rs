@@ -282,24 +282,13 @@ impl Universe {
             .peers_write
             .lock()
             .unwrap_or_else(|e| e.into_inner());
-        let urls = self
-            .peers()
-            .into_iter()
-            .filter(|u| !same_node(u, &url))
-            .collect();
-        self.install(urls)
+        let urls = self.peers().into_iter().filter(|u| !same_node(u, &url));
+        self.install(peer_list(&self.inner.self_url, urls)?)
     }
 
-    /// Build and publish a new ring; caller holds `peers_write`.
+    /// Build and publish a new ring from `urls`, a [`peer_list`] (valid and normalised);
+    /// caller holds `peers_write`.
     fn install(&self, urls: Vec<String>) -> Result<(), Error> {
-        for url in &urls {
-            if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(Error::new(
-                    ErrorKind::Config,
-                    format!("invalid peer URL {url:?}"),
-                ));
-            }
-        }
         let old = self.inner.peers.load();
         let ring = Ring::new(self.inner.replicas, &urls);
         let mut fetchers = Vec::with_capacity(ring.peers().len());
