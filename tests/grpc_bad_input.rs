@@ -2,8 +2,9 @@
 //! closed connection, nothing reaches the backend or the cache, and the server goes on
 //! serving.
 
-use std::future::poll_fn;
-use std::pin::pin;
+#[path = "support/raw_grpc.rs"]
+mod raw_grpc;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -12,10 +13,11 @@ use galaxycache::universe::{ErrorKind, FetchProtocol};
 use galaxycache::{Error, Galaxy, Universe, Value};
 use galaxycache_grpc::pb::GetRequest;
 use galaxycache_grpc::pb::galaxy_cache_client::GalaxyCacheClient;
-use galaxycache_grpc::tonic::codegen::{Body, Bytes, Service, http};
+use galaxycache_grpc::tonic::Code;
+use galaxycache_grpc::tonic::codegen::Bytes;
 use galaxycache_grpc::tonic::transport::{Channel, Endpoint};
-use galaxycache_grpc::tonic::{Code, Status};
 use galaxycache_grpc::{GrpcProtocol, GrpcServer};
+use raw_grpc::{framed, post_raw};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -105,46 +107,6 @@ impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
     }
-}
-
-/// POST `body` to `path` as a gRPC call and return the status the server answered with.
-/// The test bodies are ASCII, so a `String` carries them.
-async fn post_raw(channel: &mut Channel, path: &str, body: &[u8]) -> Status {
-    let body = String::from_utf8(body.to_vec()).expect("ASCII test body");
-    let request = http::Request::post(format!("http://127.0.0.1{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(galaxycache_grpc::tonic::body::Body::new(body))
-        .unwrap();
-    poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
-    let response = tokio::time::timeout(PATIENCE, channel.call(request))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    if let Some(status) = Status::from_header_map(&parts.headers) {
-        return status;
-    }
-    let mut body = pin!(body);
-    for _ in 0..1_000 {
-        match poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    return Status::from_header_map(trailers).expect("grpc-status");
-                }
-            }
-            _ => panic!("the answer ended without a gRPC status"),
-        }
-    }
-    panic!("too many frames");
-}
-
-/// A gRPC message: uncompressed flag, big-endian length, then the bytes.
-fn framed(message: &[u8]) -> Vec<u8> {
-    let mut out = vec![0];
-    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    out.extend_from_slice(message);
-    out
 }
 
 /// Write `bytes` and read until the server closes the connection; false if it does not

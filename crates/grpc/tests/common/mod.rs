@@ -4,9 +4,12 @@
 
 #[path = "../../../../tests/support/pki.rs"]
 pub mod pki;
+#[path = "../../../../tests/support/raw_grpc.rs"]
+mod raw_grpc;
 
-use std::future::poll_fn;
-use std::pin::pin;
+#[allow(unused_imports)] // not every test sends raw calls
+pub use raw_grpc::{framed, post_raw};
+
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -19,8 +22,6 @@ use galaxycache_universe::{
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tonic::Status;
-use tonic::codegen::{Body, Service, http};
 use tonic::transport::{Channel, Endpoint};
 
 /// Bound on anything a test waits for that should happen at once.
@@ -238,50 +239,6 @@ pub async fn channel(node: &Node) -> Channel {
         .connect()
         .await
         .unwrap()
-}
-
-/// POST `body` (gRPC framing included, or not) to `path` and return the gRPC status.
-/// The bodies here are ASCII, so a `String` carries them.
-pub async fn post_raw(channel: &mut Channel, path: &str, body: &[u8]) -> Status {
-    let body = String::from_utf8(body.to_vec()).expect("ASCII test body");
-    let request = http::Request::post(format!("http://127.0.0.1{path}"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(tonic::body::Body::new(body))
-        .unwrap();
-    poll_fn(|cx| channel.poll_ready(cx)).await.unwrap();
-    let response = tokio::time::timeout(PATIENCE, channel.call(request))
-        .await
-        .expect("an answer")
-        .unwrap();
-    let (parts, body) = response.into_parts();
-    if let Some(status) = Status::from_header_map(&parts.headers) {
-        return status; // trailers-only answer
-    }
-    let mut body = pin!(body);
-    for _ in 0..1000 {
-        let frame = poll_fn(|cx| body.as_mut().poll_frame(cx)).await;
-        match frame {
-            Some(Ok(frame)) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    return Status::from_header_map(trailers).expect("grpc-status");
-                }
-            }
-            other => panic!(
-                "body ended without trailers: {:?}",
-                other.map(|f| f.is_ok())
-            ),
-        }
-    }
-    panic!("too many frames");
-}
-
-/// A gRPC message: uncompressed flag, big-endian length, then the bytes.
-pub fn framed(message: &[u8]) -> Vec<u8> {
-    let mut out = vec![0];
-    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
-    out.extend_from_slice(message);
-    out
 }
 
 /// The server still answers a well-formed fetch.
