@@ -1,17 +1,15 @@
 //! The client API over loopback: values, the 4xx/5xx paths, stats, metrics, health.
 
+mod common;
+
 use std::time::Duration;
 
 use axum::body::Body;
 use galaxycache_galaxy::{Error, Galaxy, Stats, Value};
 use galaxycache_http::GALAXY_STATUS_HEADER;
 use galaxycache_universe::Universe;
-use galaxyd::{
-    BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol, Response,
-    create_database,
-};
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Response, create_database};
 use http_body_util::BodyExt;
-use tokio::net::TcpListener;
 use tower::ServiceExt;
 
 const SHA256_A: &str = "ca978112ca1bbdcafac231b39a23dc4da786eff8147c4e72b9807785afee48bb";
@@ -36,26 +34,15 @@ fn status_header(r: &Response) -> Option<&str> {
 /// One node with a synthetic galaxy and an SQLite galaxy of five rows.
 async fn start_node(db: &std::path::Path) -> Node {
     create_database(db, 5, 16).unwrap();
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
     let mut synthetic = GalaxyConfig::new("synthetic", BackendSpec::Synthetic);
     synthetic.backend_options.value_size = 100;
     let sql = GalaxyConfig::new("sql", BackendSpec::Sqlite(db.to_owned()));
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
+    common::node(|local| NodeConfig {
         max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
         galaxies: vec![synthetic, sql],
-    };
-    Node::start_on(&config, peer, api).await.unwrap()
+        ..local
+    })
+    .await
 }
 
 #[tokio::test]

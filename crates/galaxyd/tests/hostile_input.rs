@@ -3,6 +3,8 @@
 //! neither a client nor a log raw, malformed escapes are 400, and dot-segment keys do not
 //! climb the origin's paths.
 
+mod common;
+
 use std::io;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -15,7 +17,7 @@ use axum::routing::get;
 use galaxycache_universe::{Ring, normalize_peer_url};
 use galaxyd::{
     Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
-    Protocol, Response,
+    Response,
 };
 use http::{StatusCode, header};
 use tokio::net::TcpListener;
@@ -30,25 +32,17 @@ async fn serve(app: Router) -> String {
 
 /// A node with galaxy `g` over `backend`, whose ring is itself and `others`.
 async fn node(backend: BackendSpec, others: &[String]) -> Node {
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
-    let mut peers = vec![self_url.clone()];
-    peers.extend_from_slice(others);
-    let config = NodeConfig {
-        self_url,
-        security: Default::default(),
-        peers: PeerSource::Static(peers),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
-        galaxies: vec![GalaxyConfig::new("g", backend)],
-    };
-    Node::start_on(&config, peer, api).await.unwrap()
+    common::node(|local| {
+        let mut peers = vec![local.self_url.clone()];
+        peers.extend_from_slice(others);
+        NodeConfig {
+            peers: PeerSource::Static(peers),
+            max_key_len: 1024,
+            galaxies: vec![GalaxyConfig::new("g", backend)],
+            ..local
+        }
+    })
+    .await
 }
 
 async fn get_key(client: &HttpClient, node: &Node, encoded_key: &str) -> Response {

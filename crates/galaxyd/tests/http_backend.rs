@@ -1,6 +1,8 @@
 //! The HTTP backend against an origin on loopback: the backend alone, then a node in
 //! front of an origin whose cache headers decide what is kept, refreshed, or served stale.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,9 +12,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use galaxyd::{
-    Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
-};
+use galaxyd::{Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig};
 use http::{StatusCode, header};
 use tokio::net::TcpListener;
 
@@ -124,24 +124,12 @@ async fn counted(
 
 /// A one-node cluster with galaxy `g` in front of `origin`.
 async fn node_in_front_of(origin: &str) -> Node {
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
     let spec = BackendSpec::Http(format!("{origin}/items/{{key}}"));
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: galaxyd::Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
+    common::node(|local| NodeConfig {
         galaxies: vec![GalaxyConfig::new("g", spec)],
-    };
-    Node::start_on(&config, peer, api).await.unwrap()
+        ..local
+    })
+    .await
 }
 
 async fn get_key(client: &HttpClient, node: &Node, key: &str) -> galaxyd::Response {

@@ -1,36 +1,29 @@
 //! `GET /v1/peers` and the peer metrics: a dead peer's circuit opens after a few failed
 //! fetches, and the node says so.
 
+mod common;
+
 use std::time::Duration;
 
 use galaxycache_universe::{InProcessNetwork, Universe};
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
-use tokio::net::TcpListener;
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, NodeConfig, PeerSource};
 
 #[tokio::test]
 async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    // A port that was free a moment ago: nothing listens there.
-    let dead = {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url.clone(), dead.clone()]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
-        galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
-    };
-    let node = Node::start_on(&config, peer, api).await.unwrap();
+    let mut dead = String::new();
+    let node = common::node(|local| {
+        // A port that was free a moment ago (after the node's own were bound): nothing
+        // listens there.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        dead = format!("http://{}", l.local_addr().unwrap());
+        NodeConfig {
+            peers: PeerSource::Static(vec![local.self_url.clone(), dead.clone()]),
+            galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
+            ..local
+        }
+    })
+    .await;
+    let self_url = format!("http://{}", node.peer_addr());
     let base = format!("http://{}", node.api_addr());
     let client = HttpClient::new(4, Duration::from_secs(10));
     let json = |body: &[u8]| serde_json::from_slice::<serde_json::Value>(body).unwrap();
@@ -98,23 +91,12 @@ async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
 
 #[tokio::test]
 async fn a_leaving_node_closes_its_client_api_and_goes_on_answering_peers() {
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url.clone()]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
+    let node = common::node(|local| NodeConfig {
         galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
-    };
-    let node = Node::start_on(&config, peer, api).await.unwrap();
+        ..local
+    })
+    .await;
+    let self_url = format!("http://{}", node.peer_addr());
     let (api_addr, client) = (node.api_addr(), HttpClient::new(4, Duration::from_secs(10)));
     let leaving = tokio::spawn(node.leave(Duration::from_secs(3600)));
 

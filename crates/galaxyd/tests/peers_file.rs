@@ -1,13 +1,14 @@
 //! A node whose peers come from a file: it follows the file's changes, and `galaxyd serve`
 //! re-reads the file on SIGHUP.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
-use tokio::net::TcpListener;
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, NodeConfig, PeerSource};
 
 /// The peers on the ring of the node whose client API is at `api`, from `/v1/stats`.
 async fn ring(client: &HttpClient, api: &str) -> Vec<String> {
@@ -45,26 +46,16 @@ async fn a_node_follows_its_peer_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("peers");
     replace(&path, "http://127.0.0.1:1\n");
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
+    let node = common::node(|local| NodeConfig {
         peers: PeerSource::File {
             path: path.clone(),
             interval: Duration::from_millis(20),
         },
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
         galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
-    };
-    let node = Node::start_on(&config, peer, api).await.unwrap();
+        ..local
+    })
+    .await;
+    let self_url = format!("http://{}", node.peer_addr());
     let api = node.api_addr().to_string();
     let client = HttpClient::new(1, Duration::from_secs(10));
     ring_becomes(&client, &api, &["http://127.0.0.1:1", &self_url]).await;

@@ -1,11 +1,13 @@
 //! The PostgreSQL backend and its LISTEN/NOTIFY change feed: three nodes over loopback in
 //! front of one table of a real PostgreSQL that the test starts (`postgres_server`).
 
+mod common;
+
 mod postgres_server;
 
 use std::time::{Duration, Instant};
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig};
 use postgres_server::PgServer;
 use tokio::net::TcpListener;
 
@@ -16,37 +18,16 @@ const PATIENCE: Duration = Duration::from_secs(15);
 /// Three nodes with the galaxies `kv` (text values, following CHANNEL), `bin` (the same
 /// rows as bytea) and `broken` (a query on a table that does not exist).
 async fn cluster(url: &str) -> Vec<Node> {
-    let listeners = [
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ];
-    let peers: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("http://{}", l.local_addr().unwrap()))
-        .collect();
     let galaxy = |name: &str, query: &str| {
         let mut g = GalaxyConfig::new(name, BackendSpec::Postgres(url.to_owned()));
         g.backend_options.query = query.to_owned();
         g.backend_options.timeout = Duration::from_secs(5);
         g
     };
-    let mut nodes = Vec::new();
-    for (listener, url) in listeners.into_iter().zip(&peers) {
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    common::cluster(3, |local| {
         let mut kv = galaxy("kv", "SELECT value FROM kv WHERE key = $1");
         kv.notify_channel = Some(CHANNEL.to_owned());
-        let config = NodeConfig {
-            self_url: url.clone(),
-            security: Default::default(),
-            peers: PeerSource::Static(peers.clone()),
-            peer_listen: listener.local_addr().unwrap(),
-            listen: api.local_addr().unwrap(),
-            protocol: Protocol::Http,
-            replicas: 50,
-            max_key_len: 1024,
-            request_timeout: Duration::from_secs(10),
-            server_limits: Default::default(),
+        NodeConfig {
             galaxies: vec![
                 kv,
                 galaxy(
@@ -55,10 +36,10 @@ async fn cluster(url: &str) -> Vec<Node> {
                 ),
                 galaxy("broken", "SELECT value FROM missing_table WHERE key = $1"),
             ],
-        };
-        nodes.push(Node::start_on(&config, listener, api).await.unwrap());
-    }
-    nodes
+            ..local
+        }
+    })
+    .await
 }
 
 /// `GET` a key from a node's client API: the status and the body as text.
@@ -255,28 +236,16 @@ async fn an_unreachable_database_is_a_503_not_a_panic() {
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = closed.local_addr().unwrap().port();
     drop(closed);
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
     let url = format!("postgresql://nobody@127.0.0.1:{port}/nothing");
     let mut galaxy = GalaxyConfig::new("kv", BackendSpec::Postgres(url));
     galaxy.backend_options.query = "SELECT value FROM kv WHERE key = $1".to_owned();
     galaxy.backend_options.timeout = Duration::from_secs(2);
     galaxy.notify_channel = Some(CHANNEL.to_owned());
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
+    let node = common::node(|local| NodeConfig {
         galaxies: vec![galaxy],
-    };
-    let node = Node::start_on(&config, peer, api).await.unwrap();
+        ..local
+    })
+    .await;
     let client = HttpClient::new(2, Duration::from_secs(10));
     for _ in 0..2 {
         let (status, body) = get(&client, &node, "kv", "key-1").await;
@@ -314,32 +283,20 @@ async fn preload_streams_rows_and_readyz_waits_for_them() {
         .batch_execute("BEGIN; LOCK TABLE kv IN ACCESS EXCLUSIVE MODE")
         .await
         .unwrap();
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
     let galaxy = |name: &str, preload: &str| {
         let mut g = GalaxyConfig::new(name, BackendSpec::Postgres(pg.url()));
         g.backend_options.query = "SELECT value FROM kv WHERE key = $1".to_owned();
         g.preload.preload_query = Some(preload.to_owned());
         g
     };
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
+    let node = common::node(|local| NodeConfig {
         galaxies: vec![
             galaxy("kv", "SELECT key, value FROM kv"),
             galaxy("bin", "SELECT key, convert_to(value, 'UTF8') FROM kv"),
         ],
-    };
-    let node = Node::start_on(&config, peer, api).await.unwrap();
+        ..local
+    })
+    .await;
     let client = HttpClient::new(2, Duration::from_secs(10));
     let status = async |path: &str| {
         let url = format!("http://{}{path}", node.api_addr());

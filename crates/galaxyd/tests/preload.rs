@@ -3,14 +3,13 @@
 //! the `galaxyd` binary) unless `first_update_fail_ok`. Prints the preload rate, never
 //! asserts on it.
 
+mod common;
+
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use galaxyd::{
-    BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol, create_database,
-};
-use tokio::net::TcpListener;
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, create_database};
 
 /// Bytes per value in the test databases.
 const VALUE_SIZE: usize = 32;
@@ -18,27 +17,15 @@ const VALUE_SIZE: usize = 32;
 /// A one-node cluster with galaxy `kv` over the SQLite database at `db`, preloading
 /// with `query`.
 async fn node(db: &Path, query: &str, fail_ok: bool) -> Node {
-    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let self_url = format!("http://{}", peer.local_addr().unwrap());
     let mut kv = GalaxyConfig::new("kv", BackendSpec::Sqlite(db.to_owned()));
     kv.cache_bytes = 256 << 20;
     kv.preload.preload_query = Some(query.to_owned());
     kv.preload.first_update_fail_ok = fail_ok;
-    let config = NodeConfig {
-        self_url: self_url.clone(),
-        security: Default::default(),
-        peers: PeerSource::Static(vec![self_url]),
-        peer_listen: peer.local_addr().unwrap(),
-        listen: api.local_addr().unwrap(),
-        protocol: Protocol::Http,
-        replicas: 50,
-        max_key_len: 1024,
-        request_timeout: Duration::from_secs(10),
-        server_limits: Default::default(),
+    common::node(|local| NodeConfig {
         galaxies: vec![kv],
-    };
-    Node::start_on(&config, peer, api).await.unwrap()
+        ..local
+    })
+    .await
 }
 
 async fn get(client: &HttpClient, node: &Node, path: &str) -> galaxyd::Response {

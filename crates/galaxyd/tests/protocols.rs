@@ -1,42 +1,24 @@
 //! Two nodes per peer protocol, over loopback: keys owned by one node are served through
 //! the other's client API, and each key is loaded from the backend once.
 
+mod common;
+
 use std::time::Duration;
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource, Protocol};
-use tokio::net::TcpListener;
+use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol};
 
 async fn cluster(protocol: Protocol) -> Vec<Node> {
-    let peers_listeners = [
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-        TcpListener::bind("127.0.0.1:0").await.unwrap(),
-    ];
-    let peers: Vec<String> = peers_listeners
-        .iter()
-        .map(|l| format!("http://{}", l.local_addr().unwrap()))
-        .collect();
-    let mut nodes = Vec::new();
-    for (listener, url) in peers_listeners.into_iter().zip(&peers) {
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    common::cluster(2, |local| {
         let mut galaxy = GalaxyConfig::new("g", BackendSpec::Synthetic);
         galaxy.backend_options.value_size = 32;
         galaxy.tuning.peer_timeout = Some(Duration::from_secs(10));
-        let config = NodeConfig {
-            self_url: url.clone(),
-            security: Default::default(),
-            peers: PeerSource::Static(peers.clone()),
-            peer_listen: listener.local_addr().unwrap(),
-            listen: api.local_addr().unwrap(),
+        NodeConfig {
             protocol,
-            replicas: 50,
-            max_key_len: 1024,
-            request_timeout: Duration::from_secs(10),
-            server_limits: Default::default(),
             galaxies: vec![galaxy],
-        };
-        nodes.push(Node::start_on(&config, listener, api).await.unwrap());
-    }
-    nodes
+            ..local
+        }
+    })
+    .await
 }
 
 async fn check(protocol: Protocol) {

@@ -2,17 +2,19 @@
 //! serves afterwards, the backend loads they cost, the JSON answer, bad input, and the
 //! figures for the record (printed, never asserted).
 
+mod common;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use galaxyd::{
-    BackendSpec, BenchConfig, Dist, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
-    Protocol, Response, create_database, run_bench,
+    BackendSpec, BenchConfig, Dist, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol, Response,
+    create_database, run_bench,
 };
 use http::{HeaderMap, HeaderValue, Method, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// Rows in the test database: `key-0` .. `key-19`, 16-byte values.
@@ -21,38 +23,20 @@ const ROWS: u64 = 20;
 /// `nodes` nodes speaking `protocol` to each other, each with galaxy `sql` over the SQLite
 /// database at `db` and galaxy `synthetic`.
 async fn cluster(protocol: Protocol, nodes: usize, db: &Path) -> Vec<Node> {
-    let mut listeners = Vec::new();
-    for _ in 0..nodes {
-        listeners.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-    }
-    let peers: Vec<String> = listeners
-        .iter()
-        .map(|l| format!("http://{}", l.local_addr().unwrap()))
-        .collect();
-    let mut started = Vec::new();
-    for (listener, url) in listeners.into_iter().zip(&peers) {
-        let api = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    common::cluster(nodes, |local| {
         let mut sql = GalaxyConfig::new("sql", BackendSpec::Sqlite(db.to_owned()));
         sql.tuning.peer_timeout = Some(Duration::from_secs(10));
         let mut synthetic = GalaxyConfig::new("synthetic", BackendSpec::Synthetic);
         synthetic.backend_options.value_size = 64;
         synthetic.tuning.peer_timeout = Some(Duration::from_secs(10));
-        let config = NodeConfig {
-            self_url: url.clone(),
-            security: Default::default(),
-            peers: PeerSource::Static(peers.clone()),
-            peer_listen: listener.local_addr().unwrap(),
-            listen: api.local_addr().unwrap(),
+        NodeConfig {
             protocol,
-            replicas: 50,
             max_key_len: 1024,
-            request_timeout: Duration::from_secs(10),
-            server_limits: Default::default(),
             galaxies: vec![sql, synthetic],
-        };
-        started.push(Node::start_on(&config, listener, api).await.unwrap());
-    }
-    started
+            ..local
+        }
+    })
+    .await
 }
 
 async fn stop(nodes: Vec<Node>) {
