@@ -20,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
@@ -160,7 +161,31 @@ pub async fn serve_with_limits<S, B>(
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let builder = limits.builder();
+    let accept = |stream| std::future::ready(Some((stream, service.clone())));
+    serve_accepting(listener, limits, accept, shutdown).await;
+}
+
+/// [`serve_with_limits`], with a step of its own per connection: `accept` turns each
+/// accepted stream into the IO to speak HTTP on and the service for that connection (a TLS
+/// handshake, say, whose verified peer the service carries), or into `None` to close it.
+/// The step runs in the connection's own task, under the connection bound, and a graceful
+/// shutdown waits for it.
+pub(crate) async fn serve_accepting<A, F, I, S, B>(
+    listener: TcpListener,
+    limits: ServerLimits,
+    accept: A,
+    shutdown: impl Future<Output = ()>,
+) where
+    A: Fn(TcpStream) -> F,
+    F: Future<Output = Option<(I, S)>> + Send + 'static,
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let builder = Arc::new(limits.builder());
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let requests = Arc::new(Semaphore::new(limits.max_requests_in_flight));
     let graceful = GracefulShutdown::new();
@@ -188,16 +213,23 @@ pub async fn serve_with_limits<S, B>(
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "server: cannot set TCP_NODELAY");
         }
-        let io = Watched::new(TokioIo::new(stream));
-        let activity = Arc::clone(&io.last);
-        let service = limited(service.clone(), Arc::clone(&requests));
-        let connection = builder.serve_connection(io, service).into_owned();
-        let connection = graceful.watch(connection);
+        let accepting = accept(stream);
+        let builder = Arc::clone(&builder);
+        let requests = Arc::clone(&requests);
+        let watcher = graceful.watcher();
         let idle = limits.idle_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let Some((io, service)) = accepting.await else {
+                return;
+            };
+            let io = Watched::new(TokioIo::new(io));
+            let activity = Arc::clone(&io.last);
+            let connection = builder
+                .serve_connection(io, limited(service, requests))
+                .into_owned();
             tokio::select! {
-                ended = connection => if let Err(e) = ended {
+                ended = watcher.watch(connection) => if let Err(e) = ended {
                     tracing::debug!(error = %e, "server: connection ended with an error");
                 },
                 () = idle_for(&activity, idle) => {

@@ -1,12 +1,9 @@
 //! The server side: answers peers' fetches for a [`Universe`].
 
+use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::pin;
 use std::task::{Context, Poll};
-use std::time::Duration;
-
-use std::borrow::Cow;
 
 use bytes::Bytes;
 use galaxycache_universe::{
@@ -18,23 +15,20 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::{GracefulShutdown, Watcher};
-use hyper_util::service::TowerToHyperService;
 use prost::Message as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
+use tokio_rustls::server::TlsStream;
 
+use crate::Dialect;
 use crate::body::{BoxError, ReadError, copy_out, read_limited};
 use crate::dialect::{MAX_PATH_LEN, MISSING_KEY, Route};
 use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, insert_expiry,
     insert_instants, parse_timeout, read_version,
 };
-use crate::limits::{ServerLimits, serve_with_limits};
+use crate::limits::{ServerLimits, serve_accepting, serve_with_limits};
 use crate::pb::GetResponse;
-use crate::{Dialect, SERVER_IDLE_TIMEOUT};
 
 /// Room for a request's headers other than its path, in the HTTP/2 header list bound.
 const H2_OTHER_HEADERS: usize = 16 * 1024;
@@ -152,12 +146,12 @@ impl PeerService {
     /// Serve peers on `listener` until `shutdown` resolves, then stop accepting, let the
     /// requests in progress finish, and return once every connection is closed. Accepts
     /// HTTP/1.1 and HTTP/2 with prior knowledge (h2c) on the same port; sets `TCP_NODELAY`.
-    /// Without [`tls`](Self::tls) it runs under the default [`ServerLimits`] (see
+    /// It runs under the default [`ServerLimits`] (see
     /// [`serve_limited`](Self::serve_limited)), with room in the header bound for the
-    /// longest path of the peer protocol. With it, every connection starts with a TLS
-    /// handshake that requires a client certificate signed by the CA; one that fails is
-    /// closed before any request (of the limits, only the header read timeout applies to
-    /// TLS connections yet).
+    /// longest path of the peer protocol. With [`tls`](Self::tls), every connection starts
+    /// with a TLS handshake that requires a client certificate signed by the CA; one that
+    /// fails is closed before any request. A connection counts against the connection bound
+    /// from its handshake on.
     ///
     /// A request in progress ends at the asking peer's deadline when it sent one; wrap this
     /// future in a timeout to bound the wait for the others.
@@ -167,73 +161,43 @@ impl PeerService {
     }
 
     /// [`serve`](Self::serve) under `limits`. Their header bound is raised, when lower, to
-    /// what the longest path of the peer protocol needs. With [`tls`](Self::tls), only the
-    /// header read timeout applies for now.
+    /// what the longest path of the peer protocol needs. They apply to TLS connections
+    /// too.
     pub async fn serve_limited(
         self,
         listener: TcpListener,
         limits: ServerLimits,
         shutdown: impl Future<Output = ()>,
     ) {
-        if self.tls.is_some() {
-            return self.serve_tls(listener, shutdown).await;
-        }
         // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
         let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
         let limits = limits.max_header_list_bytes(limits.max_header_list_bytes.max(h2_header_list));
-        serve_with_limits(listener, self, limits, shutdown).await;
-    }
-
-    /// The accept loop of a TLS peer server: a handshake per connection, then HTTP.
-    async fn serve_tls(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
-        let builder = connection_builder();
-        let graceful = GracefulShutdown::new();
-        let mut shutdown = pin!(shutdown);
-        loop {
-            let stream = tokio::select! {
-                biased;
-                () = &mut shutdown => break,
-                accepted = listener.accept() => match accepted {
-                    Ok((stream, _)) => stream,
-                    Err(e) => {
-                        // Out of file descriptors and the like: back off rather than spin.
-                        tracing::warn!(error = %e, "peer server: accept failed");
-                        tokio::select! {
-                            () = &mut shutdown => break,
-                            () = tokio::time::sleep(Duration::from_millis(10)) => continue,
-                        }
-                    }
-                },
-            };
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::debug!(error = %e, "peer server: cannot set TCP_NODELAY");
+        match self.tls.clone() {
+            None => serve_with_limits(listener, self, limits, shutdown).await,
+            Some(acceptor) => {
+                let accept = |stream| self.clone().handshake(acceptor.clone(), stream);
+                serve_accepting(listener, limits, accept, shutdown).await;
             }
-            let connection = self
-                .clone()
-                .connection(builder.clone(), stream, graceful.watcher());
-            tokio::spawn(connection);
         }
-        drop(listener);
-        graceful.shutdown().await;
     }
 
-    /// Serve one accepted connection: over TLS when this service has it (a failed
-    /// handshake closes the connection, nothing served), in the clear otherwise.
-    async fn connection(
+    /// The TLS handshake of one accepted connection, and this service for it, knowing
+    /// whether its client certificate was verified; `None` (the connection is closed,
+    /// nothing served) when the handshake fails.
+    async fn handshake(
         mut self,
-        builder: auto::Builder<TokioExecutor>,
+        acceptor: TlsAcceptor,
         stream: TcpStream,
-        watcher: Watcher,
-    ) {
-        let Some(acceptor) = self.tls.clone() else {
-            return serve_io(&builder, TokioIo::new(stream), self, watcher).await;
-        };
+    ) -> Option<(TlsStream<TcpStream>, Self)> {
         match acceptor.accept(stream).await {
             Ok(stream) => {
                 self.verified = has_verified_peer(&stream);
-                serve_io(&builder, TokioIo::new(stream), self, watcher).await;
+                Some((stream, self))
             }
-            Err(e) => tracing::debug!(error = %e, "peer server: TLS handshake failed"),
+            Err(e) => {
+                tracing::debug!(error = %e, "peer server: TLS handshake failed");
+                None
+            }
         }
     }
 
@@ -563,40 +527,6 @@ fn galaxy_status(mut response: Answer, status: &'static str) -> Answer {
         .headers_mut()
         .insert(GALAXY_STATUS_HEADER, HeaderValue::from_static(status));
     response
-}
-
-/// The connection settings of [`PeerService::serve`]: HTTP/1.1 and h2c on one port.
-fn connection_builder() -> auto::Builder<TokioExecutor> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(SERVER_IDLE_TIMEOUT);
-    // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
-    let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .max_header_list_size(h2_header_list);
-    builder
-}
-
-/// Serve requests on `io` with `service` until the connection ends or a graceful
-/// shutdown (through `watcher`) has let it finish.
-async fn serve_io<I>(
-    builder: &auto::Builder<TokioExecutor>,
-    io: TokioIo<I>,
-    service: PeerService,
-    watcher: Watcher,
-) where
-    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-{
-    let connection = builder
-        .serve_connection(io, TowerToHyperService::new(service))
-        .into_owned();
-    if let Err(e) = watcher.watch(connection).await {
-        tracing::debug!(error = %e, "peer server: connection ended with an error");
-    }
 }
 
 /// `401`: the request carries neither a verified client certificate nor the token.

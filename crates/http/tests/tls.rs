@@ -5,7 +5,7 @@ mod common;
 
 use common::pki::{Pki, https, server_certificate, without_client_certificate};
 use common::{Node, Written, exchange, fetcher, soon, status};
-use galaxycache_http::{Dialect, HttpProtocol, PeerService};
+use galaxycache_http::{Dialect, HttpProtocol, PeerService, ServerLimits};
 use galaxycache_universe::{ErrorKind, PeerToken, TlsConfig, Universe, WriteOp};
 
 /// A galaxycache-dialect node serving over mTLS with `pki`'s certificate `server`.
@@ -187,4 +187,23 @@ async fn the_right_token_is_served_and_applied() {
     assert_eq!(value.bytes().as_ref(), b"k");
     assert!(peer.peek("g".into(), "k", soon()).await.unwrap().is_some());
     node.stop().await;
+}
+
+/// The server's limits hold on a TLS port too: a connection counts against the connection
+/// bound from its handshake on, and one over the bound is refused before any handshake.
+#[tokio::test]
+async fn tls_connections_count_against_the_connection_bound() {
+    let pki = Pki::new("cluster");
+    let acceptor = pki.tls(&pki.issue("server")).acceptor().unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let universe = Universe::builder("https://self").build();
+    let service = PeerService::new(universe, Dialect::Galaxycache).tls(acceptor);
+    let limits = ServerLimits::default().max_connections(1);
+    tokio::spawn(service.serve_limited(listener, limits, std::future::pending()));
+    // Holds the one place, its handshake waiting for a ClientHello.
+    let _first = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let refused = exchange(addr, b"").await;
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused:?}");
 }
