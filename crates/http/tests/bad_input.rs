@@ -14,45 +14,52 @@ async fn get(addr: SocketAddr, path: &str, headers: &str) -> String {
     send(addr, "GET", path, headers, b"").await
 }
 
-#[tokio::test]
-async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
-    let node = Node::start_with(
-        Dialect::Galaxycache,
-        Universe::builder("http://self").max_key_len(100),
-    )
-    .await;
+/// A galaxycache-dialect node whose keys are at most 100 bytes.
+async fn short_keys_node() -> Node {
+    let builder = Universe::builder("http://self").max_key_len(100);
+    Node::start_with(Dialect::Galaxycache, builder).await
+}
+
+/// What follows a route's prefix in paths malformed for keys of at most 100 bytes: each is
+/// a `400`.
+fn malformed_targets() -> Vec<String> {
     let long = "k".repeat(101);
     // Escaped, 303 bytes of path; decoded, 101 bytes of key: the bound is on the key.
     let escaped_long = "%6B".repeat(101);
-    let cases: Vec<(String, &str, &str)> = vec![
-        ("/_galaxycache/g/%zz".into(), "", "400"),
-        ("/_galaxycache/g/%ff".into(), "", "400"),
-        ("/_galaxycache/g/%C3".into(), "", "400"),
-        ("/_galaxycache/g/%".into(), "", "400"),
-        ("/_galaxycache/%zz/k".into(), "", "400"),
-        ("/_galaxycache/g/".into(), "", "400"),
-        ("/_galaxycache/g".into(), "", "400"),
-        ("/_galaxycache/".into(), "", "400"),
-        (format!("/_galaxycache/g/{long}"), "", "400"),
-        (format!("/_galaxycache/g/{escaped_long}"), "", "400"),
-        ("/_galaxycache/nope/k".into(), "", "404"),
-        ("/_galaxycache/g/missing".into(), "", "404"),
-        ("/other".into(), "", "404"),
-        ("/".into(), "", "404"),
-        (
-            "/_galaxycache/g/k".into(),
-            "X-Galaxycache-Timeout-Ms: soon\r\n",
-            "400",
-        ),
-        (
-            "/_galaxycache/g/k".into(),
-            "X-Galaxycache-Timeout-Ms: -5\r\n",
-            "400",
-        ),
-    ];
-    for (path, headers, want) in &cases {
-        let response = get(node.addr, path, headers).await;
-        assert_eq!(status(&response), *want, "GET {path}: {response}");
+    let targets = ["g/%zz", "g/%ff", "g/%C3", "g/%", "%zz/k", "g/", "g", ""];
+    let mut targets: Vec<String> = targets.map(String::from).into();
+    targets.extend([format!("g/{long}"), format!("g/{escaped_long}")]);
+    targets
+}
+
+/// Each `GET {prefix}{rest}` with its headers gets its status, and the node keeps serving
+/// `GET`s under `prefix` after each.
+async fn assert_statuses(node: &Node, prefix: &str, cases: &[(String, &str, &str)]) {
+    for (rest, headers, want) in cases {
+        let path = format!("{prefix}{rest}");
+        let response = get(node.addr, &path, headers).await;
+        assert_eq!(status(&response), *want, "GET {path} {headers}: {response}");
+        assert_still_serving(node, prefix).await;
+    }
+}
+
+#[tokio::test]
+async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
+    let node = short_keys_node().await;
+    let mut cases: Vec<(String, &str, &str)> = malformed_targets()
+        .into_iter()
+        .map(|rest| (rest, "", "400"))
+        .collect();
+    cases.extend([
+        ("nope/k".into(), "", "404"),
+        ("g/missing".into(), "", "404"),
+        ("g/k".into(), "X-Galaxycache-Timeout-Ms: soon\r\n", "400"),
+        ("g/k".into(), "X-Galaxycache-Timeout-Ms: -5\r\n", "400"),
+    ]);
+    assert_statuses(&node, "/_galaxycache/", &cases).await;
+    for path in ["/other", "/"] {
+        let response = get(node.addr, path, "").await;
+        assert_eq!(status(&response), "404", "GET {path}: {response}");
         assert_still_serving(&node, "/_galaxycache/").await;
     }
     let unknown = get(node.addr, "/_galaxycache/nope/k", "").await;
@@ -76,23 +83,12 @@ async fn bad_requests_get_4xx_and_the_server_keeps_serving() {
 /// Bad peeks get the answers bad `GET`s get, and never load anything.
 #[tokio::test]
 async fn bad_peeks_get_4xx_and_the_server_keeps_serving() {
-    let node = Node::start_with(
-        Dialect::Galaxycache,
-        Universe::builder("http://self").max_key_len(100),
-    )
-    .await;
-    let long = "k".repeat(101);
-    let escaped_long = "%6B".repeat(101);
-    let cases: Vec<(String, &str, &str)> = vec![
-        ("g/%zz".into(), "", "400"),
-        ("g/%ff".into(), "", "400"),
-        ("g/%".into(), "", "400"),
-        ("%zz/k".into(), "", "400"),
-        ("g/".into(), "", "400"),
-        ("g".into(), "", "400"),
-        ("".into(), "", "400"),
-        (format!("g/{long}"), "", "400"),
-        (format!("g/{escaped_long}"), "", "400"),
+    let node = short_keys_node().await;
+    let mut cases: Vec<(String, &str, &str)> = malformed_targets()
+        .into_iter()
+        .map(|rest| (rest, "", "400"))
+        .collect();
+    cases.extend([
         ("g/k".into(), "X-Galaxycache-Version: two\r\n", "400"),
         ("g/k".into(), "X-Galaxycache-Version: 4294967296\r\n", "400"),
         ("g/k".into(), "X-Galaxycache-Timeout-Ms: soon\r\n", "400"),
@@ -100,13 +96,8 @@ async fn bad_peeks_get_4xx_and_the_server_keeps_serving() {
         ("nope/k".into(), "", "404"),
         ("g/cold".into(), "", "404"),
         ("g/missing".into(), "", "404"),
-    ];
-    for (rest, headers, want) in &cases {
-        let path = format!("/_galaxycache_peek/{rest}");
-        let response = get(node.addr, &path, headers).await;
-        assert_eq!(status(&response), *want, "GET {path} {headers}: {response}");
-        assert_still_serving(&node, "/_galaxycache_peek/").await;
-    }
+    ]);
+    assert_statuses(&node, "/_galaxycache_peek/", &cases).await;
     // A galaxy name alone is no flush here: a peek has no write verbs.
     for method in ["PUT", "DELETE", "POST", "HEAD"] {
         for path in ["/_galaxycache_peek/g/k", "/_galaxycache_peek/g"] {
