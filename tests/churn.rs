@@ -125,9 +125,14 @@ async fn churn(warmup: Duration) -> Churn {
         let gets = Arc::clone(&gets);
         async move {
             let target = gets.load(Ordering::Relaxed) + n;
-            while gets.load(Ordering::Relaxed) < target {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            let reached = async {
+                while gets.load(Ordering::Relaxed) < target {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+            };
+            tokio::time::timeout(Duration::from_secs(120), reached)
+                .await
+                .expect("the clients stopped getting");
         }
     };
 
