@@ -5,6 +5,7 @@
 //!
 //! `cargo bench --bench peer_fetch` (`-- --seconds N` to change the time per case)
 
+use galaxycache::universe::InFlight;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -184,7 +185,11 @@ async fn owner(
             Arc::new(client.build())
         }
     };
-    (client.connect(&url).unwrap(), stop, galaxy)
+    (
+        client.connect(&url, &InFlight::unbounded()).unwrap(),
+        stop,
+        galaxy,
+    )
 }
 
 async fn protocol(

@@ -5,6 +5,7 @@
 #[path = "support/raw_grpc.rs"]
 mod raw_grpc;
 
+use galaxycache::universe::InFlight;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -72,7 +73,9 @@ impl Server {
 
     /// A well-formed fetch still works, and then reaches the backend once.
     async fn assert_still_serving(&self) {
-        let peer = GrpcProtocol::new().connect(&self.url).unwrap();
+        let peer = GrpcProtocol::new()
+            .connect(&self.url, &InFlight::unbounded())
+            .unwrap();
         let deadline = tokio::time::Instant::now() + PATIENCE;
         let v = peer
             .fetch("g".into(), "fine", deadline)
@@ -211,7 +214,9 @@ async fn bad_keys_and_galaxies_are_invalid_arguments() {
     server.assert_untouched();
 
     // The client side reads the difference between a bad key and an unknown galaxy.
-    let peer = GrpcProtocol::new().connect(&server.url).unwrap();
+    let peer = GrpcProtocol::new()
+        .connect(&server.url, &InFlight::unbounded())
+        .unwrap();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let e = peer.fetch("nope".into(), "k", deadline).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");

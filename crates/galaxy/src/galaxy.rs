@@ -783,4 +783,8 @@ impl GalaxyHandler for Inner {
     fn version(&self) -> u32 {
         self.version
     }
+
+    fn cache_bytes(&self) -> u64 {
+        self.main.capacity() + self.hot.capacity()
+    }
 }

@@ -1,5 +1,6 @@
-//! Limits: a non-owner never keeps what it loads for a peer beyond the fallback TTL, and
-//! values larger than the largest cacheable entry are served but not cached.
+//! Limits: a non-owner never keeps what it loads for a peer beyond the fallback TTL,
+//! values larger than the largest cacheable entry are served but not cached, and the
+//! bound on bytes in flight follows the galaxies' budgets unless it is set.
 
 mod common;
 
@@ -97,4 +98,33 @@ async fn values_up_to_the_largest_entry_are_cached_and_larger_ones_counted() {
     assert_eq!(loads.of("k"), 3, "too large to cache: every get loads");
     let s = g.stats();
     assert_eq!((s.too_large, s.main_entries), (3, 0), "{s:?}");
+}
+
+#[tokio::test]
+async fn the_bound_on_bytes_in_flight_is_half_the_budgets_unless_set() {
+    let backend = |key: String| async move { Ok::<_, Error>(Some(Value::new(bytes::Bytes::from(key)))) };
+    const MIB: u64 = 1 << 20;
+
+    let universe = Universe::builder("http://a").build();
+    assert_eq!(
+        universe.in_flight().limit_bytes(),
+        galaxycache_universe::MIN_IN_FLIGHT_BYTES,
+        "no galaxy yet: the floor"
+    );
+    let _users = Galaxy::builder(&universe, "users", 64 * MIB, backend)
+        .build()
+        .unwrap();
+    assert_eq!(universe.in_flight().limit_bytes(), 32 * MIB);
+    let _pages = Galaxy::builder(&universe, "pages", 16 * MIB, backend)
+        .build()
+        .unwrap();
+    assert_eq!(universe.in_flight().limit_bytes(), 40 * MIB);
+
+    let set = Universe::builder("http://a")
+        .max_in_flight_bytes(4 * MIB)
+        .build();
+    let _users = Galaxy::builder(&set, "users", 64 * MIB, backend)
+        .build()
+        .unwrap();
+    assert_eq!(set.in_flight().limit_bytes(), 4 * MIB, "as set");
 }

@@ -8,7 +8,7 @@ use arc_swap::ArcSwapOption;
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp,
+    InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp,
 };
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
@@ -134,8 +134,12 @@ impl FetchProtocol for GrpcProtocol {
     /// Keys are bounded by the universe ([`Universe::check_key`]), not here: gRPC carries
     /// keys of any length.
     ///
+    /// Answers are not read against the node's bound on bytes in flight (tonic decodes a
+    /// message whole): each is bounded by
+    /// [`max_response_bytes`](GrpcProtocol::max_response_bytes) instead.
+    ///
     /// [`Universe::check_key`]: galaxycache_universe::Universe::check_key
-    fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
+    fn connect(&self, url: &str, _: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error> {
         let target = if url.contains("://") {
             url.to_owned()
         } else {
@@ -453,12 +457,19 @@ mod tests {
     fn urls_are_checked_when_connecting() {
         let p = GrpcProtocol::new();
         assert_eq!(
-            p.connect("http://127.0.0.1:1").unwrap().url(),
+            p.connect("http://127.0.0.1:1", &InFlight::unbounded())
+                .unwrap()
+                .url(),
             "http://127.0.0.1:1"
         );
-        assert_eq!(p.connect("127.0.0.1:1").unwrap().url(), "127.0.0.1:1");
+        assert_eq!(
+            p.connect("127.0.0.1:1", &InFlight::unbounded())
+                .unwrap()
+                .url(),
+            "127.0.0.1:1"
+        );
         for bad in ["https://127.0.0.1:1", "http://", "ftp://x", "http://a b"] {
-            let e = p.connect(bad).unwrap_err();
+            let e = p.connect(bad, &InFlight::unbounded()).unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Config, "{bad}: {e}");
         }
     }
@@ -466,7 +477,9 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn spent_deadlines_fail_without_a_call() {
         // Nothing listens on port 1: any call made would fail as Unavailable instead.
-        let f = GrpcProtocol::new().connect("http://127.0.0.1:1").unwrap();
+        let f = GrpcProtocol::new()
+            .connect("http://127.0.0.1:1", &InFlight::unbounded())
+            .unwrap();
         let e = f.fetch("g".into(), "k", Instant::now()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
         let e = f.peek("g".into(), "k", Instant::now()).await.unwrap_err();

@@ -60,7 +60,7 @@
 //! use std::sync::Arc;
 //! use std::time::Duration;
 //! use galaxycache_grpc::{GrpcProtocol, GrpcServer};
-//! use galaxycache_universe::{ErrorKind, FetchProtocol, Universe};
+//! use galaxycache_universe::{ErrorKind, FetchProtocol, InFlight, Universe};
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let url = format!("http://{}", listener.local_addr().unwrap());
@@ -70,7 +70,7 @@
 //!     stopped.await.ok();
 //! }));
 //!
-//! let peer = GrpcProtocol::new().connect(&url).unwrap();
+//! let peer = GrpcProtocol::new().connect(&url, &InFlight::unbounded()).unwrap();
 //! let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
 //! let err = peer.fetch("no-such-galaxy".into(), "key", deadline).await.unwrap_err();
 //! assert_eq!(err.kind(), ErrorKind::UnknownGalaxy);

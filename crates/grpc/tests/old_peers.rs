@@ -3,6 +3,7 @@
 
 mod common;
 
+use galaxycache_universe::InFlight;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -61,7 +62,9 @@ async fn a_peer_without_the_write_rpcs_is_unsupported() {
             .serve_with_incoming(TcpIncoming::from(listener)),
     );
 
-    let peer = GrpcProtocol::new().connect(&url).unwrap();
+    let peer = GrpcProtocol::new()
+        .connect(&url, &InFlight::unbounded())
+        .unwrap();
     let v = peer.fetch("g".into(), "k", later()).await.unwrap().unwrap();
     assert_eq!(v.bytes().as_ref(), b"v:k", "the old RPCs answer");
 

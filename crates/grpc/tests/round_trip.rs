@@ -3,6 +3,7 @@
 
 mod common;
 
+use galaxycache_universe::InFlight;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -134,7 +135,7 @@ async fn responses_over_the_bound_fail_as_too_large() {
     let node = Node::start().await;
     let peer = GrpcProtocol::new()
         .max_response_bytes(1024)
-        .connect(&node.url)
+        .connect(&node.url, &InFlight::unbounded())
         .unwrap();
     let e = peer.fetch("g".into(), "big", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::TooLarge, "{e}");
@@ -146,7 +147,7 @@ async fn responses_over_the_bound_fail_as_too_large() {
     assert_eq!(v.bytes().as_ref(), b"v:small", "the channel still works");
     let roomy = GrpcProtocol::new()
         .max_response_bytes(8192)
-        .connect(&node.url)
+        .connect(&node.url, &InFlight::unbounded())
         .unwrap();
     assert_eq!(
         roomy
@@ -227,7 +228,9 @@ async fn a_peer_that_is_not_there_is_unavailable() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     drop(listener);
-    let peer = GrpcProtocol::new().connect(&url).unwrap();
+    let peer = GrpcProtocol::new()
+        .connect(&url, &InFlight::unbounded())
+        .unwrap();
     let e = peer.fetch("g".into(), "k", later()).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
 }
@@ -263,7 +266,9 @@ async fn graceful_shutdown_finishes_requests_in_progress_and_returns() {
 
     let url = node.url.clone();
     node.stop().await.unwrap();
-    let after = GrpcProtocol::new().connect(&url).unwrap();
+    let after = GrpcProtocol::new()
+        .connect(&url, &InFlight::unbounded())
+        .unwrap();
     let e = after.fetch("g".into(), "k", later()).await.unwrap_err();
     assert_eq!(
         e.kind(),

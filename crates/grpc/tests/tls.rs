@@ -3,6 +3,7 @@
 
 mod common;
 
+use galaxycache_universe::InFlight;
 use std::net::SocketAddr;
 
 use common::pki::{Pki, https, server_certificate, without_client_certificate};
@@ -30,7 +31,9 @@ async fn mtls_serves_fetches_and_writes() {
     let pki = Pki::new("cluster");
     let (node, _) = tls_node(&pki).await;
     let protocol = tls_protocol(&pki.tls(&pki.issue("client")));
-    let peer = protocol.connect(&https(&node.url)).unwrap();
+    let peer = protocol
+        .connect(&https(&node.url), &InFlight::unbounded())
+        .unwrap();
     let value = peer.fetch("g".into(), "k", later()).await.unwrap().unwrap();
     assert_eq!(value.bytes().as_ref(), b"v:k");
     peer.write("g".into(), WriteOp::Remove("k"), later())
@@ -51,7 +54,9 @@ async fn certificates_of_another_ca_or_expired_or_none_are_refused() {
         pki.tls(&pki.issue_expired("expired")),
     ];
     for tls in &strangers {
-        let peer = tls_protocol(tls).connect(&https(&node.url)).unwrap();
+        let peer = tls_protocol(tls)
+            .connect(&https(&node.url), &InFlight::unbounded())
+            .unwrap();
         let e = peer.fetch("g".into(), "k", later()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
         let e = peer
@@ -67,7 +72,9 @@ async fn certificates_of_another_ca_or_expired_or_none_are_refused() {
         "served without a certificate: {refused:?}"
     );
     // A plain-text client of the TLS port gets no answer either.
-    let plain = GrpcProtocol::new().connect(&node.url).unwrap();
+    let plain = GrpcProtocol::new()
+        .connect(&node.url, &InFlight::unbounded())
+        .unwrap();
     assert!(plain.fetch("g".into(), "k", later()).await.is_err());
     assert!(node.fake.writes().is_empty());
     node.stop().await.unwrap();
@@ -81,7 +88,9 @@ async fn new_connections_see_a_replaced_certificate() {
     assert_eq!(server_certificate(addr(&node), &client).await, first.der);
     let second = pki.issue("server");
     assert_eq!(server_certificate(addr(&node), &client).await, second.der);
-    let peer = tls_protocol(&client).connect(&https(&node.url)).unwrap();
+    let peer = tls_protocol(&client)
+        .connect(&https(&node.url), &InFlight::unbounded())
+        .unwrap();
     assert!(
         peer.fetch("g".into(), "k", later())
             .await
@@ -100,7 +109,7 @@ async fn the_token_is_needed_for_writes_and_reads() {
         GrpcProtocol::new(),
         GrpcProtocol::new().token(PeerToken::new("wrong").unwrap()),
     ] {
-        let peer = protocol.connect(&node.url).unwrap();
+        let peer = protocol.connect(&node.url, &InFlight::unbounded()).unwrap();
         for op in [WriteOp::Remove("k"), WriteOp::Flush] {
             let e = peer.write("g".into(), op, later()).await.unwrap_err();
             assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
@@ -111,7 +120,10 @@ async fn the_token_is_needed_for_writes_and_reads() {
         assert_eq!(e.kind(), ErrorKind::Unauthenticated, "{e}");
     }
     assert!(node.fake.writes().is_empty());
-    let peer = GrpcProtocol::new().token(token).connect(&node.url).unwrap();
+    let peer = GrpcProtocol::new()
+        .token(token)
+        .connect(&node.url, &InFlight::unbounded())
+        .unwrap();
     peer.write("g".into(), WriteOp::Remove("k"), later())
         .await
         .unwrap();

@@ -9,12 +9,12 @@ use bytes::Bytes;
 use galaxycache_universe::rustls::{self, ClientConfig};
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp, sanitize_message,
+    InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp, sanitize_message,
 };
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body_util::{BodyExt, Collected, Full};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -23,7 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message as _;
 use tokio::time::Instant;
 
-use crate::body::{ReadError, copy_out, read_limited};
+use crate::body::{ReadError, read_value};
 use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, VERSION_HEADER,
@@ -271,7 +271,7 @@ impl Default for HttpProtocol {
 }
 
 impl FetchProtocol for HttpProtocol {
-    fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
+    fn connect(&self, url: &str, in_flight: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error> {
         let config_error =
             |why: &str| Error::new(ErrorKind::Config, format!("peer URL {url:?}: {why}"));
         let uri: Uri = url.parse().map_err(|_| config_error("not a URL"))?;
@@ -299,6 +299,7 @@ impl FetchProtocol for HttpProtocol {
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
             protocol: self.clone(),
+            in_flight: in_flight.clone(),
         }))
     }
 
@@ -318,6 +319,8 @@ struct HttpFetcher {
     /// with, before the dialect's prefix.
     base_path: String,
     protocol: HttpProtocol,
+    /// The node's bound on bytes in flight, which answers are read against.
+    in_flight: InFlight,
 }
 
 impl RemoteFetcher for HttpFetcher {
@@ -366,7 +369,7 @@ impl HttpFetcher {
         let body = Full::default();
         let request = self.request(Method::GET, prefix, galaxy, Some(key), body, deadline)?;
         let response = self.send(request).await?;
-        self.answer(response).await
+        self.answer(response, deadline).await
     }
 
     /// A peek: a `GET` under the dialect's [`Dialect::peek_prefix`], answered as a fetch
@@ -511,14 +514,14 @@ impl HttpFetcher {
     }
 
     /// What a fetch's answer means (see [`HttpProtocol`]).
-    async fn answer(&self, response: Response<Incoming>) -> FetchResult {
+    async fn answer(&self, response: Response<Incoming>, deadline: Instant) -> FetchResult {
         let (parts, body) = response.into_parts();
         let galaxy_status = parts
             .headers
             .get(GALAXY_STATUS_HEADER)
             .map(|v| v.as_bytes());
         match parts.status {
-            StatusCode::OK => self.value(&parts.headers, body).await.map(Some),
+            StatusCode::OK => self.value(&parts.headers, body, deadline).await.map(Some),
             StatusCode::NOT_FOUND if galaxy_status == Some(GALAXY_FOUND.as_bytes()) => {
                 drain(body).await;
                 self.no_such_key(&parts.headers)
@@ -578,17 +581,37 @@ impl HttpFetcher {
 
     /// The value of a `200`: its bytes in an allocation of their own, and its instants. An
     /// expiry in the past is no error: the owner answers so with a stale value.
-    async fn value(&self, headers: &HeaderMap, body: Incoming) -> Result<Value, Error> {
-        let body = self
-            .read_body(body, self.protocol.max_response_bytes)
-            .await?;
+    ///
+    /// The body is read against the node's bound on bytes in flight, waiting for room
+    /// until `deadline`; the bytes are held against it until the value is returned.
+    async fn value(
+        &self,
+        headers: &HeaderMap,
+        body: Incoming,
+        deadline: Instant,
+    ) -> Result<Value, Error> {
         let instants =
             Instants::read(headers).map_err(|why| self.error(ErrorKind::Protocol, why))?;
+        let mut reservation = self.in_flight.empty();
+        let limit = self.protocol.max_response_bytes;
+        let body = read_value(body, limit, &mut reservation, deadline)
+            .await
+            .map_err(|e| match e {
+                ReadError::TooLarge(why) => {
+                    self.error(ErrorKind::TooLarge, format!("response {why}"))
+                }
+                ReadError::Failed(e) => self.error(body_error_kind(&*e), error_chain(&*e)),
+                ReadError::Overloaded(e) => self.error(ErrorKind::Overloaded, e.message()),
+            })?;
         let bytes = match self.protocol.dialect {
-            Dialect::Galaxycache => copy_out(body),
+            Dialect::Galaxycache => body,
             Dialect::Groupcache => {
-                let body = body.to_bytes();
-                // Decoding from a slice copies the value out of it, to its exact length.
+                // Decoding from a slice copies the value out of it, to its exact length:
+                // the copy is in flight too.
+                reservation
+                    .grow(body.len() as u64, deadline)
+                    .await
+                    .map_err(|e| self.error(ErrorKind::Overloaded, e.message()))?;
                 GetResponse::decode(&body[..])
                     .map_err(|e| self.error(ErrorKind::Protocol, format!("bad GetResponse: {e}")))?
                     .value
@@ -596,14 +619,6 @@ impl HttpFetcher {
             }
         };
         Ok(instants.apply(Value::new(bytes)))
-    }
-
-    /// The whole body, unless it is longer than `limit`.
-    async fn read_body(&self, body: Incoming, limit: usize) -> Result<Collected<Bytes>, Error> {
-        read_limited(body, limit).await.map_err(|e| match e {
-            ReadError::TooLarge(why) => self.error(ErrorKind::TooLarge, format!("response {why}")),
-            ReadError::Failed(e) => self.error(body_error_kind(&*e), error_chain(&*e)),
-        })
     }
 
     /// The start of an error response's body (up to 64 KiB is read, the rest is not), as

@@ -64,6 +64,7 @@ mod server;
 
 use std::time::Duration;
 
+pub use body::{BoxError, ReadError, read_value};
 pub use client::{HttpProtocol, HttpProtocolBuilder};
 pub use dialect::Dialect;
 pub use headers::{

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use galaxycache_universe::{
@@ -21,7 +22,7 @@ use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
 use crate::Dialect;
-use crate::body::{BoxError, ReadError, copy_out, read_limited};
+use crate::body::{BoxError, ReadError, read_value};
 use crate::dialect::{MAX_PATH_LEN, MISSING_KEY, Route};
 use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, insert_expiry,
@@ -32,6 +33,10 @@ use crate::pb::GetResponse;
 
 /// Room for a request's headers other than its path, in the HTTP/2 header list bound.
 const H2_OTHER_HEADERS: usize = 16 * 1024;
+
+/// How long a `PUT` from a peer that named no deadline waits for room among the node's
+/// bytes in flight.
+const NO_DEADLINE_WAIT: Duration = Duration::from_secs(10);
 
 /// What the server answers with.
 type Answer = Response<Full<Bytes>>;
@@ -315,7 +320,13 @@ impl PeerService {
     {
         let instants =
             Instants::read(headers).map_err(|why| Error::new(ErrorKind::InvalidRequest, why))?;
-        let read = read_limited(body, self.max_request_bytes);
+        // The value is in flight until the galaxy has it, read against the node's bound;
+        // a peer that names no deadline gets the default one for the wait.
+        let mut reservation = self.universe.in_flight().empty();
+        let now = Instant::now();
+        let wait_until =
+            deadline.unwrap_or_else(|| now.checked_add(NO_DEADLINE_WAIT).unwrap_or(now));
+        let read = read_value(body, self.max_request_bytes, &mut reservation, wait_until);
         let read = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
                 let why = "the asking peer's deadline passed before the value arrived";
@@ -324,8 +335,9 @@ impl PeerService {
             None => read.await,
         };
         match read {
-            Ok(body) => Ok(instants.apply(Value::new(copy_out(body)))),
+            Ok(bytes) => Ok(instants.apply(Value::new(bytes))),
             Err(ReadError::TooLarge(why)) => Err(Error::new(ErrorKind::TooLarge, why)),
+            Err(ReadError::Overloaded(e)) => Err(e),
             Err(ReadError::Failed(e)) => Err(Error::new(
                 ErrorKind::InvalidRequest,
                 format!("the body could not be read: {e}"),

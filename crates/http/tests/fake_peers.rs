@@ -3,6 +3,7 @@
 
 mod common;
 
+use galaxycache_universe::InFlight;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -377,10 +378,12 @@ async fn unusable_peer_urls_are_config_errors() {
         "http://peer#frag",
         "/path",
     ] {
-        let err = protocol.connect(url).unwrap_err();
+        let err = protocol.connect(url, &InFlight::unbounded()).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Config, "{url}");
     }
-    let f = protocol.connect("http://peer:8080/").unwrap();
+    let f = protocol
+        .connect("http://peer:8080/", &InFlight::unbounded())
+        .unwrap();
     assert_eq!(f.url(), "http://peer:8080/");
 }
 

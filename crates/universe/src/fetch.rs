@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::{Error, Value};
+use crate::{Error, InFlight, Value};
 
 /// A boxed, sendable future: what the object-safe traits of this crate return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -147,7 +147,11 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
 pub trait FetchProtocol: Send + Sync + fmt::Debug {
     /// A fetcher for the peer at `url`. Connecting may be lazy; an unusable URL is an
     /// [`ErrorKind::Config`](crate::ErrorKind) error.
-    fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error>;
+    ///
+    /// `in_flight` is the node's bound on bytes in flight: a fetcher reserves the bytes of
+    /// an answer against it before (or as) it reads them, and holds them until the value
+    /// is returned.
+    fn connect(&self, url: &str, in_flight: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error>;
 
     /// Longest key this protocol can carry (a URI, say, is bounded). A universe never
     /// accepts keys longer than its protocol's bound. Default: no bound of its own.
@@ -162,7 +166,7 @@ pub trait FetchProtocol: Send + Sync + fmt::Debug {
 pub(crate) struct NoProtocol;
 
 impl FetchProtocol for NoProtocol {
-    fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
+    fn connect(&self, url: &str, _: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error> {
         Err(Error::new(
             crate::ErrorKind::Config,
             format!(

@@ -35,4 +35,10 @@ pub trait GalaxyHandler: Send + Sync + fmt::Debug {
     fn version(&self) -> u32 {
         0
     }
+
+    /// The galaxy's cache budget in bytes; the universe's default bound on bytes in flight
+    /// is half the sum of its galaxies' budgets. Default: 0.
+    fn cache_bytes(&self) -> u64 {
+        0
+    }
 }

@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::universe::Inner;
 use crate::{
-    BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher, Universe,
-    WriteOp,
+    BoxFuture, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId, InFlight, RemoteFetcher,
+    Universe, WriteOp,
 };
 
 /// A fault that a peer on an [`InProcessNetwork`] shows to every fetch it receives.
@@ -114,8 +114,10 @@ struct InProcessProtocol {
     net: InProcessNetwork,
 }
 
+/// The in-process network moves no bytes (values are handed over as they are), so it
+/// reserves none.
 impl FetchProtocol for InProcessProtocol {
-    fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
+    fn connect(&self, url: &str, _: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error> {
         Ok(Arc::new(InProcessFetcher {
             net: self.net.clone(),
             url: url.to_owned(),
@@ -231,7 +233,7 @@ mod tests {
         let echo: Arc<dyn GalaxyHandler> = Arc::new(Echo);
         b.register("g", Arc::downgrade(&echo)).unwrap();
         net.attach(&b);
-        let fetcher = net.protocol().connect("b").unwrap();
+        let fetcher = net.protocol().connect("b", &InFlight::unbounded()).unwrap();
         let deadline = Instant::now() + Duration::from_secs(1);
 
         let v = fetcher

@@ -17,6 +17,7 @@ mod expiry;
 mod fetch;
 mod handler;
 mod health;
+mod inflight;
 mod inprocess;
 mod peer_url;
 mod ring;
@@ -38,6 +39,7 @@ pub use fetch::{
 };
 pub use handler::GalaxyHandler;
 pub use health::{CircuitState, HealthPolicy};
+pub use inflight::{InFlight, MIN_IN_FLIGHT_BYTES, Reservation};
 pub use inprocess::{Fault, InProcessNetwork};
 pub use peer_url::normalize_peer_url;
 pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};

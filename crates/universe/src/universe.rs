@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
@@ -14,7 +15,7 @@ use crate::health::Guarded;
 use crate::peer_url::{normalize_peer_url, peer_list, same_node};
 use crate::{
     CircuitState, DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler,
-    GalaxyId, HealthPolicy, RemoteFetcher, Ring, Value, WriteOp,
+    GalaxyId, HealthPolicy, InFlight, MIN_IN_FLIGHT_BYTES, RemoteFetcher, Ring, Value, WriteOp,
 };
 
 /// Longest key a server accepts unless configured otherwise: 64 KiB.
@@ -78,6 +79,10 @@ pub(crate) struct Inner {
     serve_permits: Semaphore,
     health: HealthPolicy,
     handoff_warmup: Duration,
+    in_flight: InFlight,
+    /// The sum of the registered galaxies' budgets, when the in-flight bound follows it
+    /// (none when it was set).
+    budgets: Option<AtomicU64>,
 }
 
 /// This node's view of the cluster: who it is, who its peers are, which peer owns which
@@ -120,9 +125,19 @@ pub struct UniverseBuilder {
     max_concurrent_serves: usize,
     health: HealthPolicy,
     handoff_warmup: Duration,
+    max_in_flight_bytes: Option<u64>,
 }
 
 impl UniverseBuilder {
+    /// Bytes in flight this node allows: value bytes being received from peers (and, in
+    /// galaxyd, from origins) that no cache counts yet; see [`InFlight`]. Readers past it
+    /// wait, then fail as overloaded. Default: half the sum of the registered galaxies'
+    /// cache budgets, at least [`MIN_IN_FLIGHT_BYTES`].
+    pub fn max_in_flight_bytes(mut self, bytes: u64) -> Self {
+        self.max_in_flight_bytes = Some(bytes);
+        self
+    }
+
     /// When a peer's circuit opens and how it is probed (see [`HealthPolicy`]'s default).
     pub fn health(mut self, policy: HealthPolicy) -> Self {
         self.health = policy;
@@ -171,6 +186,7 @@ impl UniverseBuilder {
         let ring = Ring::new(self.replicas, [&*self_url]);
         let protocol = self.protocol.unwrap_or_else(|| Arc::new(NoProtocol));
         let max_key_len = self.max_key_len.min(protocol.max_key_len());
+        let in_flight = InFlight::new(self.max_in_flight_bytes.unwrap_or(MIN_IN_FLIGHT_BYTES));
         Universe {
             inner: Arc::new(Inner {
                 self_url,
@@ -188,6 +204,11 @@ impl UniverseBuilder {
                 serve_permits: Semaphore::new(self.max_concurrent_serves),
                 health: self.health,
                 handoff_warmup: self.handoff_warmup,
+                in_flight,
+                budgets: self
+                    .max_in_flight_bytes
+                    .is_none()
+                    .then(|| AtomicU64::new(0)),
             }),
         }
     }
@@ -215,6 +236,7 @@ impl Universe {
             max_concurrent_serves: DEFAULT_MAX_CONCURRENT_SERVES,
             health: HealthPolicy::default(),
             handoff_warmup: DEFAULT_HANDOFF_WARMUP,
+            max_in_flight_bytes: None,
         }
     }
 
@@ -226,6 +248,12 @@ impl Universe {
     /// Longest key this universe accepts.
     pub fn max_key_len(&self) -> usize {
         self.inner.max_key_len
+    }
+
+    /// This node's bound on bytes in flight (see [`UniverseBuilder::max_in_flight_bytes`]):
+    /// its fetchers read peers' answers against it, and a backend may read against it too.
+    pub fn in_flight(&self) -> &InFlight {
+        &self.inner.in_flight
     }
 
     /// Replace the whole peer list. This node is always on the ring, listed or not.
@@ -306,7 +334,7 @@ impl Universe {
             fetchers.push(Some(match kept {
                 Some(f) => f,
                 None => Arc::new(Guarded::new(
-                    self.inner.protocol.connect(url)?,
+                    self.inner.protocol.connect(url, &self.inner.in_flight)?,
                     self.inner.health,
                 )),
             }));
@@ -456,6 +484,14 @@ impl Universe {
                 ErrorKind::Config,
                 format!("a galaxy named {name:?} exists already in this universe"),
             ));
+        }
+        if let (Some(budgets), Some(handler)) = (&self.inner.budgets, galaxy.upgrade()) {
+            let sum = budgets
+                .fetch_add(handler.cache_bytes(), Ordering::Relaxed)
+                .saturating_add(handler.cache_bytes());
+            self.inner
+                .in_flight
+                .raise_to((sum / 2).max(MIN_IN_FLIGHT_BYTES));
         }
         galaxies.insert(Arc::from(name), galaxy);
         Ok(())
@@ -675,8 +711,12 @@ mod tests {
     #[derive(Debug)]
     struct ShortKeys;
     impl FetchProtocol for ShortKeys {
-        fn connect(&self, url: &str) -> Result<Arc<dyn RemoteFetcher>, Error> {
-            NoProtocol.connect(url)
+        fn connect(
+            &self,
+            url: &str,
+            in_flight: &InFlight,
+        ) -> Result<Arc<dyn RemoteFetcher>, Error> {
+            NoProtocol.connect(url, in_flight)
         }
         fn max_key_len(&self) -> usize {
             100

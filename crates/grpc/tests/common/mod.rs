@@ -10,6 +10,7 @@ mod raw_grpc;
 #[allow(unused_imports)] // not every test sends raw calls
 pub use raw_grpc::{framed, post_raw};
 
+use galaxycache_universe::InFlight;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -229,7 +230,9 @@ pub fn later() -> Instant {
 
 /// A fetcher for `node`, as a universe would make it.
 pub fn fetcher(node: &Node) -> Arc<dyn RemoteFetcher> {
-    GrpcProtocol::new().connect(&node.url).unwrap()
+    GrpcProtocol::new()
+        .connect(&node.url, &InFlight::unbounded())
+        .unwrap()
 }
 
 /// A channel of its own to `node`, for the generated client or raw calls.

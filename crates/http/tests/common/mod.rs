@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use galaxycache_http::{Dialect, HttpProtocol, PeerService};
 use galaxycache_universe::{
-    BoxFuture, Error, ErrorKind, FetchResult, GalaxyHandler, RemoteFetcher, Universe, Value,
-    WriteOp,
+    BoxFuture, Error, ErrorKind, FetchResult, GalaxyHandler, InFlight, RemoteFetcher, Universe,
+    Value, WriteOp,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -256,7 +256,7 @@ impl Node {
 
 pub fn fetcher(protocol: HttpProtocol, url: &str) -> Arc<dyn RemoteFetcher> {
     use galaxycache_universe::FetchProtocol;
-    protocol.connect(url).unwrap()
+    protocol.connect(url, &InFlight::unbounded()).unwrap()
 }
 
 pub fn client(dialect: Dialect, url: &str) -> Arc<dyn RemoteFetcher> {
