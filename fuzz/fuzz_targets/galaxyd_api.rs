@@ -19,7 +19,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::body::Body;
 use galaxycache_galaxy::{Error, Galaxy};
-use galaxycache_universe::Universe;
+use galaxycache_universe::{InFlight, Universe};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
@@ -109,6 +109,7 @@ fn node(origin: Arc<Mutex<HeaderMap>>) -> axum::Router {
         &[galaxy],
         Duration::from_secs(5),
         galaxyd::Readiness::ready(),
+        InFlight::unbounded(),
     )
 }
 

@@ -4,7 +4,8 @@
 //!   bytes (and `Expires` when the value expires); 404 when the data source has no such
 //!   key, cached miss (`not_found_ttl`) or not (`X-Galaxycache-Galaxy-Status: Found`), or
 //!   no such galaxy (`Not Found`, and a different message); 400 for an empty or oversized
-//!   key; 503 when the load failed; 504 when it did not finish in time.
+//!   key; 503 when the load failed, or when the values being sent stayed at their bound
+//!   (see [`router`]) until the request's timeout; 504 when it did not finish in time.
 //!
 //!   A value served past its expiry, because reloading it failed or was slower than the
 //!   soft timeout (`stale_if_error`, `soft_timeout`, or the origin's `stale-if-error`), is
@@ -69,9 +70,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use galaxycache_galaxy::{ErrorKind, Galaxy, Report, Value};
+use galaxycache_galaxy::{Error, ErrorKind, Galaxy, Report, Value};
 use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
-use galaxycache_universe::{fmt_http_date, saturating_instant};
+use galaxycache_universe::{InFlight, Reservation, fmt_http_date, saturating_instant};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
@@ -80,6 +81,7 @@ use crate::metrics::{
     ClientMetrics, GalaxyReport, Outcome, WriteOutcome, WriteVerb, render_peers, render_prometheus,
 };
 use crate::readiness::Readiness;
+use crate::units::deadline_after;
 
 /// Marks an answer served past its value's expiry: `1`.
 pub(crate) const STALE_HEADER: &str = "x-galaxycache-stale";
@@ -104,6 +106,8 @@ struct Inner {
     galaxies: BTreeMap<String, Served>,
     request_timeout: Duration,
     readiness: Readiness,
+    /// The bound on value bytes being sent to clients.
+    sending: InFlight,
 }
 
 /// What the handlers share.
@@ -113,11 +117,17 @@ struct Api(Arc<Inner>);
 /// The client API over `galaxies`, as node `node_url`; a get that takes longer than
 /// `request_timeout` is answered 504 (the load goes on for the next caller); `/readyz`
 /// says what `readiness` says.
+///
+/// Values being sent are held against `sending`, a bound on bytes in flight, from the
+/// get until the connection has taken the last of them: a value evicted from the cache
+/// (or too large for it) while it is sent is memory no budget counts. A get that finds
+/// no room waits holding nothing, then gets the value again.
 pub fn router(
     node_url: &str,
     galaxies: &[Galaxy],
     request_timeout: Duration,
     readiness: Readiness,
+    sending: InFlight,
 ) -> Router {
     let galaxies = galaxies
         .iter()
@@ -134,6 +144,7 @@ pub fn router(
         galaxies,
         request_timeout,
         readiness,
+        sending,
     }));
     Router::new()
         .route(
@@ -211,9 +222,10 @@ async fn answer_get(api: &Api, galaxy: &str, key: &str) -> Response {
         return unknown_galaxy(galaxy);
     };
     let start = Instant::now();
-    let result = tokio::time::timeout(api.0.request_timeout, served.galaxy.get(key)).await;
+    let deadline = deadline_after(start, api.0.request_timeout);
+    let result = tokio::time::timeout_at(deadline, ready_to_send(api, served, key, deadline)).await;
     let (outcome, response) = match result {
-        Ok(Ok(value)) => (Outcome::Ok, value_response(value)),
+        Ok(Ok((value, reservation))) => (Outcome::Ok, value_response(value, reservation)),
         Ok(Err(e)) => match e.kind() {
             ErrorKind::NotFound => {
                 let message = format!("no value for key {key:?} in galaxy {galaxy:?}");
@@ -475,14 +487,85 @@ fn report_json(galaxy: &str, key: Option<&str>, verb: WriteVerb, report: &Report
 }
 
 /// A 200 with the value's bytes, its `Expires`, and the stale marks when it is stale.
-fn value_response(value: Value) -> Response {
+/// The value of `key`, with room for its bytes among those being sent. Without room, the
+/// wait holds nothing (the value may be the only copy, evicted or too large to cache):
+/// it waits for room for that many bytes, then gets the value again.
+async fn ready_to_send(
+    api: &Api,
+    served: &Served,
+    key: &str,
+    deadline: Instant,
+) -> Result<(Value, Reservation), Error> {
+    let value = served.galaxy.get(key).await?;
+    let len = value.bytes().len() as u64;
+    if let Some(reservation) = api.0.sending.try_reserve(len) {
+        return Ok((value, reservation));
+    }
+    drop(value);
+    let reservation = api.0.sending.reserve(len, deadline).await?;
+    Ok((served.galaxy.get(key).await?, reservation))
+}
+
+/// Largest slice of a value handed to the connection at once: the bytes the connection
+/// buffers beyond those still counted as being sent.
+const SEND_CHUNK: usize = 256 * 1024;
+
+/// A value's bytes as a body, in slices of at most [`SEND_CHUNK`], each holding the
+/// value's reservation: it is released once the connection has written (and dropped)
+/// the last slice, which is when the value's memory can go.
+struct Sending {
+    bytes: Bytes,
+    reservation: Arc<Reservation>,
+}
+
+/// A slice of a value being sent, and the value's reservation.
+struct Slice {
+    bytes: Bytes,
+    _reservation: Arc<Reservation>,
+}
+
+impl AsRef<[u8]> for Slice {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
+
+impl http_body::Body for Sending {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        let n = self.bytes.len().min(SEND_CHUNK);
+        let frame = (n > 0).then(|| {
+            let slice = Slice {
+                bytes: self.bytes.split_to(n),
+                _reservation: Arc::clone(&self.reservation),
+            };
+            Ok(http_body::Frame::data(Bytes::from_owner(slice)))
+        });
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.bytes.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.bytes.len() as u64)
+    }
+}
+
+fn value_response(value: Value, reservation: Reservation) -> Response {
     let expires = value.expires_at().map(fmt_http_date);
     let stale = value.is_stale();
-    let mut r = (
-        [(header::CONTENT_TYPE, "application/octet-stream")],
-        value.into_bytes(),
-    )
-        .into_response();
+    let body = Body::new(Sending {
+        bytes: value.into_bytes(),
+        reservation: Arc::new(reservation),
+    });
+    let mut r = ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response();
     let headers = r.headers_mut();
     if let Some(v) = expires.and_then(|e| HeaderValue::from_str(&e).ok()) {
         headers.insert(header::EXPIRES, v);

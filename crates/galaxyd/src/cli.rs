@@ -5,12 +5,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use galaxycache_http::ServerLimits;
 
 use crate::backend::{BackendOptions, BackendSpec, DEFAULT_QUERY};
 use crate::config::{
     DEFAULT_CACHE_BYTES, FileConfig, GalaxyConfig, NodeConfig, Protocol, TopLevel, parse_addr,
 };
+use crate::limits::LimitArgs;
 use crate::peers::PeerArgs;
 use crate::preload::PreloadConfig;
 use crate::security::SecurityArgs;
@@ -156,6 +156,7 @@ impl ServeArgs {
             replicas: self.replicas,
             max_key_len: self.max_key_len,
             request_timeout: self.request_timeout,
+            limits: self.limits.clone(),
         };
         match &self.config {
             Some(path) => {
@@ -169,10 +170,6 @@ impl ServeArgs {
             }
             None => flags.resolve(vec![self.galaxy_config()]),
         }
-        .map(|config| NodeConfig {
-            server_limits: self.limits.server_limits(),
-            ..config
-        })
     }
 
     fn galaxy_config(&self) -> GalaxyConfig {
@@ -565,61 +562,4 @@ mod tests {
         );
         assert!(b.value_check && b.json);
     }
-}
-
-/// The limits of galaxyd's servers (client API and peer port alike).
-#[derive(Args, Clone, Debug)]
-pub struct LimitArgs {
-    /// How long a request head may take to arrive; then the connection is closed
-    /// (slowloris) [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub header_read_timeout: Option<Duration>,
-    /// A connection with nothing read or written this long is closed [default: 30s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub idle_timeout: Option<Duration>,
-    /// Connections open at once, per server; more are answered 503 and closed
-    /// [default: 10000].
-    #[arg(long, value_name = "N")]
-    pub max_connections: Option<usize>,
-    /// Requests handled at once, per server; more are answered 503 [default: 4096].
-    #[arg(long, value_name = "N")]
-    pub max_requests_in_flight: Option<usize>,
-    /// HTTP/2 and gRPC streams open at once on one connection [default: 256].
-    #[arg(long, value_name = "N")]
-    pub max_concurrent_streams: Option<u32>,
-    /// Largest request head or HTTP/2 header list [default: 96KiB].
-    #[arg(long, value_name = "SIZE", value_parser = u32_size)]
-    pub max_header_list_size: Option<u32>,
-}
-
-impl LimitArgs {
-    /// The limits these flags set, the defaults elsewhere.
-    pub fn server_limits(&self) -> ServerLimits {
-        let mut limits = ServerLimits::default();
-        if let Some(t) = self.header_read_timeout {
-            limits = limits.header_read_timeout(t);
-        }
-        if let Some(t) = self.idle_timeout {
-            limits = limits.idle_timeout(t);
-        }
-        if let Some(n) = self.max_connections {
-            limits = limits.max_connections(n);
-        }
-        if let Some(n) = self.max_requests_in_flight {
-            limits = limits.max_requests_in_flight(n);
-        }
-        if let Some(n) = self.max_concurrent_streams {
-            limits = limits.h2_max_concurrent_streams(n);
-        }
-        if let Some(n) = self.max_header_list_size {
-            limits = limits.max_header_list_bytes(n);
-        }
-        limits
-    }
-}
-
-/// A size that fits in 32 bits.
-fn u32_size(text: &str) -> Result<u32, String> {
-    let bytes = parse_size(text)?;
-    u32::try_from(bytes).map_err(|_| format!("{text} is over 4 GiB"))
 }

@@ -16,12 +16,17 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use galaxycache_http::read_value;
+use galaxycache_universe::InFlight;
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+use tokio::time::Instant;
+
+use crate::units::deadline_after;
 
 /// What is percent-encoded in a key (or galaxy name) put into a URL: everything but
 /// RFC 3986's unreserved characters, `/` included, so it is always one path segment (or
@@ -35,6 +40,9 @@ pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
 /// Largest response body read: the peer protocols' bound, so whatever a galaxy can hold
 /// can be read back.
 const MAX_BODY: usize = galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES;
+
+/// Largest read-ahead buffer of a connection: 64 KiB.
+const READ_BUFFER: usize = 64 * 1024;
 
 /// A response, body read whole.
 #[derive(Clone, Debug)]
@@ -52,6 +60,7 @@ pub struct Response {
 pub struct HttpClient {
     inner: Client<HttpConnector, Full<Bytes>>,
     timeout: Duration,
+    in_flight: InFlight,
 }
 
 impl HttpClient {
@@ -62,10 +71,26 @@ impl HttpClient {
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(timeout));
         let inner = Client::builder(TokioExecutor::new())
+            // A connection reads ahead of the body's reader into a buffer of this size
+            // (hyper's default grows to ~400 KiB): memory per connection that no bound on
+            // bytes in flight sees, since it fills before the reader reserves anything.
+            .http1_max_buf_size(READ_BUFFER)
             .pool_max_idle_per_host(max_idle)
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
-        HttpClient { inner, timeout }
+        HttpClient {
+            inner,
+            timeout,
+            in_flight: InFlight::unbounded(),
+        }
+    }
+
+    /// Read response bodies against `in_flight`, a node's bound on bytes in flight: a body
+    /// waits for room (until the request's timeout) before it is allocated, and holds it
+    /// until [`send`](Self::send) returns. Default: unbounded.
+    pub fn in_flight(mut self, in_flight: InFlight) -> Self {
+        self.in_flight = in_flight;
+        self
     }
 
     /// GET `uri` and read the whole body (at most 64 MiB).
@@ -91,6 +116,7 @@ impl HttpClient {
         *request.method_mut() = method;
         *request.uri_mut() = uri;
         *request.headers_mut() = headers;
+        let deadline = deadline_after(Instant::now(), self.timeout);
         let exchange = async {
             let response = self
                 .inner
@@ -98,18 +124,17 @@ impl HttpClient {
                 .await
                 .map_err(|e| format!("{}: {}", shown(), error_chain(&e)))?;
             let (parts, body) = response.into_parts();
-            let body = Limited::new(body, MAX_BODY)
-                .collect()
+            let mut reservation = self.in_flight.empty();
+            let body = read_value(body, MAX_BODY, &mut reservation, deadline)
                 .await
-                .map_err(|e| format!("{}: reading the body: {e}", shown()))?
-                .to_bytes();
+                .map_err(|e| format!("{}: reading the body: {e}", shown()))?;
             Ok(Response {
                 status: parts.status,
                 headers: parts.headers,
                 body,
             })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        tokio::time::timeout_at(deadline, exchange)
             .await
             .map_err(|_| format!("{}: no response within {:?}", shown(), self.timeout))?
     }

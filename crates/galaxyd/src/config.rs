@@ -10,6 +10,11 @@
 //! #     peers_dns_interval = "5s"                # how often to resolve           [5s]
 //! listen = "0.0.0.0:8080"                # client API
 //! protocol = "http"                      # http | grpc | groupcache
+//! max_connections = 20000                # per server                       [10000]
+//! max_in_flight_bytes = "256MiB"         # values received or sent, uncounted
+//! #                                        by caches            [half the budgets]
+//! # and header_read_timeout, idle_timeout, max_requests_in_flight,
+//! # max_concurrent_streams, max_header_list_size: the serve flags' defaults
 //!
 //! [[galaxy]]
 //! name = "users"
@@ -73,6 +78,7 @@ use http::Uri;
 use serde::Deserialize;
 
 use crate::backend::{BackendOptions, BackendSpec, check_preload, notify_feed};
+use crate::limits::LimitArgs;
 use crate::peers::{PeerArgs, PeerSource};
 use crate::preload::PreloadConfig;
 use crate::security::{PeerSecurity, SecurityArgs};
@@ -152,6 +158,10 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Limits of the client API and the peer server (galaxyd's flags; not in the file).
     pub server_limits: galaxycache_http::ServerLimits,
+    /// Value bytes in flight that no cache counts: half for values being received (from
+    /// peers and origins), half for values being sent to clients. `None`: see
+    /// [`in_flight_bytes`](Self::in_flight_bytes).
+    pub max_in_flight_bytes: Option<u64>,
     /// The galaxies, at least one.
     pub galaxies: Vec<GalaxyConfig>,
 }
@@ -172,8 +182,19 @@ impl NodeConfig {
             max_key_len: galaxycache_universe::DEFAULT_MAX_KEY_LEN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             server_limits: galaxycache_http::ServerLimits::default(),
+            max_in_flight_bytes: None,
             galaxies,
         }
+    }
+
+    /// The node's bytes in flight: as set, else half the galaxies' cache budgets, at
+    /// least twice [`MIN_IN_FLIGHT_BYTES`](galaxycache_universe::MIN_IN_FLIGHT_BYTES).
+    pub fn in_flight_bytes(&self) -> u64 {
+        self.max_in_flight_bytes.unwrap_or_else(|| {
+            let budgets = self.galaxies.iter().map(|g| g.cache_bytes);
+            (budgets.fold(0, u64::saturating_add) / 2)
+                .max(2 * galaxycache_universe::MIN_IN_FLIGHT_BYTES)
+        })
     }
 }
 
@@ -251,6 +272,8 @@ pub(crate) struct FileConfig {
     pub(crate) replicas: Option<usize>,
     pub(crate) max_key_len: Option<usize>,
     pub(crate) request_timeout: Option<String>,
+    #[serde(flatten)]
+    pub(crate) limits: LimitArgs,
     #[serde(default, rename = "galaxy")]
     galaxies: Vec<FileGalaxy>,
 }
@@ -336,6 +359,7 @@ pub(crate) struct TopLevel {
     pub(crate) replicas: Option<usize>,
     pub(crate) max_key_len: Option<usize>,
     pub(crate) request_timeout: Option<Duration>,
+    pub(crate) limits: LimitArgs,
 }
 
 impl TopLevel {
@@ -353,6 +377,7 @@ impl TopLevel {
             replicas: file.replicas,
             max_key_len: file.max_key_len,
             request_timeout: duration_field(&file.request_timeout, "request_timeout")?,
+            limits: file.limits.clone(),
         })
     }
 
@@ -368,6 +393,7 @@ impl TopLevel {
             replicas: flags.replicas.or(self.replicas),
             max_key_len: flags.max_key_len.or(self.max_key_len),
             request_timeout: flags.request_timeout.or(self.request_timeout),
+            limits: self.limits.overridden_by(flags.limits),
         }
     }
 
@@ -419,7 +445,8 @@ impl TopLevel {
                 .max_key_len
                 .unwrap_or(galaxycache_universe::DEFAULT_MAX_KEY_LEN),
             request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-            server_limits: galaxycache_http::ServerLimits::default(),
+            server_limits: self.limits.server_limits(),
+            max_in_flight_bytes: self.limits.max_in_flight_bytes,
             galaxies,
         })
     }
@@ -647,6 +674,20 @@ mod tests {
         assert_eq!(c.listen, "127.0.0.1:1".parse().unwrap());
         assert_eq!(c.protocol, Protocol::Http);
         assert_eq!(c.self_url, "http://10.0.0.1:9001");
+    }
+
+    #[test]
+    fn limits_from_the_file_and_the_in_flight_default() {
+        // The example's budgets: 64 MiB, 1 MiB and the default 64 MiB; half of them.
+        let c = resolve(EXAMPLE).unwrap();
+        assert_eq!(c.in_flight_bytes(), (129 << 20) / 2);
+        assert_eq!(c.server_limits, galaxycache_http::ServerLimits::default());
+        let with_limits = format!(
+            "max_connections = 50\nmax_in_flight_bytes = \"8MiB\"\n{EXAMPLE}"
+        );
+        let c = resolve(&with_limits).unwrap();
+        assert_eq!(c.in_flight_bytes(), 8 << 20);
+        assert_eq!(c.server_limits.max_connections, 50);
     }
 
     #[test]

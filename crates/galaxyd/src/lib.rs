@@ -22,6 +22,7 @@ mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
 mod histogram;
+mod limits;
 mod load;
 mod metrics;
 mod node;
@@ -41,6 +42,7 @@ pub use cli::{BenchArgs, Cli, Command, DemoArgs, OwnerArgs, ServeArgs};
 pub use client::{HttpClient, Response};
 pub use config::{GalaxyConfig, NodeConfig, Protocol};
 pub use demo::{DemoConfig, DemoSummary, NodeSummary, create_database, run_demo};
+pub use limits::LimitArgs;
 pub use load::Percentiles;
 pub use node::Node;
 pub use owner::run as run_owner;

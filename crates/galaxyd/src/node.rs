@@ -9,7 +9,7 @@ use anyhow::Context;
 use galaxycache_galaxy::Galaxy;
 use galaxycache_grpc::{GrpcProtocol, GrpcServer};
 use galaxycache_http::{Dialect, HttpProtocol, PeerService, ServerLimits};
-use galaxycache_universe::{FetchProtocol, Reload, Universe};
+use galaxycache_universe::{FetchProtocol, InFlight, Reload, Universe};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -66,11 +66,16 @@ impl Node {
         peer_listener: TcpListener,
         api_listener: TcpListener,
     ) -> anyhow::Result<Node> {
+        // Half the bytes in flight for values being received (from peers and origins),
+        // half for values being sent to clients.
+        let in_flight = config.in_flight_bytes();
         let universe = Universe::builder(&config.self_url)
             .replicas(config.replicas)
             .max_key_len(config.max_key_len)
             .protocol(protocol(config.protocol, &config.security)?)
+            .max_in_flight_bytes(in_flight / 2)
             .build();
+        let sending = InFlight::new(in_flight / 2);
         if let PeerSource::Static(list) = &config.peers {
             universe.set_peers(list).context("invalid peer list")?;
         }
@@ -80,6 +85,11 @@ impl Node {
             .iter()
             .map(|g| build_galaxy(&universe, g))
             .collect::<anyhow::Result<Vec<_>>>()?;
+        tracing::info!(
+            receiving = universe.in_flight().limit_bytes(),
+            sending = sending.limit_bytes(),
+            "bounds on value bytes in flight"
+        );
         let feeds = change_feeds(&config.galaxies)?;
         let peer_addr = peer_listener.local_addr()?;
         let api_addr = api_listener.local_addr()?;
@@ -125,6 +135,7 @@ impl Node {
             &galaxies,
             config.request_timeout,
             readiness.clone(),
+            sending,
         );
         let api_stopped = async move {
             tokio::select! {
@@ -297,9 +308,13 @@ fn protocol(protocol: Protocol, security: &PeerSecurity) -> anyhow::Result<Arc<d
 }
 
 fn build_galaxy(universe: &Universe, config: &GalaxyConfig) -> anyhow::Result<Galaxy> {
-    let backend = Backend::open(&config.backend, &config.backend_options)
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("galaxy {:?}: backend {}", config.name, config.backend))?;
+    let backend = Backend::open(
+        &config.backend,
+        &config.backend_options,
+        universe.in_flight(),
+    )
+    .map_err(anyhow::Error::msg)
+    .with_context(|| format!("galaxy {:?}: backend {}", config.name, config.backend))?;
     let builder = Galaxy::builder(universe, &config.name, config.cache_bytes, backend);
     config
         .tuning

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// Parse a byte count: a plain number, or a number with a suffix `B`, `K`/`KB`/`KiB`,
 /// `M`/`MB`/`MiB`, `G`/`GB`/`GiB`, `T`/`TB`/`TiB` (case-insensitive). `KB` and `KiB` both
 /// mean 1024: a cache budget is never meant in powers of ten. A number with a fraction
@@ -103,6 +105,16 @@ pub(crate) fn human_size(bytes: u64) -> String {
         unit = u;
     }
     format!("{value:.1} {unit}")
+}
+
+/// `start + d`, or about 30 years after `start` when that is past what an `Instant`
+/// holds (a timeout flag of "a million years" means "never", not a panic).
+pub(crate) fn deadline_after(start: Instant, d: Duration) -> Instant {
+    const FAR: Duration = Duration::from_secs(30 * 365 * 24 * 60 * 60);
+    start
+        .checked_add(d)
+        .or_else(|| start.checked_add(FAR))
+        .unwrap_or(start)
 }
 
 #[cfg(test)]

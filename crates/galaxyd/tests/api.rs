@@ -7,7 +7,7 @@ use std::time::Duration;
 use axum::body::Body;
 use galaxycache_galaxy::{Error, Galaxy, Stats, Value};
 use galaxycache_http::GALAXY_STATUS_HEADER;
-use galaxycache_universe::Universe;
+use galaxycache_universe::{InFlight, Universe};
 use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Response, create_database};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -170,6 +170,7 @@ async fn failed_and_slow_loads() {
         &[galaxy],
         Duration::from_secs(1),
         galaxyd::Readiness::ready(),
+        InFlight::unbounded(),
     );
 
     let (status, body) = oneshot(&router, "/v1/galaxies/g/keys/fail").await;

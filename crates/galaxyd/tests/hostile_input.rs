@@ -14,21 +14,13 @@ use axum::extract::{Path, State};
 use axum::http::Uri;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use galaxycache_universe::{Ring, normalize_peer_url};
+use common::{key_owned_by, serve};
+use galaxycache_universe::InFlight;
 use galaxyd::{
     Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, PeerSource,
     Response,
 };
 use http::{StatusCode, header};
-use tokio::net::TcpListener;
-
-/// Serve `app` on a loopback port; its URL. It stops with the test's runtime.
-async fn serve(app: Router) -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(axum::serve(listener, app).into_future());
-    url
-}
 
 /// A node with galaxy `g` over `backend`, whose ring is itself and `others`.
 async fn node(backend: BackendSpec, others: &[String]) -> Node {
@@ -113,20 +105,6 @@ async fn hostile_peer(Path((_, key)): Path<(String, String)>) -> axum::response:
     }
     let found = [("x-galaxycache-galaxy-status", "Found")];
     (StatusCode::INTERNAL_SERVER_ERROR, found, hostile_text()).into_response()
-}
-
-/// A key starting with `prefix` that the ring of `peers` gives to `owner`.
-fn key_owned_by(peers: &[String], owner: &str, prefix: &str) -> String {
-    let peers: Vec<String> = peers
-        .iter()
-        .map(|p| normalize_peer_url(p).unwrap())
-        .collect();
-    let owner = normalize_peer_url(owner).unwrap();
-    let ring = Ring::new(50, peers);
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|k| ring.owner(k.as_bytes()) == Some(owner.as_str()))
-        .unwrap()
 }
 
 /// Log output, kept for the test to read.
@@ -214,7 +192,7 @@ async fn dot_segment_keys_reach_the_origin_escaped() {
         .with_state(Arc::clone(&paths));
     let origin = serve(app).await;
     let spec: BackendSpec = format!("http:{origin}/items/{{key}}").parse().unwrap();
-    let backend = Backend::open(&spec, &BackendOptions::default()).unwrap();
+    let backend = Backend::open(&spec, &BackendOptions::default(), &InFlight::unbounded()).unwrap();
     for (key, path) in [
         ("..", "/items/%2E%2E"),
         (".", "/items/%2E"),

@@ -12,6 +12,7 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use galaxycache_universe::InFlight;
 use galaxyd::{Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig};
 use http::{StatusCode, header};
 use tokio::net::TcpListener;
@@ -44,7 +45,7 @@ async fn serve(app: Router) -> (String, tokio::sync::oneshot::Sender<()>) {
 async fn origin_answers_become_values_not_found_and_errors() {
     let (origin, stop) = serve(Router::new().route("/items/{key}", get(item))).await;
     let spec: BackendSpec = format!("http:{origin}/items/{{key}}").parse().unwrap();
-    let backend = Backend::open(&spec, &BackendOptions::default()).unwrap();
+    let backend = Backend::open(&spec, &BackendOptions::default(), &InFlight::unbounded()).unwrap();
     let v = backend.load("a/b c").await.unwrap().unwrap();
     assert_eq!(
         v.bytes().as_ref(),

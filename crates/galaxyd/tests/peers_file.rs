@@ -3,9 +3,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, NodeConfig, PeerSource};
@@ -75,55 +74,13 @@ async fn a_node_follows_its_peer_file() {
     node.shutdown().await.unwrap();
 }
 
-/// A `galaxyd serve` child process, killed (by its PID) when dropped.
-struct Galaxyd(Child);
-
-impl Drop for Galaxyd {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Galaxyd {
-    /// Start `galaxyd serve` with `args` and ports of its own choosing; its API address,
-    /// read from its "node started" log line.
-    fn start(args: &[&str]) -> (Galaxyd, String) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_galaxyd"))
-            .args(["serve", "--self", "http://127.0.0.1:0"])
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        let child = Galaxyd(child);
-        let mut lines = stderr.lines();
-        let api = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find_map(|line| api_addr(&line))
-            .expect("galaxyd ended before it logged its API address");
-        // Keep draining its log, so it never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
-        (child, api)
-    }
-}
-
-fn api_addr(line: &str) -> Option<String> {
-    let (_, rest) = line.split_once("api_addr=")?;
-    Some(rest.split_whitespace().next()?.to_owned())
-}
-
 #[tokio::test]
 async fn sighup_makes_galaxyd_re_read_its_peer_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("peers");
     replace(&path, "http://127.0.0.1:1\n");
     // Polled hourly: only the SIGHUP can make it re-read the file within the test.
-    let (galaxyd, api) = Galaxyd::start(&[
+    let (galaxyd, api) = common::Galaxyd::start(&[
         "--peers-file",
         path.to_str().unwrap(),
         "--peers-file-interval",
@@ -134,7 +91,7 @@ async fn sighup_makes_galaxyd_re_read_its_peer_file() {
     ring_becomes(&client, &api, &["http://127.0.0.1:1", me]).await;
     replace(&path, "http://127.0.0.1:1\nhttp://127.0.0.1:2\n");
     let hup = Command::new("kill")
-        .args(["-HUP", &galaxyd.0.id().to_string()])
+        .args(["-HUP", &galaxyd.pid().to_string()])
         .status()
         .unwrap();
     assert!(hup.success());

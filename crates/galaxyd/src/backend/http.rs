@@ -3,7 +3,7 @@
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use galaxycache_universe::{Value, sanitize_message, saturating_instant};
+use galaxycache_universe::{InFlight, Value, sanitize_message, saturating_instant};
 use http::{HeaderMap, StatusCode, Uri, header};
 use percent_encoding::utf8_percent_encode;
 
@@ -24,7 +24,13 @@ pub(crate) struct HttpBackend {
 }
 
 impl HttpBackend {
-    pub(crate) fn new(template: &str, timeout: Duration) -> Result<Self, String> {
+    /// A backend for the URL `template`, giving each load `timeout`, reading bodies against
+    /// `in_flight`.
+    pub(crate) fn new(
+        template: &str,
+        timeout: Duration,
+        in_flight: &InFlight,
+    ) -> Result<Self, String> {
         if template.starts_with("https://") {
             return Err(format!(
                 "HTTP backend {template:?}: https origins are not supported (this build has no \
@@ -46,7 +52,7 @@ impl HttpBackend {
         let backend = HttpBackend {
             prefix: prefix.to_owned(),
             suffix: suffix.to_owned(),
-            client: HttpClient::new(64, timeout),
+            client: HttpClient::new(64, timeout).in_flight(in_flight.clone()),
         };
         backend.uri("probe")?;
         Ok(backend)
@@ -232,14 +238,23 @@ mod tests {
 
     #[test]
     fn keys_are_percent_encoded_into_the_template() {
-        let b =
-            HttpBackend::new("http://origin:8080/items/{key}?v=1", Duration::from_secs(1)).unwrap();
+        let b = HttpBackend::new(
+            "http://origin:8080/items/{key}?v=1",
+            Duration::from_secs(1),
+            &InFlight::unbounded(),
+        )
+        .unwrap();
         let uri = b.uri("a/b c?ü").unwrap();
         assert_eq!(
             uri.to_string(),
             "http://origin:8080/items/a%2Fb%20c%3F%C3%BC?v=1"
         );
-        let b = HttpBackend::new("http://origin/k/", Duration::from_secs(1)).unwrap();
+        let b = HttpBackend::new(
+            "http://origin/k/",
+            Duration::from_secs(1),
+            &InFlight::unbounded(),
+        )
+        .unwrap();
         assert_eq!(b.uri("x").unwrap().to_string(), "http://origin/k/x");
         // Dot-segments cannot climb; dots elsewhere travel as they are.
         assert_eq!(b.uri("..").unwrap().to_string(), "http://origin/k/%2E%2E");
@@ -250,13 +265,33 @@ mod tests {
 
     #[test]
     fn bad_templates_say_why() {
-        let e = HttpBackend::new("https://origin/{key}", Duration::from_secs(1)).unwrap_err();
+        let e = HttpBackend::new(
+            "https://origin/{key}",
+            Duration::from_secs(1),
+            &InFlight::unbounded(),
+        )
+        .unwrap_err();
         assert!(e.contains("https"), "{e}");
-        let e = HttpBackend::new("origin/{key}", Duration::from_secs(1)).unwrap_err();
+        let e = HttpBackend::new(
+            "origin/{key}",
+            Duration::from_secs(1),
+            &InFlight::unbounded(),
+        )
+        .unwrap_err();
         assert!(e.contains("expected a URL template"), "{e}");
-        let e = HttpBackend::new("http://or igin/{key}", Duration::from_secs(1)).unwrap_err();
+        let e = HttpBackend::new(
+            "http://or igin/{key}",
+            Duration::from_secs(1),
+            &InFlight::unbounded(),
+        )
+        .unwrap_err();
         assert!(e.contains("invalid URL"), "{e}");
-        let e = HttpBackend::new("http://o/{key}/{key}", Duration::from_secs(1)).unwrap_err();
+        let e = HttpBackend::new(
+            "http://o/{key}/{key}",
+            Duration::from_secs(1),
+            &InFlight::unbounded(),
+        )
+        .unwrap_err();
         assert!(e.contains("once"), "{e}");
     }
 

@@ -23,7 +23,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use galaxycache_universe::Value;
+use galaxycache_universe::{InFlight, Value};
 use tokio::sync::mpsc;
 
 use self::http::HttpBackend;
@@ -142,7 +142,14 @@ enum Kind {
 impl Backend {
     /// Open the backend `spec` says: open the database and check the query, or check the
     /// URL template. Errors say what is wrong with the configuration.
-    pub fn open(spec: &BackendSpec, options: &BackendOptions) -> Result<Self, String> {
+    ///
+    /// An HTTP backend reads origins' bodies against `in_flight`, the node's bound on bytes
+    /// in flight.
+    pub fn open(
+        spec: &BackendSpec,
+        options: &BackendOptions,
+        in_flight: &InFlight,
+    ) -> Result<Self, String> {
         let kind = match spec {
             BackendSpec::Synthetic => {
                 Kind::Synthetic(SyntheticBackend::new(options.value_size, options.delay))
@@ -152,7 +159,9 @@ impl Backend {
                 &options.query,
                 options.connections,
             )?),
-            BackendSpec::Http(url) => Kind::Http(Box::new(HttpBackend::new(url, options.timeout)?)),
+            BackendSpec::Http(url) => {
+                Kind::Http(Box::new(HttpBackend::new(url, options.timeout, in_flight)?))
+            }
             BackendSpec::Postgres(url) => {
                 // The default query, written for SQLite, in PostgreSQL's placeholder.
                 let query = match options.query.as_str() {
@@ -307,7 +316,7 @@ mod tests {
             value_size: 3,
             ..BackendOptions::default()
         };
-        let b = Backend::open(&BackendSpec::Synthetic, &options).unwrap();
+        let b = Backend::open(&BackendSpec::Synthetic, &options, &InFlight::unbounded()).unwrap();
         let v = b.load("a").await.unwrap().unwrap();
         assert_eq!(v.bytes().as_ref(), b"ca9");
         assert_eq!(v.expires_at(), None);

@@ -3,6 +3,11 @@
 // Each test file uses part of this module.
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use axum::Router;
+use galaxycache_universe::{Ring, normalize_peer_url};
 use galaxyd::{Node, NodeConfig, PeerSource};
 use tokio::net::TcpListener;
 
@@ -47,4 +52,73 @@ pub(crate) async fn cluster(n: usize, configure: impl Fn(NodeConfig) -> NodeConf
         nodes.push(Node::start_on(&configure(local), peer, api).await.unwrap());
     }
     nodes
+}
+
+/// Serve `app` on a loopback port; its URL. It stops with the test's runtime.
+pub(crate) async fn serve(app: Router) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(axum::serve(listener, app).into_future());
+    url
+}
+
+/// A key starting with `prefix` that the ring of `peers` gives to `owner`.
+pub(crate) fn key_owned_by(peers: &[String], owner: &str, prefix: &str) -> String {
+    let peers: Vec<String> = peers
+        .iter()
+        .map(|p| normalize_peer_url(p).unwrap())
+        .collect();
+    let owner = normalize_peer_url(owner).unwrap();
+    let ring = Ring::new(50, peers);
+    (0..)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| ring.owner(k.as_bytes()) == Some(owner.as_str()))
+        .unwrap()
+}
+
+/// A `galaxyd serve` child process, killed (by its PID) when dropped.
+pub(crate) struct Galaxyd(Child);
+
+impl Drop for Galaxyd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Galaxyd {
+    /// Start `galaxyd serve` with `args` and ports of its own choosing; its API address,
+    /// read from its "node started" log line.
+    pub(crate) fn start(args: &[&str]) -> (Galaxyd, String) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_galaxyd"))
+            .args(["serve", "--self", "http://127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let child = Galaxyd(child);
+        let mut lines = stderr.lines();
+        let api = lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find_map(|line| api_addr(&line))
+            .expect("galaxyd ended before it logged its API address");
+        // Keep draining its log, so it never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        (child, api)
+    }
+
+    /// The child's process ID.
+    pub(crate) fn pid(&self) -> u32 {
+        self.0.id()
+    }
+}
+
+fn api_addr(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("api_addr=")?;
+    Some(rest.split_whitespace().next()?.to_owned())
 }
