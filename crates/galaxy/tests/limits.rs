@@ -102,7 +102,8 @@ async fn values_up_to_the_largest_entry_are_cached_and_larger_ones_counted() {
 
 #[tokio::test]
 async fn the_bound_on_bytes_in_flight_is_half_the_budgets_unless_set() {
-    let backend = |key: String| async move { Ok::<_, Error>(Some(Value::new(bytes::Bytes::from(key)))) };
+    let backend =
+        |key: String| async move { Ok::<_, Error>(Some(Value::new(bytes::Bytes::from(key)))) };
     const MIB: u64 = 1 << 20;
 
     let universe = Universe::builder("http://a").build();

@@ -682,9 +682,8 @@ mod tests {
         let c = resolve(EXAMPLE).unwrap();
         assert_eq!(c.in_flight_bytes(), (129 << 20) / 2);
         assert_eq!(c.server_limits, galaxycache_http::ServerLimits::default());
-        let with_limits = format!(
-            "max_connections = 50\nmax_in_flight_bytes = \"8MiB\"\n{EXAMPLE}"
-        );
+        let with_limits =
+            format!("max_connections = 50\nmax_in_flight_bytes = \"8MiB\"\n{EXAMPLE}");
         let c = resolve(&with_limits).unwrap();
         assert_eq!(c.in_flight_bytes(), 8 << 20);
         assert_eq!(c.server_limits.max_connections, 50);

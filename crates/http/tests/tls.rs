@@ -119,6 +119,22 @@ async fn new_connections_see_a_replaced_certificate() {
     node.stop().await;
 }
 
+/// A client whose certificate expired is refused; once the same files hold a valid
+/// one (a rotation), its next connection is served, without a new protocol.
+#[tokio::test]
+async fn a_rotated_client_certificate_reaches_new_connections() {
+    let pki = Pki::new("cluster");
+    let node = tls_node(&pki).await;
+    let client = pki.tls(&pki.issue_expired("client"));
+    let peer = fetcher(tls_client(&client), &https(&node.url));
+    let e = peer.fetch("g".into(), "k", soon()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
+    pki.issue("client");
+    let value = peer.fetch("g".into(), "k", soon()).await.unwrap().unwrap();
+    assert_eq!(value.bytes().as_ref(), b"k");
+    node.stop().await;
+}
+
 async fn token_node() -> Node {
     let token = PeerToken::new("s3cret").unwrap();
     Node::start_configured(

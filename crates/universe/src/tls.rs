@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject as _;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
@@ -69,16 +71,37 @@ impl TlsConfig {
 
     /// The client side: trusts the CA, presents this node's certificate, offers `alpn`.
     /// An [`ErrorKind::Config`] error when a file cannot be read or parsed.
+    ///
+    /// The certificate and key are re-read as the server side's are (at most once per
+    /// [`reload_interval`](Self::reload_interval), on a new connection), so a rotated
+    /// certificate reaches new outgoing connections too. The CA is read once.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<ClientConfig, Error> {
         let pem = self.read()?;
+        let roots = roots(&pem.ca, &self.ca)?;
+        let resolver = ClientCert {
+            config: self.clone(),
+            state: Mutex::new(LoadedKey {
+                certified: self.certified_key(&pem)?,
+                pem,
+                checked: Instant::now(),
+            }),
+        };
         let mut config = ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| self.error(e))?
-            .with_root_certificates(roots(&pem.ca, &self.ca)?)
-            .with_client_auth_cert(certs(&pem.cert, &self.cert)?, key(&pem.key, &self.key)?)
-            .map_err(|e| self.error(e))?;
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(config)
+    }
+
+    /// This node's certificate chain and key, checked to match.
+    fn certified_key(&self, pem: &Pem) -> Result<Arc<CertifiedKey>, Error> {
+        let certs = certs(&pem.cert, &self.cert)?;
+        let key = key(&pem.key, &self.key)?;
+        CertifiedKey::from_der(certs, key, &provider())
+            .map(Arc::new)
+            .map_err(|e| self.error(e))
     }
 
     /// The server side, loaded now and re-read when the files change. An
@@ -233,6 +256,61 @@ impl TlsAcceptor {
             }
             Err(e) => tracing::warn!(error = %e, "TLS: keeping the loaded certificates"),
         }
+    }
+}
+
+/// The client side's certificate: re-read, like the server side's, at most once per
+/// reload interval when a handshake asks for it.
+#[derive(Debug)]
+struct ClientCert {
+    config: TlsConfig,
+    state: Mutex<LoadedKey>,
+}
+
+struct LoadedKey {
+    pem: Pem,
+    certified: Arc<CertifiedKey>,
+    checked: Instant,
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedKey")
+            .field("checked", &self.checked)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesClientCert for ClientCert {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        let mut loaded = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        if loaded.checked.elapsed() >= self.config.reload_interval {
+            loaded.checked = Instant::now();
+            let fresh = self
+                .config
+                .read()
+                .and_then(|pem| Ok((self.config.certified_key(&pem)?, pem)));
+            match fresh {
+                Ok((_, pem)) if pem == loaded.pem => {}
+                Ok((certified, pem)) => {
+                    tracing::info!(
+                        cert = %self.config.cert.display(),
+                        "TLS: client certificate reloaded"
+                    );
+                    *loaded = LoadedKey {
+                        pem,
+                        certified,
+                        checked: loaded.checked,
+                    };
+                }
+                Err(e) => tracing::warn!(error = %e, "TLS: keeping the loaded client certificate"),
+            }
+        }
+        Some(Arc::clone(&loaded.certified))
+    }
+
+    fn has_certs(&self) -> bool {
+        true
     }
 }
 
