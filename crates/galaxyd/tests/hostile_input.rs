@@ -1,7 +1,7 @@
 //! What a hostile origin, peer or client sends, over loopback: far-future expiries are
 //! served (no panic, an `Expires` an HTTP-date can name), a peer's error text reaches
-//! neither a client nor a log raw, malformed escapes are 400, and dot-segment keys do not
-//! climb the origin's paths.
+//! neither a client nor a log raw, malformed escapes are 400, dot-segment keys do not
+//! climb the origin's paths, and the client API is held to the server limits.
 
 mod common;
 
@@ -203,4 +203,64 @@ async fn dot_segment_keys_reach_the_origin_escaped() {
         assert_eq!(v.bytes().as_ref(), format!("value of {key}").as_bytes());
         assert_eq!(paths.lock().unwrap().pop().as_deref(), Some(path), "{key}");
     }
+}
+
+/// Everything a server sends on `stream` until it closes it (at most 10 s of waiting).
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    let mut out = Vec::new();
+    let read = tokio::io::AsyncReadExt::read_to_end(stream, &mut out);
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the client API did not close the connection")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The client API runs under the server limits: a slow head is cut, connections past the
+/// bound get 503, and HTTP/0.9 gets 400; each is closed.
+#[tokio::test]
+async fn the_client_api_is_limited_like_the_peer_port() {
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::TcpStream;
+
+    let node = common::node(|local| NodeConfig {
+        server_limits: galaxycache_http::ServerLimits::default()
+            .header_read_timeout(Duration::from_millis(300))
+            .max_connections(2),
+        galaxies: vec![GalaxyConfig::new("g", BackendSpec::Synthetic)],
+        ..local
+    })
+    .await;
+    let api = node.api_addr();
+
+    let mut slowloris = TcpStream::connect(api).await.unwrap();
+    slowloris
+        .write_all(b"GET /healthz HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // A full exchange, so the API has surely taken this connection in.
+    let mut held = TcpStream::connect(api).await.unwrap();
+    held.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut status = [0; 12];
+    tokio::io::AsyncReadExt::read_exact(&mut held, &mut status)
+        .await
+        .unwrap();
+    assert_eq!(&status, b"HTTP/1.1 200");
+    let mut third = TcpStream::connect(api).await.unwrap();
+    let answer = until_closed(&mut third).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer:?}");
+    drop(held);
+
+    assert_eq!(
+        until_closed(&mut slowloris).await,
+        "",
+        "cut without an answer"
+    );
+    let mut ancient = TcpStream::connect(api).await.unwrap();
+    ancient.write_all(b"GET /healthz\r\n\r\n").await.unwrap();
+    let answer = until_closed(&mut ancient).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    node.shutdown().await.unwrap();
 }

@@ -113,7 +113,10 @@ async fn streams_past_the_limit_are_refused_not_held() {
         Some(last) => (last + 1) / 2 - answers.refused.min((last + 1) / 2),
         None => OPENED - answers.refused,
     };
-    assert!(held <= LIMIT, "{held} streams taken in, not refused: {answers:?}");
+    assert!(
+        held <= LIMIT,
+        "{held} streams taken in, not refused: {answers:?}"
+    );
     drop(stream);
 
     // The server is still there for a well-behaved peer.
