@@ -11,6 +11,7 @@
 //! listen = "0.0.0.0:8080"                # client API
 //! protocol = "http"                      # http | grpc | groupcache
 //! max_connections = 20000                # per server                       [10000]
+//! api_tls_cert = "/etc/galaxyd/api.pem"  # HTTPS client API (and api_tls_key) [none]
 //! max_in_flight_bytes = "256MiB"         # values received or sent, uncounted
 //! #                                        by caches            [half the budgets]
 //! # and header_read_timeout, idle_timeout, max_requests_in_flight,

@@ -144,9 +144,22 @@ impl Node {
             }
         };
         let limits = config.server_limits;
-        let api = galaxycache_http::serve_with_limits(api_listener, router, limits, api_stopped);
+        config.security.warn_if_api_open(api_addr);
+        let api_tls = match config.security.api_tls_config() {
+            Some(tls) => Some(tls.acceptor().context("client API TLS")?),
+            None => None,
+        };
         servers.spawn(async move {
-            api.await;
+            match api_tls {
+                Some(tls) => {
+                    let serve = galaxycache_http::serve_tls_with_limits;
+                    serve(api_listener, router, limits, tls, api_stopped).await;
+                }
+                None => {
+                    let serve = galaxycache_http::serve_with_limits;
+                    serve(api_listener, router, limits, api_stopped).await;
+                }
+            }
             ("client API", Ok(()))
         });
         tracing::info!(

@@ -34,6 +34,14 @@ pub struct SecurityArgs {
     /// (or TLS) every peer request needs credentials [default: none]
     #[arg(long, value_name = "FILE")]
     pub peer_token_file: Option<PathBuf>,
+    /// The client API's certificate chain (PEM): with --api-tls-key, the client API speaks
+    /// HTTPS only (clients need no certificate); re-read when it changes [default: none,
+    /// plain HTTP]
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_cert: Option<PathBuf>,
+    /// The private key of --api-tls-cert (PEM)
+    #[arg(long, value_name = "FILE")]
+    pub api_tls_key: Option<PathBuf>,
 }
 
 /// The security of a node, checked.
@@ -43,6 +51,8 @@ pub struct PeerSecurity {
     pub tls: Option<[PathBuf; 3]>,
     /// The file of the peers' token.
     pub token_file: Option<PathBuf>,
+    /// TLS on the client API: certificate chain, key.
+    pub api_tls: Option<[PathBuf; 2]>,
 }
 
 impl SecurityArgs {
@@ -53,6 +63,8 @@ impl SecurityArgs {
             tls_key: flags.tls_key.or(self.tls_key),
             tls_ca: flags.tls_ca.or(self.tls_ca),
             peer_token_file: flags.peer_token_file.or(self.peer_token_file),
+            api_tls_cert: flags.api_tls_cert.or(self.api_tls_cert),
+            api_tls_key: flags.api_tls_key.or(self.api_tls_key),
         }
     }
 
@@ -63,9 +75,15 @@ impl SecurityArgs {
             (None, None, None) => None,
             _ => return Err("TLS needs all three of tls_cert, tls_key and tls_ca".to_owned()),
         };
+        let api_tls = match (self.api_tls_cert, self.api_tls_key) {
+            (Some(cert), Some(key)) => Some([cert, key]),
+            (None, None) => None,
+            _ => return Err("client API TLS needs both api_tls_cert and api_tls_key".to_owned()),
+        };
         Ok(PeerSecurity {
             tls,
             token_file: self.peer_token_file,
+            api_tls,
         })
     }
 }
@@ -76,6 +94,13 @@ impl PeerSecurity {
         self.tls
             .as_ref()
             .map(|[ca, cert, key]| TlsConfig::new(ca, cert, key))
+    }
+
+    /// The client API's TLS configuration, when it speaks HTTPS.
+    pub fn api_tls_config(&self) -> Option<TlsConfig> {
+        self.api_tls
+            .as_ref()
+            .map(|[cert, key]| TlsConfig::server_only(cert, key))
     }
 
     /// The token, read from its file, when one is configured.
@@ -96,6 +121,13 @@ impl PeerSecurity {
             tracing::warn!(%addr, "peer requests, writes included, need no credentials (--tls-* or --peer-token-file)");
         }
     }
+
+    /// Log at WARN a client API on `addr` off loopback without TLS.
+    pub fn warn_if_api_open(&self, addr: SocketAddr) {
+        if self.api_tls.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the client API is not on loopback and has no TLS (--api-tls-cert, --api-tls-key)");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -110,10 +142,18 @@ mod tests {
             tls_key: file("k"),
             tls_ca: file("ca"),
             peer_token_file: file("t"),
+            api_tls_cert: file("ac"),
+            api_tls_key: file("ak"),
         };
         let resolved = all.clone().resolve().unwrap();
         assert_eq!(resolved.tls, Some(["ca", "c", "k"].map(PathBuf::from)));
         assert_eq!(resolved.token_file, file("t"));
+        assert_eq!(resolved.api_tls, Some(["ac", "ak"].map(PathBuf::from)));
+        let half = SecurityArgs {
+            api_tls_key: None,
+            ..all.clone()
+        };
+        assert!(half.resolve().unwrap_err().contains("both"));
         let partial = SecurityArgs {
             tls_key: None,
             ..all.clone()

@@ -25,6 +25,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use galaxycache_universe::TlsAcceptor;
+
 use crate::body::BoxError;
 
 /// What a connection over [`ServerLimits::max_connections`] is told before it is closed.
@@ -162,6 +164,40 @@ pub async fn serve_with_limits<S, B>(
     B::Error: Into<BoxError>,
 {
     let accept = |stream| std::future::ready(Some((stream, service.clone())));
+    serve_accepting(listener, limits, accept, shutdown).await;
+}
+
+/// [`serve_with_limits`] over TLS: each accepted connection's handshake is completed with
+/// `acceptor` (in the connection's own task, under the connection bound) before HTTP is
+/// spoken on it; a connection whose handshake fails is closed. What the acceptor asks of
+/// clients is its configuration's: a client certificate
+/// ([`TlsConfig::new`](galaxycache_universe::TlsConfig::new)) or none
+/// ([`TlsConfig::server_only`](galaxycache_universe::TlsConfig::server_only)).
+pub async fn serve_tls_with_limits<S, B>(
+    listener: TcpListener,
+    service: S,
+    limits: ServerLimits,
+    acceptor: TlsAcceptor,
+    shutdown: impl Future<Output = ()>,
+) where
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let accept = |stream| {
+        let (acceptor, service) = (acceptor.clone(), service.clone());
+        async move {
+            match acceptor.accept(stream).await {
+                Ok(stream) => Some((stream, service)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "server: TLS handshake failed");
+                    None
+                }
+            }
+        }
+    };
     serve_accepting(listener, limits, accept, shutdown).await;
 }
 

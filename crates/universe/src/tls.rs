@@ -35,7 +35,8 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Uses rustls with the ring provider, TLS 1.3.
 #[derive(Clone, Debug)]
 pub struct TlsConfig {
-    ca: PathBuf,
+    /// None: a server that asks for no client certificate (see [`TlsConfig::server_only`]).
+    ca: Option<PathBuf>,
     cert: PathBuf,
     key: PathBuf,
     reload_interval: Duration,
@@ -54,7 +55,19 @@ impl TlsConfig {
     /// private key at `key` (PEM files).
     pub fn new(ca: impl Into<PathBuf>, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
         TlsConfig {
-            ca: ca.into(),
+            ca: Some(ca.into()),
+            cert: cert.into(),
+            key: key.into(),
+            reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
+        }
+    }
+
+    /// TLS for a server that asks its clients for no certificate (galaxyd's client API,
+    /// say): this node's certificate chain at `cert` and key at `key`, re-read as
+    /// [`new`](Self::new)'s are. It has no [`client_config`](Self::client_config).
+    pub fn server_only(cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        TlsConfig {
+            ca: None,
             cert: cert.into(),
             key: key.into(),
             reload_interval: DEFAULT_TLS_RELOAD_INTERVAL,
@@ -76,8 +89,11 @@ impl TlsConfig {
     /// [`reload_interval`](Self::reload_interval), on a new connection), so a rotated
     /// certificate reaches new outgoing connections too. The CA is read once.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<ClientConfig, Error> {
+        let Some(ca) = &self.ca else {
+            return Err(self.error("a server-only TLS configuration has no client side"));
+        };
         let pem = self.read()?;
-        let roots = roots(&pem.ca, &self.ca)?;
+        let roots = roots(&pem.ca, ca)?;
         let resolver = ClientCert {
             config: self.clone(),
             state: Mutex::new(LoadedKey {
@@ -129,23 +145,34 @@ impl TlsConfig {
             })
         };
         Ok(Pem {
-            ca: read(&self.ca)?,
+            ca: self
+                .ca
+                .as_deref()
+                .map(read)
+                .transpose()?
+                .unwrap_or_default(),
             cert: read(&self.cert)?,
             key: read(&self.key)?,
         })
     }
 
-    /// A server configuration that requires a client certificate signed by the CA and
-    /// offers HTTP/2 and HTTP/1.1.
+    /// A server configuration that requires a client certificate signed by the CA (when
+    /// there is one) and offers HTTP/2 and HTTP/1.1.
     fn server_config(&self, pem: &Pem) -> Result<Arc<ServerConfig>, Error> {
-        let roots = Arc::new(roots(&pem.ca, &self.ca)?);
-        let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
-            .build()
-            .map_err(|e| self.error(e))?;
-        let mut config = ServerConfig::builder_with_provider(provider())
+        let builder = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
-            .map_err(|e| self.error(e))?
-            .with_client_cert_verifier(verifier)
+            .map_err(|e| self.error(e))?;
+        let builder = match &self.ca {
+            Some(ca) => {
+                let roots = Arc::new(roots(&pem.ca, ca)?);
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider())
+                    .build()
+                    .map_err(|e| self.error(e))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+            None => builder.with_no_client_auth(),
+        };
+        let mut config = builder
             .with_single_cert(certs(&pem.cert, &self.cert)?, key(&pem.key, &self.key)?)
             .map_err(|e| self.error(e))?;
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
