@@ -215,6 +215,16 @@ impl Galaxy {
         }
     }
 
+    /// The values of `keys`, in their order: each exactly what [`get`](Self::get) of that
+    /// key answers (a key's error does not fail the others), every key keeping each of
+    /// `get`'s guarantees (one load per key however many callers ask, fencing by writes,
+    /// expiry). The gets run at once, so the keys that miss here reach their owners
+    /// together, and the keys one owner holds travel to it in as few requests as its
+    /// fetcher gathers them into.
+    pub async fn get_many<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Result<Value, Error>> {
+        futures_util::future::join_all(keys.iter().map(|key| self.get(key.as_ref()))).await
+    }
+
     /// The value of `key` decoded as `T`; see [`get`](Self::get).
     pub async fn get_as<T: Codec>(&self, key: &str) -> Result<T, Error> {
         T::decode(self.get(key).await?.into_bytes())
