@@ -101,6 +101,25 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult>;
 
+    /// Fetch `keys` of `galaxy` from this peer at once: one result per key, in order, as
+    /// [`fetch`](Self::fetch) would give it. The error of the whole is for the request
+    /// (the peer is unreachable, the galaxy unknown, the batch refused); a key's own
+    /// failure is its result's.
+    ///
+    /// Protocols that can carry a batch send it in one request; the default fetches the
+    /// keys one by one, all at once.
+    fn fetch_many<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        keys: &'a [Arc<str>],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Vec<FetchResult>, Error>> {
+        Box::pin(async move {
+            let fetches = keys.iter().map(|key| self.fetch(galaxy, key, deadline));
+            Ok(futures_util::future::join_all(fetches).await)
+        })
+    }
+
     /// Ask the peer for `key` only if it already has it cached, without loading it.
     ///
     /// Protocols that cannot do this return [`ErrorKind::Unsupported`](crate::ErrorKind).

@@ -11,6 +11,7 @@
 //! one test, with faults injected at will.
 
 mod auth;
+mod batch;
 mod discovery;
 mod error;
 mod expiry;
@@ -28,6 +29,7 @@ mod universe;
 mod value;
 
 pub use auth::{PeerAuth, PeerToken};
+pub use batch::{MAX_BATCH_KEYS, MAX_BATCHES_IN_FLIGHT};
 #[cfg(feature = "dns")]
 pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
 pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};

@@ -10,12 +10,14 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
+use crate::batch::Batching;
 use crate::fetch::NoProtocol;
 use crate::health::Guarded;
 use crate::peer_url::{normalize_peer_url, peer_list, same_node};
 use crate::{
     CircuitState, DEFAULT_REPLICAS, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyHandler,
-    GalaxyId, HealthPolicy, InFlight, MIN_IN_FLIGHT_BYTES, RemoteFetcher, Ring, Value, WriteOp,
+    GalaxyId, HealthPolicy, InFlight, MAX_BATCH_KEYS, MIN_IN_FLIGHT_BYTES, RemoteFetcher, Ring,
+    Value, WriteOp,
 };
 
 /// Longest key a server accepts unless configured otherwise: 64 KiB.
@@ -334,7 +336,7 @@ impl Universe {
             fetchers.push(Some(match kept {
                 Some(f) => f,
                 None => Arc::new(Guarded::new(
-                    self.inner.protocol.connect(url, &self.inner.in_flight)?,
+                    Batching::new(self.inner.protocol.connect(url, &self.inner.in_flight)?),
                     self.inner.health,
                 )),
             }));
@@ -594,6 +596,32 @@ impl Universe {
                 }),
             None => serve.await,
         }
+    }
+
+    /// Answer a peer's batch fetch: each key as [`serve_get`](Self::serve_get) answers it,
+    /// in order, all at once. The whole fails for an unknown galaxy, another version, or
+    /// more than [`MAX_BATCH_KEYS`] keys ([`ErrorKind::InvalidRequest`]); a key's own
+    /// failure (an invalid key, a failed load) is its result's.
+    pub async fn serve_get_many<K: AsRef<str>>(
+        &self,
+        galaxy: GalaxyId<'_>,
+        keys: &[K],
+        deadline: Option<Instant>,
+    ) -> Result<Vec<FetchResult>, Error> {
+        self.handler(galaxy)?;
+        if keys.len() > MAX_BATCH_KEYS {
+            return Err(Error::new(
+                ErrorKind::InvalidRequest,
+                format!(
+                    "a batch of {} keys is over the bound of {MAX_BATCH_KEYS}",
+                    keys.len()
+                ),
+            ));
+        }
+        let gets = keys
+            .iter()
+            .map(|key| self.serve_get(galaxy, key.as_ref(), deadline));
+        Ok(futures_util::future::join_all(gets).await)
     }
 
     /// Answer a peer's peek: the cached value, if any; never loads.
