@@ -3,7 +3,9 @@
 //! floor). Prints fetches/s and p50/p99 latency. Each protocol runs in the clear and over
 //! mTLS (`+mTLS`: a CA and certificates made at start, ring, TLS 1.3), side by side.
 //!
-//! `cargo bench --bench peer_fetch` (`-- --seconds N` to change the time per case)
+//! `cargo bench --bench peer_fetch` (`-- --seconds N` to change the time per case,
+//! `-- --only LABEL` to run only the cases of that label and `-- --callers N`
+//! only those with N callers, for a profile)
 
 use galaxycache::universe::InFlight;
 use std::sync::Arc;
@@ -223,12 +225,17 @@ async fn protocol(
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let seconds = args
-        .iter()
-        .position(|a| a == "--seconds")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3.0);
+    let arg = |name: &str| {
+        let at = args.iter().position(|a| a == name)?;
+        args.get(at + 1).cloned()
+    };
+    let seconds = arg("--seconds").and_then(|s| s.parse().ok()).unwrap_or(3.0);
+    let only = arg("--only").unwrap_or_default();
+    let caller_counts: Vec<usize> = match arg("--callers").and_then(|s| s.parse().ok()) {
+        Some(n) => vec![n],
+        None => vec![1, 32],
+    };
+    let runs = |label: &str| only.is_empty() || label == only;
     let duration = Duration::from_secs_f64(seconds);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -237,23 +244,28 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let pki = pki::Pki::new("bench");
-        for callers in [1, 32] {
-            raw_echo(callers, duration)
-                .await
-                .print("raw TCP echo (floor)", callers);
+        for &callers in &caller_counts {
+            if runs("raw TCP echo (floor)") {
+                raw_echo(callers, duration)
+                    .await
+                    .print("raw TCP echo (floor)", callers);
+            }
             for (name, label) in [
                 ("http", "HTTP/1.1 galaxycache"),
                 ("http2", "HTTP/2 galaxycache"),
                 ("groupcache", "HTTP/1.1 groupcache"),
                 ("grpc", "gRPC"),
             ] {
-                protocol(name, None, callers, duration)
-                    .await
-                    .print(label, callers);
-                if name != "groupcache" {
+                if runs(label) {
+                    protocol(name, None, callers, duration)
+                        .await
+                        .print(label, callers);
+                }
+                let tls_label = format!("{label} +mTLS");
+                if name != "groupcache" && runs(&tls_label) {
                     protocol(name, Some(&pki), callers, duration)
                         .await
-                        .print(&format!("{label} +mTLS"), callers);
+                        .print(&tls_label, callers);
                 }
             }
         }

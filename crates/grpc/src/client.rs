@@ -4,22 +4,21 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
     InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp,
 };
+use http::Uri;
+use http::uri::InvalidUri;
 use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
-use tonic::transport::{Channel, Endpoint};
-use tower::ServiceExt;
 
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
 use crate::pb::{FlushRequest, GetRequest, PeekRequest, RemoveRequest, SetRequest};
 use crate::server::AUTHORIZATION;
 use crate::status::{absent_from_status, error_from_status};
-use crate::tls::connector;
+use crate::transport::Transport;
 use crate::wire::{WireInstants, key_to_wire, value_from_wire};
 
 /// Default bound on the time to open a connection to a peer: 1 second.
@@ -28,9 +27,9 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// The gRPC fetch protocol: give it to a universe and the universe reaches its peers by
 /// calling their `galaxycachepb.GalaxyCache` service.
 ///
-/// Each peer gets one HTTP/2 channel, opened on the first fetch and shared by all fetches
-/// to that peer. The channel lives on the runtime of the fetch that opened it; when that
-/// runtime ends, the next fetch opens a new channel on its own. Every call carries the
+/// Each peer gets one HTTP/2 connection, opened on the first fetch and shared by all
+/// fetches to that peer. The connection lives on the runtime of the fetch that opened it;
+/// when that runtime ends, or the connection fails, the next fetch opens a new one. Every call carries the
 /// caller's remaining time as its `grpc-timeout`, so the peer stops working on a request
 /// nobody waits for; the caller enforces its deadline itself.
 ///
@@ -145,11 +144,13 @@ impl FetchProtocol for GrpcProtocol {
         } else {
             format!("http://{url}")
         };
-        let endpoint = Endpoint::from_shared(target)
-            .map_err(|e| config_error(url, &e.to_string()))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true);
-        let tls = match (endpoint.uri().scheme_str(), &self.tls) {
+        let origin: Uri = target
+            .parse()
+            .map_err(|e: InvalidUri| config_error(url, &e.to_string()))?;
+        if origin.authority().is_none() {
+            return Err(config_error(url, "no host"));
+        }
+        let tls = match (origin.scheme_str(), &self.tls) {
             (Some("http"), _) => None,
             (Some("https"), Some(tls)) => Some(tls.clone()),
             (Some("https"), None) => {
@@ -157,13 +158,14 @@ impl FetchProtocol for GrpcProtocol {
             }
             _ => return Err(config_error(url, "only http:// and https:// peers")),
         };
+        let transport = Transport::new(&origin, tls, self.connect_timeout)
+            .map_err(|why| config_error(url, &why))?;
+        let client = GalaxyCacheClient::with_origin(transport, origin)
+            .max_decoding_message_size(self.max_response_bytes);
         Ok(Arc::new(GrpcFetcher {
             url: url.to_owned(),
-            endpoint,
-            tls,
             authorization: self.authorization.clone(),
-            max_response_bytes: self.max_response_bytes,
-            connection: ArcSwapOption::empty(),
+            client,
         }))
     }
 }
@@ -194,92 +196,23 @@ impl<R> Reply<R> {
     }
 }
 
-/// One peer, reached over one lazily opened HTTP/2 channel.
+/// One peer, reached over one HTTP/2 connection, opened on the first call.
 #[derive(Debug)]
 struct GrpcFetcher {
     url: String,
-    endpoint: Endpoint,
-    /// The TLS of an `https://` peer.
-    tls: Option<ClientConfig>,
     /// `Bearer <token>`, sent with every call, when a token is configured.
     authorization: Option<AsciiMetadataValue>,
-    max_response_bytes: usize,
-    /// Opened on the first fetch, inside the runtime that makes it, so a universe can be
-    /// built and given peers outside any runtime; opened again when that runtime has ended.
-    connection: ArcSwapOption<Connection>,
-}
-
-/// A channel to the peer and the client over it, built once and cloned for each call.
-#[derive(Debug)]
-struct Connection {
-    channel: Channel,
-    client: GalaxyCacheClient<Channel>,
+    client: GalaxyCacheClient<Transport>,
 }
 
 impl GrpcFetcher {
-    fn open(&self) -> Arc<Connection> {
-        let channel = match &self.tls {
-            Some(tls) => self
-                .endpoint
-                .connect_with_connector_lazy(connector(tls.clone())),
-            None => self.endpoint.connect_lazy(),
-        };
-        let client = GalaxyCacheClient::new(channel.clone())
-            .max_decoding_message_size(self.max_response_bytes);
-        Arc::new(Connection { channel, client })
-    }
-
-    /// Open a connection in place of `stale` (`None`: none was opened yet), unless another
-    /// fetch did so first; the connection now in place.
-    fn replace(&self, stale: Option<Arc<Connection>>) -> Arc<Connection> {
-        let fresh = self.open();
-        let before = self
-            .connection
-            .compare_and_swap(&stale, Some(Arc::clone(&fresh)));
-        let replaced = before.as_ref().map(Arc::as_ptr) == stale.as_ref().map(Arc::as_ptr);
-        match &*before {
-            Some(other) if !replaced => Arc::clone(other),
-            _ => fresh,
-        }
-    }
-
-    /// A client whose channel takes calls.
-    ///
-    /// A channel refuses calls for good once the runtime that opened it has ended (its
-    /// background task is gone): then a new one is opened, once, on the current runtime.
-    /// The check is made on a clone of the channel; the client's own clone checks again when
-    /// called, and should the channel close in between (its runtime ending during this very
-    /// fetch), the generated client reports it as UNKNOWN, which reads as a load error.
-    async fn client(&self) -> Result<GalaxyCacheClient<Channel>, Error> {
-        let mut connection = match self.connection.load_full() {
-            Some(current) => current,
-            None => self.replace(None),
-        };
-        let mut reopened = false;
-        loop {
-            match connection.channel.clone().ready_oneshot().await {
-                Ok(_) => return Ok(connection.client.clone()),
-                Err(e) if reopened => {
-                    return Err(Error::new(
-                        ErrorKind::Unavailable,
-                        format!("peer {}: the channel takes no calls: {e}", self.url),
-                    ));
-                }
-                Err(_) => {
-                    connection = self.replace(Some(connection));
-                    reopened = true;
-                }
-            }
-        }
-    }
-
     /// Send `message` to the peer with `rpc`, the request carrying the time left until
     /// `deadline` as its grpc-timeout: the answer, or what its NOT_FOUND says.
     async fn call<Req, Resp, Fut>(
         &self,
         message: Req,
         deadline: Instant,
-        rpc: impl FnOnce(GalaxyCacheClient<Channel>, tonic::Request<Req>) -> Fut,
+        rpc: impl FnOnce(GalaxyCacheClient<Transport>, tonic::Request<Req>) -> Fut,
     ) -> Result<Reply<Resp>, Error>
     where
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
@@ -298,7 +231,14 @@ impl GrpcFetcher {
                 .metadata_mut()
                 .insert(AUTHORIZATION, authorization.clone());
         }
-        match rpc(self.client().await?, request).await {
+        let answer = tokio::time::timeout_at(deadline, rpc(self.client.clone(), request)).await;
+        let Ok(answer) = answer else {
+            return Err(Error::new(
+                ErrorKind::Timeout,
+                format!("peer {}: no answer before the deadline", self.url),
+            ));
+        };
+        match answer {
             Ok(response) => Ok(Reply::Message(response.into_inner())),
             Err(status) => match error_from_status(&status, &self.url) {
                 Some(e) => Err(e),
@@ -313,7 +253,7 @@ impl GrpcFetcher {
         op: WriteOp<'_>,
         message: Req,
         deadline: Instant,
-        rpc: impl FnOnce(GalaxyCacheClient<Channel>, tonic::Request<Req>) -> Fut,
+        rpc: impl FnOnce(GalaxyCacheClient<Transport>, tonic::Request<Req>) -> Fut,
     ) -> Result<(), Error>
     where
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
@@ -346,7 +286,7 @@ impl RemoteFetcher for GrpcFetcher {
                 key: key_to_wire(key),
                 version: galaxy.version,
             };
-            let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+            let rpc = |mut client: GalaxyCacheClient<Transport>, request| async move {
                 client.get_from_peer(request).await
             };
             let reply = self.call(request, deadline, rpc).await?;
@@ -373,7 +313,7 @@ impl RemoteFetcher for GrpcFetcher {
                 key: key_to_wire(key),
                 version: galaxy.version,
             };
-            let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+            let rpc = |mut client: GalaxyCacheClient<Transport>, request| async move {
                 client.peek_peer(request).await
             };
             let reply = self.call(request, deadline, rpc).await?;
@@ -405,7 +345,7 @@ impl RemoteFetcher for GrpcFetcher {
                         key: key_to_wire(key),
                         version,
                     };
-                    let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                    let rpc = |mut client: GalaxyCacheClient<Transport>, request| async move {
                         client.remove(request).await
                     };
                     self.call_write(op, request, deadline, rpc).await
@@ -425,7 +365,7 @@ impl RemoteFetcher for GrpcFetcher {
                         refresh,
                         stale_until,
                     };
-                    let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                    let rpc = |mut client: GalaxyCacheClient<Transport>, request| async move {
                         client.set(request).await
                     };
                     self.call_write(op, request, deadline, rpc).await
@@ -435,7 +375,7 @@ impl RemoteFetcher for GrpcFetcher {
                         galaxy: name,
                         version,
                     };
-                    let rpc = |mut client: GalaxyCacheClient<Channel>, request| async move {
+                    let rpc = |mut client: GalaxyCacheClient<Transport>, request| async move {
                         client.flush(request).await
                     };
                     self.call_write(op, request, deadline, rpc).await

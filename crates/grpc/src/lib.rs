@@ -98,6 +98,7 @@ pub mod fuzzing;
 mod server;
 mod status;
 mod tls;
+mod transport;
 mod wire;
 
 mod generated {

@@ -1,14 +1,10 @@
-//! gRPC over mTLS: the connections a TLS server hands tonic, and the connector a TLS
-//! client opens channels with.
+//! gRPC over mTLS: the connections a TLS server hands tonic.
 
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{TlsAcceptor, has_verified_peer};
-use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
-use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -100,16 +96,4 @@ pub(crate) fn accept_tls(
         }
     });
     (receiver, task)
-}
-
-/// The connector of a TLS client: TCP with `TCP_NODELAY`, then TLS offering HTTP/2.
-pub(crate) fn connector(config: ClientConfig) -> HttpsConnector<HttpConnector> {
-    let mut http = HttpConnector::new();
-    http.set_nodelay(true);
-    http.enforce_http(false);
-    HttpsConnectorBuilder::new()
-        .with_tls_config(config)
-        .https_only()
-        .enable_http2()
-        .wrap_connector(http)
 }
