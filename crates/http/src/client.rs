@@ -23,6 +23,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message as _;
 use tokio::time::Instant;
 
+use crate::batch;
 use crate::body::{ReadError, read_value};
 use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
@@ -333,6 +334,15 @@ impl RemoteFetcher for HttpFetcher {
         Box::pin(self.get(self.protocol.dialect.path_prefix(), galaxy, key, deadline))
     }
 
+    fn fetch_many<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        keys: &'a [Arc<str>],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Vec<FetchResult>, Error>> {
+        Box::pin(self.get_many(galaxy, keys, deadline))
+    }
+
     fn peek<'a>(
         &'a self,
         galaxy: GalaxyId<'a>,
@@ -370,6 +380,49 @@ impl HttpFetcher {
         let request = self.request(Method::GET, prefix, galaxy, Some(key), body, deadline)?;
         let response = self.send(request).await?;
         self.answer(response, deadline).await
+    }
+
+    /// A batch fetch: a `POST` of the keys under the dialect's batch prefix, answered by
+    /// one framed body (see the `batch` module). The groupcache dialect has none:
+    /// [`ErrorKind::Unsupported`], sent to nobody. A peer without the route (an older
+    /// build) answers `404` or `405`: Unsupported too.
+    async fn get_many(
+        &self,
+        galaxy: GalaxyId<'_>,
+        keys: &[Arc<str>],
+        deadline: Instant,
+    ) -> Result<Vec<FetchResult>, Error> {
+        let Some(prefix) = self.protocol.dialect.batch_prefix() else {
+            return Err(self.error(
+                ErrorKind::Unsupported,
+                "the groupcache dialect has no batches",
+            ));
+        };
+        let body = Full::new(batch::encode_keys(keys));
+        let mut request = self.request(Method::POST, prefix, galaxy, None, body, deadline)?;
+        request
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(batch::CONTENT_TYPE));
+        let response = self.send(request).await?;
+        let (parts, body) = response.into_parts();
+        let status = parts.status;
+        let route_unknown =
+            status == StatusCode::NOT_FOUND && !parts.headers.contains_key(GALAXY_STATUS_HEADER);
+        if route_unknown || status == StatusCode::METHOD_NOT_ALLOWED {
+            drain(body).await;
+            return Err(self.error(ErrorKind::Unsupported, format!("{status}: no batch route")));
+        }
+        if status != StatusCode::OK {
+            return Err(self
+                .failure(status, &parts.headers, body, ErrorKind::Protocol)
+                .await);
+        }
+        let mut reservation = self.in_flight.empty();
+        let limit = self.protocol.max_response_bytes;
+        let body = read_value(body, limit, &mut reservation, deadline)
+            .await
+            .map_err(|e| self.read_error(e))?;
+        batch::decode_results(&body, keys.len()).map_err(|why| self.error(ErrorKind::Protocol, why))
     }
 
     /// A peek: a `GET` under the dialect's [`Dialect::peek_prefix`], answered as a fetch
@@ -596,13 +649,7 @@ impl HttpFetcher {
         let limit = self.protocol.max_response_bytes;
         let body = read_value(body, limit, &mut reservation, deadline)
             .await
-            .map_err(|e| match e {
-                ReadError::TooLarge(why) => {
-                    self.error(ErrorKind::TooLarge, format!("response {why}"))
-                }
-                ReadError::Failed(e) => self.error(body_error_kind(&*e), error_chain(&*e)),
-                ReadError::Overloaded(e) => self.error(ErrorKind::Overloaded, e.message()),
-            })?;
+            .map_err(|e| self.read_error(e))?;
         let bytes = match self.protocol.dialect {
             Dialect::Galaxycache => body,
             Dialect::Groupcache => {
@@ -619,6 +666,15 @@ impl HttpFetcher {
             }
         };
         Ok(instants.apply(Value::new(bytes)))
+    }
+
+    /// The error a body that could not be read whole is.
+    fn read_error(&self, e: ReadError) -> Error {
+        match e {
+            ReadError::TooLarge(why) => self.error(ErrorKind::TooLarge, format!("response {why}")),
+            ReadError::Failed(e) => self.error(body_error_kind(&*e), error_chain(&*e)),
+            ReadError::Overloaded(e) => self.error(ErrorKind::Overloaded, e.message()),
+        }
     }
 
     /// The start of an error response's body (up to 64 KiB is read, the rest is not), as

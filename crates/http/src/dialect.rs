@@ -94,11 +94,23 @@ impl Dialect {
         }
     }
 
+    /// The path prefix of this dialect's batch fetches: `/_galaxycache_batch/`, or `None`
+    /// in the groupcache dialect, which has none.
+    pub(crate) fn batch_prefix(self) -> Option<&'static str> {
+        match self {
+            Dialect::Galaxycache => Some(crate::batch::BATCH_PREFIX),
+            Dialect::Groupcache => None,
+        }
+    }
+
     /// Which of this dialect's routes `path` is under, and the rest of it after the route's
     /// prefix; `None` outside them all.
     pub(crate) fn route(self, path: &str) -> Option<(Route, &str)> {
         if let Some(rest) = path.strip_prefix(self.path_prefix()) {
             return Some((Route::Main, rest));
+        }
+        if let Some(rest) = self.batch_prefix().and_then(|p| path.strip_prefix(p)) {
+            return Some((Route::Batch, rest));
         }
         let rest = path.strip_prefix(self.peek_prefix()?)?;
         Some((Route::Peek, rest))
@@ -144,6 +156,8 @@ pub(crate) enum Route {
     Main,
     /// Under [`Dialect::peek_prefix`]: peeks.
     Peek,
+    /// Under [`Dialect::batch_prefix`]: batch fetches.
+    Batch,
 }
 
 /// What a request path names: a galaxy, and a key unless the path has no key segment.

@@ -52,6 +52,7 @@
     )
 )]
 
+mod batch;
 mod body;
 mod client;
 mod dialect;

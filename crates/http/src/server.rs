@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use galaxycache_universe::{
-    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, PeerAuth,
-    PeerToken, TlsAcceptor, Universe, Value, WriteOp, has_verified_peer,
+    BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, MAX_BATCH_KEYS,
+    PeerAuth, PeerToken, TlsAcceptor, Universe, Value, WriteOp, has_verified_peer,
 };
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::request::Parts;
@@ -21,7 +21,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
-use crate::Dialect;
 use crate::body::{BoxError, ReadError, read_value};
 use crate::dialect::{MAX_PATH_LEN, MISSING_KEY, Route};
 use crate::headers::{
@@ -30,6 +29,7 @@ use crate::headers::{
 };
 use crate::limits::{ServerLimits, serve_accepting, serve_with_limits};
 use crate::pb::GetResponse;
+use crate::{Dialect, batch};
 
 /// Room for a request's headers other than its path, in the HTTP/2 header list bound.
 const H2_OTHER_HEADERS: usize = 16 * 1024;
@@ -229,6 +229,7 @@ impl PeerService {
         };
         match (route, parts.method) {
             (Route::Peek, _) => self.peek(&asked),
+            (Route::Batch, _) => self.batch(&asked, body).await,
             (Route::Main, Method::GET) => self.get(&asked).await,
             (Route::Main, Method::PUT) => self.put(&asked, &parts.headers, body).await,
             (Route::Main, _) => self.delete(&asked),
@@ -263,6 +264,48 @@ impl PeerService {
             .serve_get(asked.galaxy(), key, asked.deadline)
             .await;
         self.answer(&asked.galaxy, result)
+    }
+
+    /// A batch fetch (a `POST` under [`Dialect::batch_prefix`]): the keys of the body, each
+    /// answered as a `GET` of it would be, in one framed body (see the `batch` module).
+    async fn batch<B>(&self, asked: &Asked<'_>, body: B) -> Answer
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
+        if asked.key.is_some() {
+            return self.bad_request("the path must be {prefix}{galaxy}");
+        }
+        let mut reservation = self.universe.in_flight().empty();
+        let now = Instant::now();
+        let wait_until = asked
+            .deadline
+            .unwrap_or_else(|| now.checked_add(NO_DEADLINE_WAIT).unwrap_or(now));
+        let keys =
+            match read_value(body, self.max_request_bytes, &mut reservation, wait_until).await {
+                Ok(body) => batch::decode_keys(&body, MAX_BATCH_KEYS),
+                Err(ReadError::TooLarge(why)) => return text(StatusCode::PAYLOAD_TOO_LARGE, why),
+                Err(e) => Err(e.to_string()),
+            };
+        drop(reservation);
+        let keys = match keys {
+            Ok(keys) => keys,
+            Err(why) => return self.bad_request(&why),
+        };
+        let results = self
+            .universe
+            .serve_get_many(asked.galaxy(), &keys, asked.deadline)
+            .await;
+        match results {
+            Ok(results) => {
+                let mut response = Response::new(Full::new(batch::encode_results(&results)));
+                response
+                    .headers_mut()
+                    .insert(CONTENT_TYPE, HeaderValue::from_static(batch::CONTENT_TYPE));
+                response
+            }
+            Err(e) => self.failed(&asked.galaxy, &e),
+        }
     }
 
     /// A peek (a `GET` under [`Dialect::peek_prefix`]): the value only if the galaxy has it
@@ -359,6 +402,7 @@ impl PeerService {
     fn allowed(&self, route: Route) -> &'static str {
         match (self.dialect, route) {
             (Dialect::Galaxycache, Route::Main) => "GET, PUT, DELETE",
+            (_, Route::Batch) => "POST",
             _ => "GET",
         }
     }

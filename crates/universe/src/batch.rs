@@ -9,6 +9,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 use tokio::sync::oneshot;
@@ -27,6 +28,21 @@ pub(crate) struct Batching {
     inner: Arc<dyn RemoteFetcher>,
     me: Weak<Batching>,
     state: Mutex<State>,
+    counts: Arc<FetchCounts>,
+}
+
+/// What a batching fetcher has sent its peer: requests (single or batch) and keys.
+#[derive(Debug, Default)]
+pub(crate) struct FetchCounts {
+    pub(crate) requests: AtomicU64,
+    pub(crate) keys: AtomicU64,
+}
+
+impl FetchCounts {
+    fn sent(&self, requests: usize, keys: usize) {
+        self.requests.fetch_add(requests as u64, Ordering::Relaxed);
+        self.keys.fetch_add(keys as u64, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -69,7 +85,13 @@ impl Batching {
             inner,
             me: me.clone(),
             state: Mutex::new(State::default()),
+            counts: Arc::default(),
         })
+    }
+
+    /// What this fetcher has sent, counted as it goes.
+    pub(crate) fn counts(&self) -> Arc<FetchCounts> {
+        Arc::clone(&self.counts)
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -99,6 +121,7 @@ impl Batching {
         match waiting {
             None => {
                 let _slot = Slot(self);
+                self.counts.sent(1, 1);
                 self.inner.fetch(galaxy, key, deadline).await
             }
             // A batch that ends without answering (its task was dropped with the runtime)
@@ -150,7 +173,10 @@ impl Batching {
             .unwrap_or_else(Instant::now);
         let keys: Vec<Arc<str>> = batch.iter().map(|w| Arc::clone(&w.key)).collect();
         let results = match &keys[..] {
-            [key] => Ok(vec![self.inner.fetch(galaxy.id(), key, deadline).await]),
+            [key] => {
+                self.counts.sent(1, 1);
+                Ok(vec![self.inner.fetch(galaxy.id(), key, deadline).await])
+            }
             keys => self.fetch_many(galaxy.id(), keys, deadline).await,
         };
         match results {
@@ -175,6 +201,7 @@ impl Batching {
         keys: &[Arc<str>],
         deadline: Instant,
     ) -> Result<Vec<FetchResult>, Error> {
+        self.counts.sent(1, keys.len());
         match self.inner.fetch_many(galaxy, keys, deadline).await {
             Ok(results) if results.len() == keys.len() => Ok(results),
             Ok(results) => Err(Error::new(
@@ -187,6 +214,7 @@ impl Batching {
                 ),
             )),
             Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::TooLarge) => {
+                self.counts.sent(keys.len(), 0);
                 let fetches = keys
                     .iter()
                     .map(|key| self.inner.fetch(galaxy, key, deadline));
@@ -270,7 +298,7 @@ impl RemoteFetcher for Batching {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
 
     use tokio::sync::Semaphore;

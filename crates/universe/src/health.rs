@@ -9,11 +9,13 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::batch::{Batching, FetchCounts};
 use crate::{BoxFuture, Error, ErrorKind, FetchResult, GalaxyId, RemoteFetcher, WriteOp};
 
 /// When a peer's circuit opens, and how it is probed. Every node of a cluster may use its
@@ -249,12 +251,38 @@ impl Drop for Pending<'_> {
 pub(crate) struct Guarded {
     inner: Arc<dyn RemoteFetcher>,
     circuit: Circuit,
+    /// What the batching fetcher inside sent, when there is one.
+    counts: Option<Arc<FetchCounts>>,
 }
 
 impl Guarded {
     pub(crate) fn new(inner: Arc<dyn RemoteFetcher>, policy: HealthPolicy) -> Self {
         let circuit = Circuit::new(inner.url(), policy);
-        Guarded { inner, circuit }
+        Guarded {
+            inner,
+            circuit,
+            counts: None,
+        }
+    }
+
+    /// `inner` gathering concurrent fetches into batches ([`Batching`]), behind a circuit.
+    pub(crate) fn batching(inner: Arc<dyn RemoteFetcher>, policy: HealthPolicy) -> Self {
+        let batching = Batching::new(inner);
+        let counts = batching.counts();
+        Guarded {
+            counts: Some(counts),
+            ..Guarded::new(batching, policy)
+        }
+    }
+
+    /// Fetch requests sent to the peer and keys they carried, when batching counts them.
+    pub(crate) fn sent(&self) -> (u64, u64) {
+        self.counts.as_ref().map_or((0, 0), |c| {
+            (
+                c.requests.load(Ordering::Relaxed),
+                c.keys.load(Ordering::Relaxed),
+            )
+        })
     }
 
     pub(crate) fn state(&self) -> CircuitState {

@@ -10,7 +10,6 @@ use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::batch::Batching;
 use crate::fetch::NoProtocol;
 use crate::health::Guarded;
 use crate::peer_url::{normalize_peer_url, peer_list, same_node};
@@ -67,6 +66,10 @@ pub struct PeerStatus {
     pub share: f64,
     /// True for this node.
     pub is_self: bool,
+    /// Fetch requests this node has sent the peer (a batch counts once).
+    pub fetch_requests: u64,
+    /// Keys those requests carried: over `fetch_requests`, the average batch.
+    pub fetched_keys: u64,
 }
 
 pub(crate) struct Inner {
@@ -335,8 +338,8 @@ impl Universe {
                 .and_then(|i| old.fetchers[i].clone());
             fetchers.push(Some(match kept {
                 Some(f) => f,
-                None => Arc::new(Guarded::new(
-                    Batching::new(self.inner.protocol.connect(url, &self.inner.in_flight)?),
+                None => Arc::new(Guarded::batching(
+                    self.inner.protocol.connect(url, &self.inner.in_flight)?,
                     self.inner.health,
                 )),
             }));
@@ -443,11 +446,16 @@ impl Universe {
             .iter()
             .zip(&state.fetchers)
             .zip(shares)
-            .map(|((url, fetcher), share)| PeerStatus {
-                url: url.to_string(),
-                state: fetcher.as_ref().map_or(CircuitState::Up, |f| f.state()),
-                share,
-                is_self: fetcher.is_none(),
+            .map(|((url, fetcher), share)| {
+                let (fetch_requests, fetched_keys) = fetcher.as_ref().map_or((0, 0), |f| f.sent());
+                PeerStatus {
+                    url: url.to_string(),
+                    state: fetcher.as_ref().map_or(CircuitState::Up, |f| f.state()),
+                    share,
+                    is_self: fetcher.is_none(),
+                    fetch_requests,
+                    fetched_keys,
+                }
             })
             .collect()
     }

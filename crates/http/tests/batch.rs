@@ -1,0 +1,153 @@
+//! Batch fetches over loopback: every key's answer travels on its own (a value with all
+//! its instants, a miss, a failed load, a refused key), and a bad batch is a clear error
+//! that reaches no galaxy.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Node, exchange, fetcher, soon};
+use galaxycache_http::{Dialect, HttpProtocol};
+use galaxycache_universe::{ErrorKind, MAX_BATCH_KEYS};
+
+fn keys(list: &[&str]) -> Vec<Arc<str>> {
+    list.iter().map(|&k| Arc::from(k)).collect()
+}
+
+#[tokio::test]
+async fn each_key_of_a_batch_is_answered_on_its_own() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    let peer = fetcher(HttpProtocol::default(), &node.url);
+    let asked = keys(&["a", "missing", "fail", "all-instants", "absent", "", "b/c"]);
+    let results = peer.fetch_many("g".into(), &asked, soon()).await.unwrap();
+    assert_eq!(results.len(), asked.len());
+    assert_eq!(
+        results[0]
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .bytes()
+            .as_ref(),
+        b"a"
+    );
+    assert!(results[1].as_ref().unwrap().is_none());
+    let failed = results[2].as_ref().unwrap_err();
+    assert_eq!(failed.kind(), ErrorKind::Remote);
+    assert_eq!(failed.message(), "backend exploded");
+    // The same instants a single fetch carries.
+    let single = peer
+        .fetch("g".into(), "all-instants", soon())
+        .await
+        .unwrap()
+        .unwrap();
+    let batched = results[3].as_ref().unwrap().as_ref().unwrap();
+    assert_eq!(
+        (
+            batched.expires_at(),
+            batched.refresh_at(),
+            batched.stale_until()
+        ),
+        (
+            single.expires_at(),
+            single.refresh_at(),
+            single.stale_until()
+        )
+    );
+    assert!(results[4].as_ref().unwrap().as_ref().unwrap().is_absent());
+    // The empty key is refused on its own; the others are served.
+    assert_eq!(
+        results[5].as_ref().unwrap_err().kind(),
+        ErrorKind::InvalidRequest
+    );
+    assert_eq!(
+        results[6]
+            .as_ref()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .bytes()
+            .as_ref(),
+        b"b/c"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_batch_of_an_unknown_galaxy_or_too_many_keys_fails_whole() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    let peer = fetcher(HttpProtocol::default(), &node.url);
+    let e = peer
+        .fetch_many("nope".into(), &keys(&["a"]), soon())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
+    let many: Vec<Arc<str>> = (0..=MAX_BATCH_KEYS)
+        .map(|i| Arc::from(format!("k{i}")))
+        .collect();
+    let e = peer
+        .fetch_many("g".into(), &many, soon())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    assert!(
+        node.fake.seen.lock().unwrap().is_empty(),
+        "no key reached the galaxy"
+    );
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn truncated_and_malformed_batch_bodies_are_400() {
+    let node = Node::start(Dialect::Galaxycache).await;
+    for body in [
+        &b"\x00\x00\x00\x05ab"[..],
+        b"\x00\x00",
+        b"\x00\x00\x00\x01\xff",
+    ] {
+        let mut request = format!(
+            "POST /_galaxycache_batch/g HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend_from_slice(body);
+        let answer = String::from_utf8_lossy(&exchange(node.addr, &request).await).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{body:?}: {answer}");
+    }
+    // A batch path with a key segment, and another verb.
+    let answer = exchange(
+        node.addr,
+        b"POST /_galaxycache_batch/g/k HTTP/1.1\r\nHost: p\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 400"));
+    let answer = exchange(
+        node.addr,
+        b"GET /_galaxycache_batch/g HTTP/1.1\r\nHost: p\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 405"));
+    assert!(node.fake.seen.lock().unwrap().is_empty());
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn the_groupcache_dialect_has_no_batches() {
+    let node = Node::start(Dialect::Groupcache).await;
+    let protocol = HttpProtocol::builder().dialect(Dialect::Groupcache).build();
+    let peer = fetcher(protocol, &node.url);
+    let e = peer
+        .fetch_many("g".into(), &keys(&["a"]), soon())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported);
+    // Its server has no batch route.
+    let answer = exchange(
+        node.addr,
+        b"POST /_galaxycache_batch/g HTTP/1.1\r\nHost: p\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+    )
+    .await;
+    assert!(answer.starts_with(b"HTTP/1.1 404"));
+    node.stop().await;
+}

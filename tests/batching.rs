@@ -1,0 +1,147 @@
+//! Implicit batching over real loopback sockets (HTTP, galaxycache dialect): gets that
+//! arrive one at a time each make one peer request, with nothing added; gets that arrive
+//! together travel to their owner in fewer requests than keys, each key still loaded once.
+#![cfg(feature = "http")]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use galaxycache::http::{Dialect, HttpProtocol, PeerService};
+use galaxycache::universe::PeerStatus;
+use galaxycache::{Error, Galaxy, Universe, Value};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+/// Two nodes: the asker (node 0) and the owner of the keys asked (node 1), whose backend
+/// loads wait for permits of `gate` and are counted in `loads`.
+struct Pair {
+    asker: Galaxy,
+    owner_url: String,
+    gate: Arc<Semaphore>,
+    loads: Arc<Mutex<HashMap<String, u32>>>,
+}
+
+async fn pair(open: bool) -> Pair {
+    let gate = Arc::new(Semaphore::new(if open {
+        Semaphore::MAX_PERMITS
+    } else {
+        0
+    }));
+    let loads = Arc::new(Mutex::new(HashMap::new()));
+    let mut urls = Vec::new();
+    let mut listeners = Vec::new();
+    for _ in 0..2 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        urls.push(format!("http://{}", listener.local_addr().unwrap()));
+        listeners.push(listener);
+    }
+    let mut galaxies = Vec::new();
+    for (listener, url) in listeners.into_iter().zip(&urls) {
+        let universe = Universe::builder(url)
+            .protocol(Arc::new(HttpProtocol::builder().build()))
+            .build();
+        universe.set_peers(&urls).unwrap();
+        let (gate, loads) = (Arc::clone(&gate), Arc::clone(&loads));
+        let backend = move |key: String| {
+            let (gate, loads) = (Arc::clone(&gate), Arc::clone(&loads));
+            async move {
+                gate.acquire().await.unwrap().forget();
+                *loads.lock().unwrap().entry(key.clone()).or_insert(0) += 1;
+                Ok::<_, Error>(Some(Value::new(format!("value of {key}"))))
+            }
+        };
+        let galaxy = Galaxy::builder(&universe, "g", 64 << 20, backend)
+            .peer_timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let service = PeerService::new(universe, Dialect::Galaxycache);
+        tokio::spawn(service.serve(listener, std::future::pending()));
+        galaxies.push(galaxy);
+    }
+    let asker = galaxies.swap_remove(0);
+    Pair {
+        asker,
+        owner_url: urls[1].clone(),
+        gate,
+        loads,
+    }
+}
+
+impl Pair {
+    /// `n` keys the owner owns, by the asker's ring.
+    fn owned_keys(&self, n: usize) -> Vec<String> {
+        let universe = self.asker.universe();
+        (0..)
+            .map(|i| format!("key-{i}"))
+            .filter(|k| universe.owner_url(k) == self.owner_url)
+            .take(n)
+            .collect()
+    }
+
+    /// The asker's requests to the owner, and the keys they carried.
+    fn sent(&self) -> (u64, u64) {
+        let status: Vec<PeerStatus> = self.asker.universe().peer_status();
+        let owner = status.iter().find(|p| p.url == self.owner_url).unwrap();
+        (owner.fetch_requests, owner.fetched_keys)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gets_one_at_a_time_make_one_request_each() {
+    let pair = pair(true).await;
+    let keys = pair.owned_keys(50);
+    for key in &keys {
+        let value = pair.asker.get(key).await.unwrap();
+        assert_eq!(value.bytes(), format!("value of {key}").as_bytes());
+    }
+    assert_eq!(pair.sent(), (50, 50));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_gets_travel_together_and_load_once_each() {
+    let pair = pair(false).await;
+    let keys = pair.owned_keys(300);
+    let mut gets = tokio::task::JoinSet::new();
+    // Every key asked twice: the singleflight keeps one fetch per key.
+    for key in keys.iter().chain(&keys) {
+        let (asker, key) = (pair.asker.clone(), key.clone());
+        gets.spawn(async move {
+            let value = asker.get(&key).await.unwrap();
+            assert_eq!(value.bytes(), format!("value of {key}").as_bytes());
+        });
+    }
+    // The first requests hold the owner's backend until every get has asked.
+    while pair.asker.stats().misses < 600 {
+        tokio::task::yield_now().await;
+    }
+    pair.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    while gets.join_next().await.transpose().unwrap().is_some() {}
+
+    let (requests, keys_sent) = pair.sent();
+    assert_eq!(keys_sent, 300, "one fetch per key");
+    assert!(requests < 300 / 10, "{requests} requests for 300 keys");
+    let loads = pair.loads.lock().unwrap();
+    assert_eq!(loads.len(), 300);
+    assert!(loads.values().all(|&n| n == 1), "each key loaded once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_many_groups_an_owners_keys() {
+    let pair = pair(true).await;
+    let mut keys = pair.owned_keys(100);
+    keys.push(String::new()); // refused on its own
+    let results = pair.asker.get_many(&keys).await;
+    for (key, result) in keys.iter().zip(&results) {
+        match key.as_str() {
+            "" => assert!(result.is_err()),
+            key => assert_eq!(
+                result.as_ref().unwrap().bytes(),
+                format!("value of {key}").as_bytes()
+            ),
+        }
+    }
+    let (requests, keys_sent) = pair.sent();
+    assert_eq!(keys_sent, 100);
+    assert!(requests <= 10, "{requests} requests for 100 keys");
+}
