@@ -12,14 +12,18 @@ use galaxycache_universe::{
 use http::Uri;
 use http::uri::InvalidUri;
 use tokio::time::Instant;
+use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
 
 use crate::pb::galaxy_cache_client::GalaxyCacheClient;
-use crate::pb::{FlushRequest, GetRequest, PeekRequest, RemoveRequest, SetRequest};
+use crate::pb::key_answer::Answer;
+use crate::pb::{
+    FlushRequest, GetManyRequest, GetRequest, KeyAnswer, PeekRequest, RemoveRequest, SetRequest,
+};
 use crate::server::AUTHORIZATION;
 use crate::status::{absent_from_status, error_from_status};
 use crate::transport::Transport;
-use crate::wire::{WireInstants, key_to_wire, value_from_wire};
+use crate::wire::{WireInstants, absent_from_wire, key_to_wire, value_from_wire};
 
 /// Default bound on the time to open a connection to a peer: 1 second.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -273,6 +277,34 @@ impl GrpcFetcher {
     }
 }
 
+impl GrpcFetcher {
+    /// What one key's answer in a `GetMany` means, as the same answer to a `GetFromPeer`
+    /// would.
+    fn key_result(&self, answer: KeyAnswer) -> FetchResult {
+        match answer.answer {
+            Some(Answer::Value(a)) => {
+                let instants = WireInstants {
+                    expiry: a.expiry,
+                    refresh: a.refresh,
+                    stale_until: a.stale_until,
+                };
+                value_from_wire(&a.value, instants).map(Some)
+            }
+            Some(Answer::NotFound(miss)) => absent_from_wire(miss.expiry),
+            Some(Answer::Error(e)) => {
+                let status = tonic::Status::new(Code::from(e.code), e.message);
+                Err(error_from_status(&status, &self.url).unwrap_or_else(|| {
+                    Error::new(ErrorKind::Protocol, "NOT_FOUND as a key's error")
+                }))
+            }
+            None => Err(Error::new(
+                ErrorKind::Protocol,
+                format!("peer {}: a batch answer without an answer", self.url),
+            )),
+        }
+    }
+}
+
 impl RemoteFetcher for GrpcFetcher {
     fn fetch<'a>(
         &'a self,
@@ -298,6 +330,39 @@ impl RemoteFetcher for GrpcFetcher {
                 };
                 value_from_wire(&a.value, instants)
             })
+        })
+    }
+
+    /// One `GetMany` call. A server without it (galaxycache in Go, an older build)
+    /// answers UNIMPLEMENTED: [`ErrorKind::Unsupported`].
+    fn fetch_many<'a>(
+        &'a self,
+        galaxy: GalaxyId<'a>,
+        keys: &'a [Arc<str>],
+        deadline: Instant,
+    ) -> BoxFuture<'a, Result<Vec<FetchResult>, Error>> {
+        Box::pin(async move {
+            let request = GetManyRequest {
+                galaxy: galaxy.name.to_owned(),
+                keys: keys.iter().map(|key| key_to_wire(key)).collect(),
+                version: galaxy.version,
+            };
+            let rpc = |mut client: GalaxyCacheClient<Transport>, request| async move {
+                client.get_many(request).await
+            };
+            let protocol_error =
+                |why: String| Error::new(ErrorKind::Protocol, format!("peer {}: {why}", self.url));
+            let answers = match self.call(request, deadline, rpc).await? {
+                Reply::Message(response) => response.answers,
+                Reply::NotFound(_) => {
+                    return Err(protocol_error("NOT_FOUND is no answer to a batch".into()));
+                }
+            };
+            if answers.len() != keys.len() {
+                let why = format!("{} answers to {} keys", answers.len(), keys.len());
+                return Err(protocol_error(why));
+            }
+            Ok(answers.into_iter().map(|a| self.key_result(a)).collect())
         })
     }
 

@@ -18,9 +18,11 @@ use tonic::{Request, Response, Status};
 pub(crate) const AUTHORIZATION: &str = "authorization";
 
 use crate::pb::galaxy_cache_server::{GalaxyCache, GalaxyCacheServer};
+use crate::pb::key_answer::Answer;
 use crate::pb::{
-    FlushRequest, FlushResponse, GetRequest, GetResponse, PeekRequest, PeekResponse, RemoveRequest,
-    RemoveResponse, SetRequest, SetResponse,
+    FlushRequest, FlushResponse, GetManyRequest, GetManyResponse, GetRequest, GetResponse,
+    KeyAnswer, KeyError, NotFound, PeekRequest, PeekResponse, RemoveRequest, RemoveResponse,
+    SetRequest, SetResponse,
 };
 use crate::status::{not_found, status_from_error};
 use crate::tls::{PeerCertificate, accept_tls};
@@ -135,6 +137,43 @@ fn answer<T>(result: FetchResult, message: impl FnOnce(Value) -> T) -> Result<Re
     }
 }
 
+/// The `GetResponse` carrying `value` and its instants.
+fn get_response(value: Value) -> GetResponse {
+    let WireInstants {
+        expiry,
+        refresh,
+        stale_until,
+    } = WireInstants::of(&value);
+    GetResponse {
+        value: value.into_bytes(),
+        minute_qps: 0.0,
+        expiry,
+        refresh,
+        stale_until,
+    }
+}
+
+/// One key's answer in a `GetMany`: what `GetFromPeer` would have answered for it.
+fn key_answer(result: FetchResult) -> KeyAnswer {
+    let answer = match result {
+        Ok(Some(value)) if value.is_absent() => Answer::NotFound(NotFound {
+            expiry: WireInstants::of(&value).expiry,
+        }),
+        Ok(Some(value)) => Answer::Value(get_response(value)),
+        Ok(None) => Answer::NotFound(NotFound { expiry: None }),
+        Err(e) => {
+            let status = status_from_error(&e);
+            Answer::Error(KeyError {
+                code: status.code() as i32,
+                message: status.message().to_owned(),
+            })
+        }
+    };
+    KeyAnswer {
+        answer: Some(answer),
+    }
+}
+
 /// A request's key, or the INVALID_ARGUMENT status a key that is not UTF-8 gets.
 fn request_key(key: &[u8]) -> Result<&str, Status> {
     key_str(key).map_err(|e| status_from_error(&e))
@@ -152,20 +191,29 @@ impl GalaxyCache for GalaxyCacheService {
         let key = request_key(&request.key)?;
         let galaxy = GalaxyId::new(&request.galaxy, request.version);
         let result = self.universe.serve_get(galaxy, key, deadline).await;
-        answer(result, |value| {
-            let WireInstants {
-                expiry,
-                refresh,
-                stale_until,
-            } = WireInstants::of(&value);
-            GetResponse {
-                value: value.into_bytes(),
-                minute_qps: 0.0,
-                expiry,
-                refresh,
-                stale_until,
-            }
-        })
+        answer(result, get_response)
+    }
+
+    async fn get_many(
+        &self,
+        request: Request<GetManyRequest>,
+    ) -> Result<Response<GetManyResponse>, Status> {
+        self.authorize(&request)?;
+        let deadline = deadline_of(&request);
+        let request = request.into_inner();
+        let keys = request
+            .keys
+            .iter()
+            .map(|key| request_key(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        let galaxy = GalaxyId::new(&request.galaxy, request.version);
+        let results = self
+            .universe
+            .serve_get_many(galaxy, &keys, deadline)
+            .await
+            .map_err(|e| status_from_error(&e))?;
+        let answers = results.into_iter().map(key_answer).collect();
+        Ok(Response::new(GetManyResponse { answers }))
     }
 
     async fn peek_peer(

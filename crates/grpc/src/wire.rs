@@ -67,6 +67,12 @@ pub(crate) fn value_from_wire(bytes: &[u8], instants: WireInstants) -> Result<Va
     instants.apply(Value::new(Bytes::copy_from_slice(bytes)))
 }
 
+/// The answer a batch's NOT_FOUND for a key is: a cached miss until `expiry`, or without
+/// one plain NotFound.
+pub(crate) fn absent_from_wire(expiry: Option<Timestamp>) -> Result<Option<Value>, Error> {
+    Ok(instant_from_wire("expiry", expiry)?.map(Value::absent))
+}
+
 /// The value of a peer's set, with its instants: copied out of the receive buffer as a
 /// fetched value is (the galaxy may cache it); an unusable instant makes the request
 /// invalid.

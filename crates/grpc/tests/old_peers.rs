@@ -48,7 +48,7 @@ impl Service<http::Request<Body>> for OldRpcsOnly {
 }
 
 #[tokio::test]
-async fn a_peer_without_the_write_rpcs_is_unsupported() {
+async fn a_peer_without_the_write_rpcs_or_batches_is_unsupported() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let universe = Universe::builder(url.clone()).build();
@@ -78,5 +78,11 @@ async fn a_peer_without_the_write_rpcs_is_unsupported() {
         assert_eq!(e.kind(), ErrorKind::Unsupported, "{op:?}: {e}");
     }
     assert_eq!(fake.writes(), [], "nothing reached the galaxy");
+    let keys: Vec<std::sync::Arc<str>> = vec!["a".into(), "b".into()];
+    let e = peer
+        .fetch_many("g".into(), &keys, later())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "no GetMany: {e}");
     server.abort();
 }
