@@ -277,6 +277,22 @@ pub struct BenchArgs {
     /// How long one request may take before it counts as an error.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// Ask N keys a request through the batch endpoint (POST /v1/galaxies/G/batch), and
+    /// report keys/s as well as requests/s. Default: one GET per key.
+    #[arg(long, value_name = "N", value_parser = batch_size)]
+    pub batch: Option<usize>,
+}
+
+/// A `--batch`: 1 to 1,000 keys, what the batch endpoint takes.
+const MAX_BATCH_KEYS: usize = crate::api::MAX_BATCH_KEYS;
+
+fn batch_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=MAX_BATCH_KEYS) => Ok(n),
+        _ => Err(format!(
+            "expected 1 to {MAX_BATCH_KEYS} keys a request, not {text:?}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -293,6 +309,19 @@ mod tests {
         match parse(&full).unwrap().command {
             Command::Serve(s) => *s,
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_batch_is_1_to_1000_keys() {
+        let bench = |n: &str| parse(&["bench", "--targets", "http://127.0.0.1:1", "--batch", n]);
+        match bench("10").unwrap().command {
+            Command::Bench(b) => assert_eq!(b.batch, Some(10)),
+            other => panic!("parsed as {other:?}"),
+        }
+        for bad in ["0", "1001", "x"] {
+            let e = bench(bad).unwrap_err().to_string();
+            assert!(e.contains("expected 1 to 1000 keys"), "{bad}: {e}");
         }
     }
 
