@@ -13,7 +13,7 @@ use galaxycache_universe::{
 };
 use tokio::time::Instant;
 
-use crate::backend::DynBackend;
+use crate::batch::Batcher;
 use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup};
 use crate::candidates::Candidates;
 use crate::fence::{Fence, Generation};
@@ -41,6 +41,17 @@ const CANDIDATE_KEYS: usize = 16 * 1024;
 /// not belong to the caller that started it: dropping that caller neither cancels the load
 /// nor strands the others. A backend that panics is an [`ErrorKind::Panicked`] error for
 /// every waiter, and the next get loads again.
+///
+/// # Batched loads
+///
+/// A backend that [batches](crate::BackendGetter::batches) gets its loads gathered into
+/// [`get_many`](crate::BackendGetter::get_many) calls: a load that finds the backend idle
+/// goes at once, as a call of one key; loads that arrive while calls run go together in
+/// the next call, at most [`MAX_BATCH`](crate::MAX_BATCH) keys each, and at most four calls
+/// run at once (a full batch need not wait for a call to end). Each key keeps every
+/// guarantee above: one load per key, fencing by writes, expiry, and a panicking call is
+/// an [`ErrorKind::Panicked`] error for every key in it. A backend that does not batch is
+/// called once per key.
 ///
 /// # Writes
 ///
@@ -80,7 +91,8 @@ pub(crate) struct Inner {
     pub(crate) name: Arc<str>,
     pub(crate) version: u32,
     pub(crate) universe: Universe,
-    backend: Box<dyn DynBackend>,
+    /// The backend, behind the batcher that gathers its loads when it batches.
+    backend: Arc<Batcher>,
     pub(crate) main: ByteCache,
     pub(crate) hot: ByteCache,
     candidates: Candidates,
@@ -123,7 +135,7 @@ impl Galaxy {
             name: Arc::clone(&name),
             version: b.version,
             universe: b.universe,
-            backend: b.backend,
+            backend: Batcher::new(b.backend),
             main: ByteCache::new(b.budget - hot_bytes, Tier::Main, Arc::clone(&events)),
             hot: ByteCache::new(hot_bytes, Tier::Hot, Arc::clone(&events)),
             candidates: Candidates::new(CANDIDATE_KEYS),
@@ -296,6 +308,7 @@ impl Galaxy {
             main_evictions: inner.main.evictions(),
             hot_evictions: inner.hot.evictions(),
             pending_retries: inner.pending_retries.load(Ordering::Relaxed) as u64,
+            backend_batches: inner.backend.calls_made(),
             ..Stats::from_counters(&inner.counters)
         }
     }

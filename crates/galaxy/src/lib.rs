@@ -8,6 +8,7 @@
 //! node, and generations keep loads in flight from undoing them.
 
 mod backend;
+mod batch;
 mod builder;
 mod cache;
 mod candidates;
@@ -23,9 +24,11 @@ mod listener;
 mod preload;
 mod singleflight;
 mod stats;
+mod unwind;
 mod write;
 
 pub use backend::BackendGetter;
+pub use batch::MAX_BATCH;
 pub use builder::{
     DEFAULT_BROADCAST_RETRIES, DEFAULT_HANDOFF_TIMEOUT, DEFAULT_HOT_TTL, GalaxyBuilder,
 };

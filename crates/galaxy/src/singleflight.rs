@@ -7,11 +7,9 @@
 //! mid-load, the load moves to a task of its own and finishes for the others. A load that
 //! panics ends as an error for every waiter, and the key can be loaded again.
 
-use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
@@ -20,6 +18,7 @@ use quick_cache::DefaultHashBuilder;
 use tokio::sync::Notify;
 
 use crate::fence::Generation;
+use crate::unwind::CatchUnwind;
 use crate::{Error, ErrorKind, Value};
 
 type LoadResult = Result<Value, Error>;
@@ -112,7 +111,7 @@ impl Group {
         let load = CatchUnwind(Box::pin(load(key)));
         let task: BoxedLoad = Box::pin(async move {
             let mut finish = finish;
-            let result = load.await;
+            let result = load.await.and_then(|loaded| loaded);
             finish.finish(result);
         });
         Detached(Some(task)).await;
@@ -228,34 +227,6 @@ impl Drop for Detached {
             runtime.spawn(task);
         }
         // Without a runtime the task is dropped here, and its `Finish` reports Abandoned.
-    }
-}
-
-/// Turns a panic while polling the load into an error result.
-struct CatchUnwind<F>(Pin<Box<F>>);
-
-impl<F: Future<Output = LoadResult>> Future for CatchUnwind<F> {
-    type Output = LoadResult;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<LoadResult> {
-        let fut = self.0.as_mut();
-        match catch_unwind(AssertUnwindSafe(|| fut.poll(cx))) {
-            Ok(polled) => polled,
-            Err(payload) => Poll::Ready(Err(Error::new(
-                ErrorKind::Panicked,
-                panic_message(payload.as_ref()),
-            ))),
-        }
-    }
-}
-
-fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "the load panicked".to_owned()
     }
 }
 

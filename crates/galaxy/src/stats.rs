@@ -158,6 +158,10 @@ pub struct Stats {
     /// Values served but not cached because they are larger than the largest entry the
     /// cache holds ([`Galaxy::max_entry_bytes`](crate::Galaxy::max_entry_bytes)).
     pub too_large: u64,
+    /// Batch calls to the backend ([`get_many`](crate::BackendGetter::get_many)), each
+    /// loading one key or more; zero for a backend that does not batch (each of its loads
+    /// is a `backend_loads` of its own).
+    pub backend_batches: u64,
     /// Bytes held by the maincache (keys, values, per-entry overhead).
     pub main_bytes: u64,
     /// Entries in the maincache.
@@ -243,6 +247,7 @@ impl Stats {
             ("handoff_hits", self.handoff_hits),
             ("handoff_misses", self.handoff_misses),
             ("too_large", self.too_large),
+            ("backend_batches", self.backend_batches),
             ("main_evictions", self.main_evictions),
             ("hot_evictions", self.hot_evictions),
             ("main_bytes", self.main_bytes),
@@ -275,6 +280,6 @@ mod tests {
         let stats = Stats::from_counters(&c);
         assert_eq!(stats.main_hits, 40_000);
         assert_eq!(stats.gets, 40_004);
-        assert_eq!(stats.fields().count(), 36);
+        assert_eq!(stats.fields().count(), 37);
     }
 }

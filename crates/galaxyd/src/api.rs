@@ -18,6 +18,14 @@
 //!   (write-through); every other node drops its copy. `Cache-Control: max-age=N`
 //!   (seconds from now) or else `Expires` (an HTTP date) sets the value's expiry; either
 //!   one malformed is 400.
+//! - `POST /v1/galaxies/{galaxy}/batch`, body = a JSON array of keys (at most 1,000, the
+//!   body at most 64 MiB): the values of every key at once ([`Galaxy::get_many`]), 200
+//!   with a JSON object keyed by key, each `{"status": 200, "value": BASE64, "expires":
+//!   HTTP-DATE}` (`expires` only when the value expires, `"stale": true` when it is served
+//!   stale), or `{"status": 404|400|503|504, "error": MSG}` with the status a get of that
+//!   key alone would have had. A key asked twice is answered once. A body that is not a
+//!   JSON array of strings, or has too many keys, is 400; an unknown galaxy 404; 504 when
+//!   the values did not come within the request timeout.
 //! - `POST /v1/galaxies/{galaxy}/flush`: every node drops every entry of the galaxy.
 //!
 //!   A write is answered 200 once this node applied it and every peer answered or timed
@@ -69,6 +77,8 @@ use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
 use bytes::Bytes;
 use galaxycache_galaxy::{Error, ErrorKind, Galaxy, Report, Value};
 use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
@@ -92,6 +102,9 @@ const STALE_WARNING: &str = "110 - \"Response is Stale\"";
 /// ([`DEFAULT_MAX_RESPONSE_BYTES`](galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES),
 /// 64 MiB), so whatever is set here can travel to every peer.
 pub(crate) const MAX_VALUE_BYTES: usize = galaxycache_universe::DEFAULT_MAX_RESPONSE_BYTES;
+
+/// Most keys one batch get may ask for.
+pub(crate) const MAX_BATCH_KEYS: usize = 1000;
 
 /// `max-age` past this is taken as this (RFC 9111, 1.2.2: 2^31 seconds).
 const MAX_AGE_CAP: u64 = 1 << 31;
@@ -159,6 +172,7 @@ pub fn router(
             "/v1/galaxies/{galaxy}/keys",
             get(empty_key).delete(delete_empty).put(put_empty),
         )
+        .route("/v1/galaxies/{galaxy}/batch", post(batch))
         .route("/v1/galaxies/{galaxy}/flush", post(flush))
         .route("/v1/stats", get(stats))
         .route("/v1/peers", get(peers))
@@ -259,6 +273,156 @@ async fn answer_get(api: &Api, galaxy: &str, key: &str) -> Response {
     response
 }
 
+/// `POST /v1/galaxies/{galaxy}/batch`: the values of a JSON array of keys (see the module
+/// docs).
+async fn batch(
+    State(api): State<Api>,
+    Path(galaxy): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let Some(served) = api.0.galaxies.get(&galaxy) else {
+        return unknown_galaxy(&galaxy);
+    };
+    let keys = match read_body(&headers, body, "a batch")
+        .await
+        .and_then(|body| batch_keys(&body))
+    {
+        Ok(keys) => keys,
+        Err((status, message)) => return text(status, message),
+    };
+    let start = Instant::now();
+    let deadline = deadline_after(start, api.0.request_timeout);
+    let answer = tokio::time::timeout_at(deadline, batch_to_send(&api, served, &keys, deadline));
+    match answer.await {
+        Ok(Ok((values, reservation))) => {
+            let mut answers = serde_json::Map::new();
+            for (key, value) in keys.iter().zip(values) {
+                let (outcome, answer) = batch_answer(&galaxy, key, value);
+                served.metrics.record(outcome, start.elapsed());
+                answers.insert(key.clone(), answer);
+            }
+            let json = Bytes::from(serde_json::Value::Object(answers).to_string());
+            let body = Body::new(Sending {
+                bytes: json,
+                reservation: Arc::new(reservation),
+            });
+            ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+        }
+        Ok(Err(e)) => text(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+        Err(_) => {
+            let message = format!("no values within {:?}", api.0.request_timeout);
+            text(StatusCode::GATEWAY_TIMEOUT, message)
+        }
+    }
+}
+
+/// The keys of a batch body: a JSON array of at most [`MAX_BATCH_KEYS`] strings, each
+/// once (in their first order).
+fn batch_keys(body: &[u8]) -> Result<Vec<String>, (StatusCode, String)> {
+    let bad = |message: String| (StatusCode::BAD_REQUEST, message);
+    let keys: Vec<String> = serde_json::from_slice(body).map_err(|e| {
+        bad(format!(
+            "the body must be a JSON array of keys (strings): {e}"
+        ))
+    })?;
+    if keys.len() > MAX_BATCH_KEYS {
+        return Err(bad(format!(
+            "a batch may ask for at most {MAX_BATCH_KEYS} keys, not {}",
+            keys.len()
+        )));
+    }
+    let mut seen = std::collections::HashSet::with_capacity(keys.len());
+    Ok(keys
+        .into_iter()
+        .filter(|k| seen.insert(k.clone()))
+        .collect())
+}
+
+/// The values of `keys`, with room for them among the bytes being sent (as base64 in
+/// JSON). Without room, the wait holds nothing, then gets the values again (see
+/// [`ready_to_send`]).
+async fn batch_to_send(
+    api: &Api,
+    served: &Served,
+    keys: &[String],
+    deadline: Instant,
+) -> Result<(Vec<Result<Value, Error>>, Reservation), Error> {
+    let values = served.galaxy.get_many(keys).await;
+    let len = batch_bytes(&values);
+    if len == 0 {
+        return Ok((values, api.0.sending.empty()));
+    }
+    if let Some(reservation) = api.0.sending.try_reserve(len) {
+        return Ok((values, reservation));
+    }
+    drop(values);
+    let reservation = api.0.sending.reserve(len, deadline).await?;
+    Ok((served.galaxy.get_many(keys).await, reservation))
+}
+
+/// About the bytes of the values of a batch answer: base64 takes 4 bytes for every 3.
+fn batch_bytes(values: &[Result<Value, Error>]) -> u64 {
+    values
+        .iter()
+        .filter_map(|v| v.as_ref().ok())
+        .map(|v| (v.bytes().len() as u64).saturating_mul(4) / 3)
+        .fold(0, u64::saturating_add)
+}
+
+/// One key's part of a batch answer, and how its get went.
+fn batch_answer(
+    galaxy: &str,
+    key: &str,
+    value: Result<Value, Error>,
+) -> (Outcome, serde_json::Value) {
+    let value = match value {
+        Ok(value) => {
+            let mut answer = serde_json::json!({
+                "status": 200,
+                "value": BASE64_STANDARD.encode(value.bytes()),
+            });
+            if let Some(map) = answer.as_object_mut() {
+                if let Some(expires) = value.expires_at() {
+                    map.insert("expires".to_owned(), fmt_http_date(expires).into());
+                }
+                if value.is_stale() {
+                    map.insert("stale".to_owned(), true.into());
+                }
+            }
+            return (Outcome::Ok, answer);
+        }
+        Err(e) => e,
+    };
+    let (outcome, status, message) = match value.kind() {
+        ErrorKind::NotFound => (
+            Outcome::NotFound,
+            StatusCode::NOT_FOUND,
+            format!("no value for key {key:?} in galaxy {galaxy:?}"),
+        ),
+        ErrorKind::InvalidKey => (
+            Outcome::BadRequest,
+            StatusCode::BAD_REQUEST,
+            value.to_string(),
+        ),
+        ErrorKind::Timeout => (
+            Outcome::Timeout,
+            StatusCode::GATEWAY_TIMEOUT,
+            value.to_string(),
+        ),
+        _ => {
+            tracing::warn!(galaxy, key, error = %value, "get failed");
+            (
+                Outcome::Error,
+                StatusCode::SERVICE_UNAVAILABLE,
+                value.to_string(),
+            )
+        }
+    };
+    let answer = serde_json::json!({"status": status.as_u16(), "error": message});
+    (outcome, answer)
+}
+
 /// `DELETE /v1/galaxies/{galaxy}/keys[/]`: a remove of the empty key, refused (400).
 async fn delete_empty(State(api): State<Api>, Path(galaxy): Path<String>) -> Response {
     answer_remove(&api, &galaxy, String::new()).await
@@ -333,7 +497,7 @@ async fn answer_set(
         Ok(expires_at) => expires_at,
         Err(message) => return refuse(StatusCode::BAD_REQUEST, message),
     };
-    let bytes = match read_value(headers, body).await {
+    let bytes = match read_body(headers, body, "a value").await {
         Ok(bytes) => bytes,
         Err((status, message)) => return refuse(status, message),
     };
@@ -344,11 +508,16 @@ async fn answer_set(
     write_answer(served, galaxy, Some(&key), WriteVerb::Set, done)
 }
 
-/// The body of a `PUT`, at most [`MAX_VALUE_BYTES`]: 413 past that (told by
-/// `Content-Length` before reading, or while reading), 400 when it cannot be read.
-async fn read_value(headers: &HeaderMap, body: Body) -> Result<Bytes, (StatusCode, String)> {
+/// The body of a `PUT` (a value) or a batch get (its keys), at most [`MAX_VALUE_BYTES`]:
+/// 413 past that (told by `Content-Length` before reading, or while reading), 400 when it
+/// cannot be read.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    what: &str,
+) -> Result<Bytes, (StatusCode, String)> {
     let too_large = || {
-        let message = format!("a value may have at most {MAX_VALUE_BYTES} bytes");
+        let message = format!("{what} may have at most {MAX_VALUE_BYTES} bytes");
         (StatusCode::PAYLOAD_TOO_LARGE, message)
     };
     let declared = headers
@@ -486,7 +655,6 @@ fn report_json(galaxy: &str, key: Option<&str>, verb: WriteVerb, report: &Report
     body.to_string()
 }
 
-/// A 200 with the value's bytes, its `Expires`, and the stale marks when it is stale.
 /// The value of `key`, with room for its bytes among those being sent. Without room, the
 /// wait holds nothing (the value may be the only copy, evicted or too large to cache):
 /// it waits for room for that many bytes, then gets the value again.
@@ -558,6 +726,7 @@ impl http_body::Body for Sending {
     }
 }
 
+/// A 200 with the value's bytes, its `Expires`, and the stale marks when it is stale.
 fn value_response(value: Value, reservation: Reservation) -> Response {
     let expires = value.expires_at().map(fmt_http_date);
     let stale = value.is_stale();

@@ -36,6 +36,8 @@ pub struct BenchConfig {
     pub timeout: Duration,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// Keys per request, through the batch endpoint; `None`: one `GET` per key.
+    pub batch: Option<usize>,
 }
 
 impl From<&BenchArgs> for BenchConfig {
@@ -55,6 +57,7 @@ impl From<&BenchArgs> for BenchConfig {
             value_check: a.value_check,
             timeout: a.timeout,
             progress: !a.json,
+            batch: a.batch,
         }
     }
 }
@@ -84,18 +87,25 @@ pub struct BenchReport {
     pub concurrency: usize,
     /// How long the measurement ran, in seconds.
     pub seconds: f64,
+    /// Keys per request through the batch endpoint; `None`: one `GET` per key.
+    pub batch: Option<usize>,
     /// Requests sent while measuring.
     pub requests: u64,
-    /// Answered 200.
+    /// Keys asked for while measuring (the requests, without `--batch`).
+    pub keys_asked: u64,
+    /// Keys answered 200.
     pub ok: u64,
-    /// Answered 404.
+    /// Keys answered 404.
     pub not_found: u64,
-    /// Failed: other statuses, timeouts, connection errors.
+    /// Keys that failed: other statuses, timeouts, connection errors (a failed batch
+    /// request counts each of its keys).
     pub errors: u64,
     /// 200s whose value failed `--value-check`.
     pub value_mismatches: u64,
     /// Requests per second.
     pub requests_per_second: f64,
+    /// Keys per second (requests per second, without `--batch`).
+    pub keys_per_second: f64,
     /// Latency in milliseconds.
     pub latency_ms: Percentiles,
     /// Backend loads of all targets while measuring; `None` when a target's stats could
@@ -125,6 +135,13 @@ impl fmt::Display for BenchReport {
             self.errors,
             self.value_mismatches
         )?;
+        if let Some(n) = self.batch {
+            writeln!(
+                f,
+                "  keys       {} ({:.0} keys/s), {n} a request",
+                self.keys_asked, self.keys_per_second
+            )?;
+        }
         writeln!(
             f,
             "  latency    p50 {:.3} ms  p90 {:.3} ms  p99 {:.3} ms  p99.9 {:.3} ms  max {:.3} ms",
@@ -219,6 +236,7 @@ pub async fn run_bench(config: &BenchConfig) -> anyhow::Result<BenchReport> {
         sampler: KeySampler::new(config.dist, config.keys).map_err(anyhow::Error::msg)?,
         check: config.value_check.then_some(None),
         track_keys: false,
+        batch: config.batch.unwrap_or(0),
     });
     let client = HttpClient::new(config.concurrency, config.timeout);
     if !config.warmup.is_zero() {
@@ -253,12 +271,15 @@ pub async fn run_bench(config: &BenchConfig) -> anyhow::Result<BenchReport> {
         keys: config.keys,
         concurrency: config.concurrency,
         seconds,
+        batch: config.batch,
         requests: tally.requests,
+        keys_asked: tally.keys_asked,
         ok: tally.ok,
         not_found: tally.not_found,
         errors: tally.errors,
         value_mismatches: tally.mismatches,
         requests_per_second: tally.requests as f64 / seconds.max(1e-9),
+        keys_per_second: tally.keys_asked as f64 / seconds.max(1e-9),
         latency_ms: Percentiles::of(&tally.latency),
         backend_loads: targets.iter().map(|t| t.backend_loads).sum(),
         targets,
@@ -294,12 +315,15 @@ mod tests {
             keys: 10,
             concurrency: 2,
             seconds: 2.0,
+            batch: Some(4),
             requests: 100,
+            keys_asked: 400,
             ok: 99,
             not_found: 0,
             errors: 1,
             value_mismatches: 0,
             requests_per_second: 50.0,
+            keys_per_second: 200.0,
             latency_ms: Percentiles {
                 p50: 1.0,
                 p90: 2.0,
@@ -325,7 +349,12 @@ mod tests {
             text.contains("100 (50 req/s): 99 ok, 0 not found, 1 errors"),
             "{text}"
         );
+        assert!(
+            text.contains("keys       400 (200 keys/s), 4 a request"),
+            "{text}"
+        );
         let json: serde_json::Value = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["keys_per_second"], 200.0);
         assert_eq!(json["latency_ms"]["p999"], 4.0);
         assert_eq!(json["backend_loads"], 10);
         assert_eq!(json["targets"][0]["requests"], 100);

@@ -129,6 +129,14 @@ pub struct ServeArgs {
     /// no row is no such key. PostgreSQL's default is the same query with $1.
     #[arg(long, value_name = "SQL", default_value = DEFAULT_QUERY, conflicts_with = "config")]
     pub query: String,
+    /// SQLite and PostgreSQL backends: the query that loads many keys at once (concurrent
+    /// loads go to the database together, at most 256 keys a query): the keys are ?1 as a
+    /// JSON array (SQLite: WHERE key IN (SELECT value FROM json_each(?1))) or $1 as text[]
+    /// (PostgreSQL: WHERE key = ANY($1)); the first column is the key, the second the value.
+    /// Default: such a query on the default table when --query is the default; none (one
+    /// query per key) with a custom --query. An empty string turns batching off.
+    #[arg(long, value_name = "SQL", conflicts_with = "config")]
+    pub batch_query: Option<String>,
     /// PostgreSQL backend: LISTEN on this channel (a dedicated connection); each
     /// notification's payload is a key to remove from the galaxy on every node, `*` flushes
     /// it (e.g. `NOTIFY chan, 'key-1'` after an UPDATE). After a lost connection the node
@@ -181,6 +189,7 @@ impl ServeArgs {
                 value_size: self.value_size,
                 delay: self.backend_delay,
                 query: self.query.clone(),
+                batch_query: self.batch_query.clone(),
                 ..BackendOptions::default()
             },
             tuning: self.tuning.clone(),
@@ -268,6 +277,22 @@ pub struct BenchArgs {
     /// How long one request may take before it counts as an error.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// Ask N keys a request through the batch endpoint (POST /v1/galaxies/G/batch), and
+    /// report keys/s as well as requests/s. Default: one GET per key.
+    #[arg(long, value_name = "N", value_parser = batch_size)]
+    pub batch: Option<usize>,
+}
+
+/// A `--batch`: 1 to 1,000 keys, what the batch endpoint takes.
+const MAX_BATCH_KEYS: usize = crate::api::MAX_BATCH_KEYS;
+
+fn batch_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n @ 1..=MAX_BATCH_KEYS) => Ok(n),
+        _ => Err(format!(
+            "expected 1 to {MAX_BATCH_KEYS} keys a request, not {text:?}"
+        )),
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +309,19 @@ mod tests {
         match parse(&full).unwrap().command {
             Command::Serve(s) => *s,
             other => panic!("parsed as {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_batch_is_1_to_1000_keys() {
+        let bench = |n: &str| parse(&["bench", "--targets", "http://127.0.0.1:1", "--batch", n]);
+        match bench("10").unwrap().command {
+            Command::Bench(b) => assert_eq!(b.batch, Some(10)),
+            other => panic!("parsed as {other:?}"),
+        }
+        for bad in ["0", "1001", "x"] {
+            let e = bench(bad).unwrap_err().to_string();
+            assert!(e.contains("expected 1 to 1000 keys"), "{bad}: {e}");
         }
     }
 
@@ -334,6 +372,8 @@ mod tests {
             "postgres:postgresql://app@127.0.0.1:5432/app",
             "--query",
             "SELECT body FROM items WHERE id = $1",
+            "--batch-query",
+            "SELECT id, body FROM items WHERE id = ANY($1)",
             "--notify-channel",
             "items_changed",
         ]);
@@ -345,6 +385,10 @@ mod tests {
         assert_eq!(
             g.backend_options.query,
             "SELECT body FROM items WHERE id = $1"
+        );
+        assert_eq!(
+            g.backend_options.batch_query.as_deref(),
+            Some("SELECT id, body FROM items WHERE id = ANY($1)")
         );
         assert_eq!(g.notify_channel.as_deref(), Some("items_changed"));
     }

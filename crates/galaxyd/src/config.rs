@@ -22,6 +22,7 @@
 //! cache_bytes = "64MiB"
 //! backend = "sqlite:/var/lib/users.db"
 //! query = "SELECT body FROM users WHERE id = ?1"
+//! batch_query = "SELECT id, body FROM users WHERE id IN (SELECT value FROM json_each(?1))"
 //!
 //! [[galaxy]]
 //! name = "pages"
@@ -34,6 +35,7 @@
 //! name = "products"
 //! backend = "postgres:postgresql://app:secret@db:5432/shop"   # no TLS: plain TCP
 //! query = "SELECT body FROM products WHERE sku = $1"          # $1 is the key, as text
+//! batch_query = "SELECT sku, body FROM products WHERE sku = ANY($1)"  # many keys: text[]
 //! connections = 8                                             # pooled connections
 //! backend_timeout = "5s"                                      # to connect or get one
 //! notify_channel = "products_changed"                         # LISTEN for invalidations
@@ -60,6 +62,13 @@
 //! the query's rows into the galaxy at start-up, keeping those it owns, and `/readyz`
 //! answers 503 until every preload has ended; a failed preload stops the node unless
 //! `first_update_fail_ok`.
+//!
+//! With a `batch_query` (SQLite and PostgreSQL), loads that arrive while the database is
+//! busy go to it together, one query of up to 256 keys: the keys are `?1` as a JSON array
+//! (SQLite) or `$1` as `text[]` (PostgreSQL), and the query returns the key and the value
+//! as its first two columns. A galaxy on the default `query` batches on the default table
+//! by itself; one with a custom `query` and no `batch_query` loads one key per query
+//! (`batch_query = ""` turns batching off).
 //!
 //! With `notify_channel`, every node LISTENs on that channel (a dedicated connection) and
 //! each notification's payload is a key to remove from the galaxy, `*` a flush:
@@ -288,6 +297,7 @@ struct FileGalaxy {
     value_size: Option<SizeField>,
     backend_delay: Option<String>,
     query: Option<String>,
+    batch_query: Option<String>,
     connections: Option<usize>,
     backend_timeout: Option<String>,
     notify_channel: Option<String>,
@@ -319,6 +329,7 @@ impl FileGalaxy {
         if let Some(query) = self.query {
             options.query = query;
         }
+        options.batch_query = self.batch_query;
         if let Some(n) = self.connections {
             options.connections = n;
         }
@@ -508,6 +519,7 @@ mod tests {
         name = "products"
         backend = "postgres:postgresql://app:secret@db:5432/shop"
         query = "SELECT body FROM products WHERE sku = $1"
+        batch_query = "SELECT sku, body FROM products WHERE sku = ANY($1)"
         connections = 8
         backend_timeout = "5s"
         notify_channel = "products_changed"
@@ -546,6 +558,7 @@ mod tests {
             users.backend_options.query,
             "SELECT body FROM users WHERE id = ?1"
         );
+        assert_eq!(users.backend_options.batch_query, None);
         assert_eq!(users.tuning.peer_timeout, Some(Duration::from_millis(250)));
         assert_eq!(pages.cache_bytes, 1 << 20);
         assert_eq!(pages.backend, BackendSpec::Synthetic);
@@ -559,6 +572,10 @@ mod tests {
         );
         let options = &products.backend_options;
         assert_eq!(options.query, "SELECT body FROM products WHERE sku = $1");
+        assert_eq!(
+            options.batch_query.as_deref(),
+            Some("SELECT sku, body FROM products WHERE sku = ANY($1)")
+        );
         assert_eq!(options.connections, 8);
         assert_eq!(options.timeout, Duration::from_secs(5));
         assert_eq!(products.notify_channel.as_deref(), Some("products_changed"));

@@ -476,6 +476,7 @@ pub async fn run_demo(config: &DemoConfig) -> anyhow::Result<DemoSummary> {
         sampler: KeySampler::new(config.dist, keys).map_err(anyhow::Error::msg)?,
         check: Some(Some(value_size)),
         track_keys: true,
+        batch: 0,
     });
     let client = HttpClient::new(config.concurrency.max(1), Duration::from_secs(30));
     let bar = progress_bar(config);

@@ -5,8 +5,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use base64::Engine as _;
+use base64::prelude::BASE64_STANDARD;
+use bytes::Bytes;
 use hdrhistogram::Histogram;
-use http::{StatusCode, Uri};
+use http::{HeaderMap, Method, StatusCode, Uri};
 use indicatif::ProgressBar;
 use percent_encoding::utf8_percent_encode;
 use serde::Serialize;
@@ -37,12 +40,16 @@ pub(crate) struct LoadSpec {
     pub(crate) check: Option<Option<usize>>,
     /// Remember which keys were asked for (the demo compares them with backend loads).
     pub(crate) track_keys: bool,
+    /// Keys per request through the batch endpoint; 0: one `GET` per key.
+    pub(crate) batch: usize,
 }
 
 /// What came back.
 #[derive(Debug)]
 pub(crate) struct Tally {
     pub(crate) requests: u64,
+    /// Keys asked for: one a `GET`, a batch's keys a batch request.
+    pub(crate) keys_asked: u64,
     pub(crate) ok: u64,
     pub(crate) not_found: u64,
     pub(crate) errors: u64,
@@ -59,6 +66,7 @@ impl Tally {
     fn new(targets: usize) -> Self {
         Tally {
             requests: 0,
+            keys_asked: 0,
             ok: 0,
             not_found: 0,
             errors: 0,
@@ -72,6 +80,7 @@ impl Tally {
 
     fn merge(&mut self, other: Tally) {
         self.requests += other.requests;
+        self.keys_asked += other.keys_asked;
         self.ok += other.ok;
         self.not_found += other.not_found;
         self.errors += other.errors;
@@ -141,6 +150,15 @@ pub(crate) fn key_url(base: &str, galaxy: &str, key: &str) -> String {
     )
 }
 
+/// The client API URL of a batch get in `galaxy` at `base`.
+pub(crate) fn batch_url(base: &str, galaxy: &str) -> String {
+    format!(
+        "{}/v1/galaxies/{}/batch",
+        base.trim_end_matches('/'),
+        utf8_percent_encode(galaxy, SEGMENT)
+    )
+}
+
 /// Run `concurrency` workers until `budget` is spent; `progress` is advanced by one per
 /// finished request.
 pub(crate) async fn run(
@@ -155,7 +173,10 @@ pub(crate) async fn run(
     let prefixes: Arc<[String]> = spec
         .targets
         .iter()
-        .map(|t| key_url(t, &spec.galaxy, ""))
+        .map(|t| match spec.batch {
+            0 => key_url(t, &spec.galaxy, ""),
+            _ => batch_url(t, &spec.galaxy),
+        })
         .collect();
     let workers: Vec<_> = (0..concurrency.max(1))
         .map(|id| {
@@ -208,6 +229,12 @@ impl Worker {
         while self.may_send() {
             let target = self.next_target % self.spec.targets.len();
             self.next_target += 1;
+            if self.spec.batch > 0 {
+                self.ask_batch(target, &mut tally).await;
+                self.progress.inc(1);
+                continue;
+            }
+            tally.keys_asked += 1;
             let index = self.spec.sampler.sample(&mut self.rng);
             if self.spec.track_keys {
                 tally.keys.insert(index);
@@ -259,6 +286,76 @@ impl Worker {
             self.progress.inc(1);
         }
         tally
+    }
+
+    /// One batch request of `spec.batch` sampled keys to `target`; every key is tallied
+    /// as ok, not found or an error (all of them, when the request fails).
+    async fn ask_batch(&mut self, target: usize, tally: &mut Tally) {
+        let url = &self.prefixes[target];
+        let mut keys = Vec::with_capacity(self.spec.batch);
+        for _ in 0..self.spec.batch {
+            let index = self.spec.sampler.sample(&mut self.rng);
+            if self.spec.track_keys {
+                tally.keys.insert(index);
+            }
+            let mut key = String::new();
+            push_key_name(&mut key, index);
+            keys.push(key);
+        }
+        let body = Bytes::from(serde_json::Value::from(keys.clone()).to_string());
+        let start = Instant::now();
+        let result = match Uri::try_from(url.as_str()) {
+            Ok(uri) => {
+                self.client
+                    .send(Method::POST, uri, HeaderMap::new(), body)
+                    .await
+            }
+            Err(e) => Err(format!("invalid URL {url}: {e}")),
+        };
+        let micros = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        tally.latency.saturating_record(micros.max(1));
+        tally.requests += 1;
+        tally.keys_asked += keys.len() as u64;
+        tally.per_target[target] += 1;
+        let answers = match result {
+            Ok(r) if r.status == StatusCode::OK => serde_json::from_slice(&r.body)
+                .map_err(|e| format!("POST {url}: the answer is not JSON: {e}")),
+            Ok(r) => {
+                let body = String::from_utf8_lossy(&r.body).trim().to_owned();
+                Err(format!("POST {url}: {} {body}", r.status))
+            }
+            Err(e) => Err(e),
+        };
+        let answers: serde_json::Value = match answers {
+            Ok(answers) => answers,
+            Err(e) => {
+                keys.iter().for_each(|_| tally.error(e.clone()));
+                return;
+            }
+        };
+        for key in &keys {
+            let answer = &answers[key.as_str()];
+            match answer["status"].as_u64() {
+                Some(200) => {
+                    tally.ok += 1;
+                    let value = answer["value"]
+                        .as_str()
+                        .and_then(|v| BASE64_STANDARD.decode(v).ok());
+                    let right = |v: &[u8]| {
+                        let size = self.spec.check.flatten();
+                        size.is_none_or(|n| n == v.len()) && is_synthetic_value(key, v)
+                    };
+                    if self.spec.check.is_some() && !value.as_deref().is_some_and(right) {
+                        tally.mismatches += 1;
+                        tally.first_error.get_or_insert(format!(
+                            "POST {url}: the value of {key} is not the value of {key}"
+                        ));
+                    }
+                }
+                Some(404) => tally.not_found += 1,
+                _ => tally.error(format!("POST {url}: {key}: {answer}")),
+            }
+        }
     }
 }
 

@@ -211,6 +211,7 @@ fn help(stat: &str) -> String {
         "handoff_hits" => "Keys taken over from their previous owner after a ring change",
         "handoff_misses" => "Previous owners asked after a ring change that did not have the key",
         "too_large" => "Values served but not cached: larger than the largest cacheable entry",
+        "backend_batches" => "Batch calls to the backend, each loading one key or more",
         other => return format!("Galaxy stat {other}"),
     };
     text.to_owned()

@@ -7,7 +7,8 @@ mod postgres_server;
 
 use std::time::{Duration, Instant};
 
-use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig};
+use galaxycache_universe::InFlight;
+use galaxyd::{Backend, BackendOptions, BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig};
 use postgres_server::PgServer;
 use tokio::net::TcpListener;
 
@@ -330,4 +331,60 @@ async fn preload_streams_rows_and_readyz_waits_for_them() {
         );
     }
     node.shutdown().await.unwrap();
+}
+
+/// A batch of keys (some missing, one NULL, one asked twice) is one query, each key
+/// answered on its own: the counting batch query bumps a sequence once per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_of_keys_is_one_query_answering_each_key() {
+    let Some(mut pg) = PgServer::start() else {
+        return;
+    };
+    let db = pg.connect().await;
+    db.batch_execute(
+        "CREATE TABLE kv (key text PRIMARY KEY, value text);
+         INSERT INTO kv SELECT 'key-' || i, 'v-' || i FROM generate_series(0, 9) i;
+         INSERT INTO kv VALUES ('null', NULL);
+         CREATE SEQUENCE runs;",
+    )
+    .await
+    .unwrap();
+    let open = |batch_query: Option<&str>| {
+        let options = BackendOptions {
+            batch_query: batch_query.map(str::to_owned),
+            timeout: Duration::from_secs(5),
+            ..BackendOptions::default()
+        };
+        let spec = BackendSpec::Postgres(pg.url());
+        Backend::open(&spec, &options, &InFlight::unbounded()).unwrap()
+    };
+    let keys = ["key-1", "missing", "null", "key-7", "key-1", "it's"];
+    let expected = [Some("v-1"), None, None, Some("v-7"), Some("v-1"), None];
+    let counting = "WITH run AS (SELECT nextval('runs')) \
+                    SELECT key, value FROM kv, run WHERE key = ANY($1)";
+    // The default query's galaxy batches on the default table; so does a counting one.
+    for backend in [open(None), open(Some(counting))] {
+        assert!(backend.batches());
+        let values = backend.load_many(&keys).await;
+        let values: Vec<Option<String>> = values
+            .into_iter()
+            .map(|v| {
+                v.unwrap()
+                    .map(|v| String::from_utf8_lossy(v.bytes()).into_owned())
+            })
+            .collect();
+        assert_eq!(values, expected.map(|v| v.map(str::to_owned)));
+    }
+    let runs: i64 = db
+        .query_one("SELECT last_value FROM runs", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(runs, 1, "one query for the whole batch");
+    // A failed batch query fails every key, with PostgreSQL's reason.
+    let broken = open(Some("SELECT key, value FROM nope WHERE key = ANY($1)"));
+    for value in broken.load_many(&keys).await {
+        let e = value.unwrap_err();
+        assert!(e.contains("relation \"nope\" does not exist"), "{e}");
+    }
 }

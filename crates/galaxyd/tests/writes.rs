@@ -653,6 +653,7 @@ fn bench_config(nodes: &[Node]) -> BenchConfig {
         value_check: true,
         timeout: Duration::from_secs(10),
         progress: false,
+        batch: None,
     }
 }
 

@@ -17,6 +17,7 @@ mod postgres;
 mod sqlite;
 mod synthetic;
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -105,6 +106,15 @@ pub struct BackendOptions {
     /// text), the first column of the first row is the value. Default
     /// `SELECT value FROM kv WHERE key = ?1`, which PostgreSQL runs with `$1`.
     pub query: String,
+    /// SQLite and PostgreSQL: the query that loads many keys at once, so that concurrent
+    /// loads go to the database together (at most 256 keys a query). It returns the key and
+    /// the value as its first two columns, for the keys it finds; the keys are `?1` as a
+    /// JSON array of strings (SQLite) or `$1` as `text[]` (PostgreSQL). `None`: the
+    /// default table's batch query when `query` is the default
+    /// (`SELECT key, value FROM kv WHERE key IN (SELECT value FROM json_each(?1))`,
+    /// PostgreSQL `SELECT key, value FROM kv WHERE key = ANY($1)`), else no batching (a
+    /// custom `query` needs a batch query of its own). `Some("")`: no batching.
+    pub batch_query: Option<String>,
     /// SQLite and PostgreSQL: connections (each serves one query at a time). Default 4.
     pub connections: usize,
     /// HTTP: how long a request to the origin may take; PostgreSQL: how long connecting or
@@ -118,6 +128,7 @@ impl Default for BackendOptions {
             value_size: 1024,
             delay: Duration::ZERO,
             query: DEFAULT_QUERY.to_owned(),
+            batch_query: None,
             connections: 4,
             timeout: Duration::from_secs(10),
         }
@@ -150,6 +161,21 @@ impl Backend {
         options: &BackendOptions,
         in_flight: &InFlight,
     ) -> Result<Self, String> {
+        let batch_query = |default| match options.batch_query.as_deref() {
+            Some("") => None,
+            Some(query) => Some(query),
+            None => (options.query == DEFAULT_QUERY).then_some(default),
+        };
+        if options
+            .batch_query
+            .as_deref()
+            .is_some_and(|q| !q.is_empty())
+            && matches!(spec, BackendSpec::Synthetic | BackendSpec::Http(_))
+        {
+            return Err(format!(
+                "a batch query needs a sqlite or postgres backend, not {spec}"
+            ));
+        }
         let kind = match spec {
             BackendSpec::Synthetic => {
                 Kind::Synthetic(SyntheticBackend::new(options.value_size, options.delay))
@@ -157,6 +183,7 @@ impl Backend {
             BackendSpec::Sqlite(path) => Kind::Sqlite(SqliteBackend::open(
                 path,
                 &options.query,
+                batch_query(sqlite::DEFAULT_BATCH_QUERY),
                 options.connections,
             )?),
             BackendSpec::Http(url) => {
@@ -171,6 +198,7 @@ impl Backend {
                 Kind::Postgres(PostgresBackend::open(
                     url,
                     query,
+                    batch_query(postgres::DEFAULT_BATCH_QUERY),
                     options.connections,
                     options.timeout,
                 )?)
@@ -186,6 +214,40 @@ impl Backend {
             Kind::Sqlite(b) => Ok(b.load(key).await?.map(Value::new)),
             Kind::Http(b) => b.load(key).await,
             Kind::Postgres(b) => Ok(b.load(key).await?.map(Value::new)),
+        }
+    }
+
+    /// Whether this backend loads many keys in one query (SQLite and PostgreSQL with a
+    /// batch query).
+    pub fn batches(&self) -> bool {
+        match &self.kind {
+            Kind::Sqlite(b) => b.batches(),
+            Kind::Postgres(b) => b.batches(),
+            Kind::Synthetic(_) | Kind::Http(_) => false,
+        }
+    }
+
+    /// The values of `keys`, one result per key in their order: one batch query when the
+    /// backend [`batches`](Self::batches), else one load per key. A failed query fails
+    /// every key.
+    pub async fn load_many(&self, keys: &[&str]) -> Vec<Result<Option<Value>, String>> {
+        let found = match &self.kind {
+            Kind::Sqlite(b) if b.batches() => b.load_many(keys).await,
+            Kind::Postgres(b) if b.batches() => b.load_many(keys).await,
+            _ => {
+                let mut values = Vec::with_capacity(keys.len());
+                for key in keys {
+                    values.push(self.load(key).await);
+                }
+                return values;
+            }
+        };
+        match found {
+            Ok(found) => keys
+                .iter()
+                .map(|key| Ok(found.get(*key).cloned().flatten().map(Value::new)))
+                .collect(),
+            Err(e) => keys.iter().map(|_| Err(e.clone())).collect(),
         }
     }
 }
@@ -204,6 +266,9 @@ pub(crate) fn notify_feed(
         )),
     }
 }
+
+/// What a batch query answers: the value of each key it found (`None` for NULL).
+pub(crate) type Found = HashMap<String, Option<Bytes>>;
 
 /// A row of a preload query: the key and the value's bytes.
 pub(crate) type Entry = (String, Bytes);
@@ -246,6 +311,21 @@ impl galaxycache_galaxy::BackendGetter for Backend {
         self.load(key)
             .await
             .map_err(galaxycache_galaxy::Error::backend)
+    }
+
+    async fn get_many(
+        &self,
+        keys: &[&str],
+    ) -> Vec<Result<Option<Value>, galaxycache_galaxy::Error>> {
+        let values = self.load_many(keys).await;
+        values
+            .into_iter()
+            .map(|v| v.map_err(galaxycache_galaxy::Error::backend))
+            .collect()
+    }
+
+    fn batches(&self) -> bool {
+        Backend::batches(self)
     }
 }
 
@@ -308,6 +388,39 @@ mod tests {
         );
         let spec: BackendSpec = "postgres:postgresql://app:s3cret@db/app".parse().unwrap();
         assert_eq!(spec.to_string(), "postgres:postgresql://app:***@db/app");
+    }
+
+    #[test]
+    fn a_batch_query_is_the_default_tables_or_the_configured_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("CREATE TABLE kv (key TEXT PRIMARY KEY, value BLOB);")
+            .unwrap();
+        let open = |query: &str, batch_query: Option<&str>| {
+            let options = BackendOptions {
+                query: query.to_owned(),
+                batch_query: batch_query.map(str::to_owned),
+                ..BackendOptions::default()
+            };
+            let spec = BackendSpec::Sqlite(path.clone());
+            Backend::open(&spec, &options, &InFlight::unbounded())
+        };
+        let custom = "SELECT value FROM kv WHERE key = ?1 AND 1";
+        assert!(open(DEFAULT_QUERY, None).unwrap().batches());
+        assert!(!open(DEFAULT_QUERY, Some("")).unwrap().batches());
+        assert!(!open(custom, None).unwrap().batches());
+        let batch = "SELECT key, value FROM kv WHERE key IN (SELECT value FROM json_each(?1))";
+        assert!(open(custom, Some(batch)).unwrap().batches());
+        let options = BackendOptions {
+            batch_query: Some(batch.to_owned()),
+            ..BackendOptions::default()
+        };
+        let e = Backend::open(&BackendSpec::Synthetic, &options, &InFlight::unbounded());
+        assert!(
+            e.unwrap_err()
+                .contains("batch query needs a sqlite or postgres")
+        );
     }
 
     #[tokio::test]

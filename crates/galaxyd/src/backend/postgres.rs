@@ -19,10 +19,14 @@ use tokio_postgres::{AsyncMessage, Config, NoTls, Row, Statement};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::Entry;
+use super::{Entry, Found};
 
 /// The query run when none is configured: `$1` is the key, the first column the value.
 pub(crate) const DEFAULT_QUERY: &str = "SELECT value FROM kv WHERE key = $1";
+
+/// The batch query run when neither query is configured: `$1` is the keys (`text[]`), the
+/// first column the key, the second the value.
+pub(crate) const DEFAULT_BATCH_QUERY: &str = "SELECT key, value FROM kv WHERE key = ANY($1)";
 
 /// The notification payload that flushes the whole galaxy.
 const FLUSH_PAYLOAD: &str = "*";
@@ -70,6 +74,7 @@ fn connection_config(url: &str, timeout: Duration) -> Result<Config, String> {
 pub(crate) struct PostgresBackend {
     pool: Pool,
     query: String,
+    batch_query: Option<String>,
     /// The URL without its password, for error messages.
     target: String,
     timeout: Duration,
@@ -82,6 +87,7 @@ impl PostgresBackend {
     pub(crate) fn open(
         url: &str,
         query: &str,
+        batch_query: Option<&str>,
         connections: usize,
         timeout: Duration,
     ) -> Result<Self, String> {
@@ -90,6 +96,12 @@ impl PostgresBackend {
             return Err(format!(
                 "PostgreSQL query {query:?} must take the key as $1 and return the value as its \
                  first column"
+            ));
+        }
+        if let Some(batch) = batch_query.filter(|q| !q.contains("$1")) {
+            return Err(format!(
+                "PostgreSQL batch query {batch:?} must take the keys as $1 (text[], e.g. WHERE \
+                 key = ANY($1)) and return the key and the value as its first two columns"
             ));
         }
         let pool = Pool::builder(Manager::new(config, NoTls))
@@ -103,6 +115,7 @@ impl PostgresBackend {
         Ok(PostgresBackend {
             pool,
             query: query.to_owned(),
+            batch_query: batch_query.map(str::to_owned),
             target: redact(url),
             timeout,
         })
@@ -127,6 +140,52 @@ impl PostgresBackend {
             None => Ok(None),
             Some(row) => column_bytes(&row.map_err(|e| self.query_error(&e))?, 0),
         }
+    }
+
+    /// Whether this backend has a batch query.
+    pub(crate) fn batches(&self) -> bool {
+        self.batch_query.is_some()
+    }
+
+    /// The values of `keys` found by one run of the batch query (keys it did not return
+    /// have no value; a NULL value is none; the first row of a key counts). An error
+    /// without a batch query.
+    pub(crate) async fn load_many(&self, keys: &[&str]) -> Result<Found, String> {
+        let query = self
+            .batch_query
+            .as_deref()
+            .ok_or("PostgreSQL: no batch query configured")?;
+        let failed = |e: &tokio_postgres::Error| {
+            format!(
+                "PostgreSQL batch query {query:?} failed at {}: {}",
+                self.target,
+                describe(e)
+            )
+        };
+        let client = self.pool.get().await.map_err(|e| self.pool_error(&e))?;
+        let statement = client
+            .prepare_typed_cached(query, &[Type::TEXT_ARRAY])
+            .await
+            .map_err(|e| failed(&e))?;
+        check_key_column(&statement, query)?;
+        check_value_column(&statement, 1, query)?;
+        let rows = client
+            .query_raw(&statement, [&keys as &(dyn ToSql + Sync)])
+            .await
+            .map_err(|e| failed(&e))?;
+        let mut rows = pin!(rows);
+        let mut found = Found::new();
+        while let Some(row) = rows.next().await {
+            let row = row.map_err(|e| failed(&e))?;
+            let key = match row.try_get::<_, Option<&str>>(0) {
+                Ok(Some(key)) => key.to_owned(),
+                Ok(None) => continue,
+                Err(e) => return Err(format!("PostgreSQL batch key: {}", describe(&e))),
+            };
+            let value = column_bytes(&row, 1)?;
+            found.entry(key).or_insert(value);
+        }
+        Ok(found)
     }
 
     fn pool_error(&self, e: &PoolError) -> String {
@@ -252,17 +311,17 @@ async fn stream_rows(
     Ok(())
 }
 
-/// The preload query's first column is a key galaxyd can read: text.
+/// The first column of a preload or batch query is a key galaxyd can read: text.
 fn check_key_column(statement: &Statement, query: &str) -> Result<(), String> {
     match statement.columns().first() {
         Some(column) if <&str as FromSql>::accepts(column.type_()) => Ok(()),
         Some(column) => Err(format!(
-            "preload query {query:?}: its first column {:?} (the key) is of type {}; cast it \
+            "PostgreSQL query {query:?}: its first column {:?} (the key) is of type {}; cast it \
              to text",
             column.name(),
             column.type_()
         )),
-        None => Err(format!("preload query {query:?} returns no column")),
+        None => Err(format!("PostgreSQL query {query:?} returns no column")),
     }
 }
 
@@ -512,7 +571,7 @@ mod tests {
     #[test]
     fn bad_configuration_is_a_clear_error() {
         let open = |url: &str, query: &str| {
-            PostgresBackend::open(url, query, 1, Duration::from_secs(1)).unwrap_err()
+            PostgresBackend::open(url, query, None, 1, Duration::from_secs(1)).unwrap_err()
         };
         let e = open("mysql://db/x", DEFAULT_QUERY);
         assert!(e.contains("expected a URL like postgresql://"), "{e}");
@@ -522,6 +581,9 @@ mod tests {
         assert!(e.contains("no TLS"), "{e}");
         let e = open("postgresql://u:pw@db/x", "SELECT value FROM kv");
         assert!(e.contains("$1"), "{e}");
+        let batch = Some("SELECT key, value FROM kv");
+        let e = PostgresBackend::open("postgresql://db/x", DEFAULT_QUERY, batch, 1, Duration::ZERO);
+        assert!(e.unwrap_err().contains("batch query"));
         let e = NotifyFeed::new("postgresql://db/x", "", Duration::from_secs(1)).unwrap_err();
         assert!(e.contains("notify channel"), "{e}");
         let e = NotifyFeed::new("postgresql://db/x", &"c".repeat(64), Duration::from_secs(1));
