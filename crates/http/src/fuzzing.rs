@@ -98,3 +98,27 @@ pub fn decode_get_response(body: &[u8]) -> Result<(Option<bytes::Bytes>, Vec<u8>
     let encoded = message.encode_to_vec();
     Ok((message.value, encoded))
 }
+
+/// The keys of a batch request body, at most `max_keys`, as the server reads them.
+pub fn decode_batch_keys(body: &[u8], max_keys: usize) -> Result<Vec<String>, String> {
+    crate::batch::decode_keys(body, max_keys)
+}
+
+/// The batch request body the client writes for `keys`.
+pub fn encode_batch_keys(keys: &[String]) -> bytes::Bytes {
+    crate::batch::encode_keys(keys)
+}
+
+/// The answers of a batch response body to `keys` keys, as the client reads them.
+pub fn decode_batch_results(
+    body: &[u8],
+    keys: usize,
+) -> Result<Vec<galaxycache_universe::FetchResult>, String> {
+    crate::batch::decode_results(body, keys)
+}
+
+/// The batch response body the server writes for `results`.
+pub fn encode_batch_results(results: &[galaxycache_universe::FetchResult]) -> bytes::Bytes {
+    crate::batch::encode_results(results)
+}
+

@@ -31,11 +31,13 @@ pub(crate) struct Batching {
     counts: Arc<FetchCounts>,
 }
 
-/// What a batching fetcher has sent its peer: requests (single or batch) and keys.
+/// What a batching fetcher has sent its peer: requests (single or batch) and keys; and
+/// the fetches waiting in its queue now.
 #[derive(Debug, Default)]
 pub(crate) struct FetchCounts {
     pub(crate) requests: AtomicU64,
     pub(crate) keys: AtomicU64,
+    pub(crate) queued: AtomicU64,
 }
 
 impl FetchCounts {
@@ -106,6 +108,7 @@ impl Batching {
                 None
             } else {
                 let (answer, answered) = oneshot::channel();
+                self.counts.queued.fetch_add(1, Ordering::Relaxed);
                 state.queue.push_back(Waiting {
                     galaxy: OwnedGalaxy {
                         name: Arc::from(galaxy.name),
@@ -147,6 +150,9 @@ impl Batching {
             if batch.is_empty() {
                 state.in_flight -= 1;
             }
+            self.counts
+                .queued
+                .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             batch
         };
         if batch.is_empty() {

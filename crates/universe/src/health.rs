@@ -275,12 +275,14 @@ impl Guarded {
         }
     }
 
-    /// Fetch requests sent to the peer and keys they carried, when batching counts them.
-    pub(crate) fn sent(&self) -> (u64, u64) {
-        self.counts.as_ref().map_or((0, 0), |c| {
+    /// Fetch requests sent to the peer, keys they carried, and fetches waiting to be
+    /// sent, when batching counts them.
+    pub(crate) fn sent(&self) -> (u64, u64, u64) {
+        self.counts.as_ref().map_or((0, 0, 0), |c| {
             (
                 c.requests.load(Ordering::Relaxed),
                 c.keys.load(Ordering::Relaxed),
+                c.queued.load(Ordering::Relaxed),
             )
         })
     }

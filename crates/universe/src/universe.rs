@@ -70,6 +70,9 @@ pub struct PeerStatus {
     pub fetch_requests: u64,
     /// Keys those requests carried: over `fetch_requests`, the average batch.
     pub fetched_keys: u64,
+    /// Fetches waiting now for a request to the peer to carry them (every one of this
+    /// node's slots to it is busy).
+    pub queued_fetches: u64,
 }
 
 pub(crate) struct Inner {
@@ -447,7 +450,8 @@ impl Universe {
             .zip(&state.fetchers)
             .zip(shares)
             .map(|((url, fetcher), share)| {
-                let (fetch_requests, fetched_keys) = fetcher.as_ref().map_or((0, 0), |f| f.sent());
+                let (fetch_requests, fetched_keys, queued_fetches) =
+                    fetcher.as_ref().map_or((0, 0, 0), |f| f.sent());
                 PeerStatus {
                     url: url.to_string(),
                     state: fetcher.as_ref().map_or(CircuitState::Up, |f| f.state()),
@@ -455,6 +459,7 @@ impl Universe {
                     is_self: fetcher.is_none(),
                     fetch_requests,
                     fetched_keys,
+                    queued_fetches,
                 }
             })
             .collect()
