@@ -121,4 +121,3 @@ pub fn decode_batch_results(
 pub fn encode_batch_results(results: &[galaxycache_universe::FetchResult]) -> bytes::Bytes {
     crate::batch::encode_results(results)
 }
-
