@@ -40,10 +40,12 @@
 //!   ...}}}`: the peers on this node's ring (itself included, as they are now: they
 //!   follow the peer file or DNS), and every stat of the core.
 //! - `GET /v1/peers`: this node's view of the ring, `{"self": URL, "peers": [{"url": URL,
-//!   "state": "up"|"open"|"probing", "share": 0.33}, ...]}`: every peer on the ring (this
-//!   node too, always `up`), its circuit (`open`: this node stopped asking it after
-//!   failures, and loads its keys itself; `probing`: one request is testing it) and its
-//!   share of the keys.
+//!   "state": "up"|"open"|"probing", "share": 0.33, "fetch_requests": N, "fetched_keys":
+//!   N, "queued_fetches": N}, ...]}`: every peer on the ring (this node too, always `up`),
+//!   its circuit (`open`: this node stopped asking it after failures, and loads its keys
+//!   itself; `probing`: one request is testing it), its share of the keys, the fetch
+//!   requests this node sent it (a batch counts once) and the keys they carried, and the
+//!   fetches waiting now for a request to carry them.
 //! - `GET /metrics`: the same stats, client gets by outcome and their latency, client
 //!   writes by op and outcome, each peer's circuit and ring share, in the Prometheus text
 //!   format.
@@ -800,6 +802,9 @@ async fn peers(State(api): State<Api>) -> Response {
                 "url": p.url,
                 "state": p.state.as_str(),
                 "share": (p.share * 10_000.0).round() / 10_000.0,
+                "fetch_requests": p.fetch_requests,
+                "fetched_keys": p.fetched_keys,
+                "queued_fetches": p.queued_fetches,
             })
         })
         .collect();

@@ -70,6 +70,20 @@ async fn a_dead_peer_shows_open_in_v1_peers_and_in_metrics() {
     };
     assert_eq!(state_of(&dead), "open");
     assert_eq!(state_of(&self_url), "up");
+    // What was sent to each: requests (a batch counts once) and the keys they carried.
+    let sent = |url: &str, field: &str| {
+        let peers = after["peers"].as_array().unwrap();
+        peers.iter().find(|p| p["url"] == url).unwrap()[field]
+            .as_u64()
+            .unwrap()
+    };
+    let requests = sent(&dead, "fetch_requests");
+    assert!(
+        (1..5).contains(&requests),
+        "{requests}: until the circuit opened"
+    );
+    assert_eq!(sent(&dead, "fetched_keys"), requests, "one key a request");
+    assert_eq!(sent(&self_url, "fetch_requests"), 0);
 
     let r = client
         .get(format!("{base}/metrics").parse().unwrap())
