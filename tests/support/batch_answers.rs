@@ -10,7 +10,11 @@ use tokio::time::Instant;
 
 /// Fetch `keys` from `peer` in one batch and one by one: key for key, the batch's answer
 /// is the single fetch's (a value's bytes and instants, a miss and its expiry, an error's
-/// kind and message). The batch's answers, for the caller's own checks.
+/// kind and message). Keys the test galaxies of both protocols answer alike are checked
+/// for their kind of answer too, so each kind is known to be in the batch: `missing` (no
+/// such key), `fail` (the owner's load failed), `all-instants` (a value with a refresh
+/// instant), `absent` (a cached miss) and the empty key (refused on its own while the
+/// others are served). The batch's answers, for the caller's own checks.
 pub async fn batch_answers_as_singles(
     peer: &dyn RemoteFetcher,
     keys: &[&str],
@@ -48,6 +52,20 @@ pub async fn batch_answers_as_singles(
             }
             (Err(b), Err(s)) => assert_eq!(b.kind(), s.kind(), "{key:?}"),
             other => panic!("{key:?}: batched and single answers differ: {other:?}"),
+        }
+        match *key {
+            "missing" => assert!(batched.as_ref().unwrap().is_none()),
+            "fail" => assert_eq!(batched.as_ref().unwrap_err().kind(), ErrorKind::Remote),
+            "all-instants" => {
+                let value = batched.as_ref().unwrap().as_ref().unwrap();
+                assert!(value.refresh_at().is_some());
+            }
+            "absent" => assert!(batched.as_ref().unwrap().as_ref().unwrap().is_absent()),
+            "" => assert_eq!(
+                batched.as_ref().unwrap_err().kind(),
+                ErrorKind::InvalidRequest
+            ),
+            _ => {}
         }
     }
     batch
