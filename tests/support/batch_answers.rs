@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
-use galaxycache_universe::{ErrorKind, FetchResult, RemoteFetcher};
+use galaxycache_universe::{ErrorKind, FetchResult, MAX_BATCH_KEYS, RemoteFetcher};
 use tokio::time::Instant;
 
 /// Fetch `keys` from `peer` in one batch and one by one: key for key, the batch's answer
@@ -69,4 +69,23 @@ pub async fn batch_answers_as_singles(
         }
     }
     batch
+}
+
+/// A batch for a galaxy `peer` does not have, and one of more keys than a server takes:
+/// each fails whole, with its own kind.
+pub async fn batches_refused_whole(peer: &dyn RemoteFetcher, deadline: Instant) {
+    let one: Vec<Arc<str>> = vec![Arc::from("a")];
+    let e = peer
+        .fetch_many("nope".into(), &one, deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
+    let many: Vec<Arc<str>> = (0..=MAX_BATCH_KEYS)
+        .map(|i| Arc::from(format!("k{i}")))
+        .collect();
+    let e = peer
+        .fetch_many("g".into(), &many, deadline)
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
 }

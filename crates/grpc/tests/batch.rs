@@ -7,19 +7,12 @@ mod common;
 #[path = "../../../tests/support/batch_answers.rs"]
 mod batch_answers;
 
-use std::sync::Arc;
-
-use batch_answers::batch_answers_as_singles;
+use batch_answers::{batch_answers_as_singles, batches_refused_whole};
 
 use common::{Node, fetcher, later, post_raw};
 use galaxycache_grpc::pb::GetManyRequest;
 use galaxycache_grpc::tonic::Code;
-use galaxycache_universe::{ErrorKind, MAX_BATCH_KEYS};
 use prost::Message as _;
-
-fn keys(list: &[&str]) -> Vec<Arc<str>> {
-    list.iter().map(|&k| Arc::from(k)).collect()
-}
 
 #[tokio::test]
 async fn each_key_of_a_batch_is_answered_as_a_single_fetch_would_be() {
@@ -36,19 +29,7 @@ async fn each_key_of_a_batch_is_answered_as_a_single_fetch_would_be() {
 async fn an_unknown_galaxy_or_too_many_keys_fail_the_batch_whole() {
     let node = Node::start().await;
     let peer = fetcher(&node);
-    let e = peer
-        .fetch_many("nope".into(), &keys(&["a"]), later())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
-    let many: Vec<Arc<str>> = (0..=MAX_BATCH_KEYS)
-        .map(|i| Arc::from(format!("k{i}")))
-        .collect();
-    let e = peer
-        .fetch_many("g".into(), &many, later())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    batches_refused_whole(&*peer, later()).await;
     assert_eq!(node.fake.calls.load(std::sync::atomic::Ordering::SeqCst), 0);
     node.stop().await.unwrap();
 }

@@ -9,11 +9,11 @@ mod batch_answers;
 
 use std::sync::Arc;
 
-use batch_answers::batch_answers_as_singles;
+use batch_answers::{batch_answers_as_singles, batches_refused_whole};
 
 use common::{Node, exchange, fetcher, soon};
 use galaxycache_http::{Dialect, HttpProtocol};
-use galaxycache_universe::{ErrorKind, MAX_BATCH_KEYS};
+use galaxycache_universe::ErrorKind;
 
 fn keys(list: &[&str]) -> Vec<Arc<str>> {
     list.iter().map(|&k| Arc::from(k)).collect()
@@ -34,19 +34,7 @@ async fn each_key_of_a_batch_is_answered_as_a_single_fetch_would_be() {
 async fn a_batch_of_an_unknown_galaxy_or_too_many_keys_fails_whole() {
     let node = Node::start(Dialect::Galaxycache).await;
     let peer = fetcher(HttpProtocol::default(), &node.url);
-    let e = peer
-        .fetch_many("nope".into(), &keys(&["a"]), soon())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::UnknownGalaxy, "{e}");
-    let many: Vec<Arc<str>> = (0..=MAX_BATCH_KEYS)
-        .map(|i| Arc::from(format!("k{i}")))
-        .collect();
-    let e = peer
-        .fetch_many("g".into(), &many, soon())
-        .await
-        .unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::InvalidRequest, "{e}");
+    batches_refused_whole(&*peer, soon()).await;
     assert!(
         node.fake.seen.lock().unwrap().is_empty(),
         "no key reached the galaxy"
