@@ -256,14 +256,21 @@ path_of() {
     *) echo "/get?key=k" ;;
   esac
 }
-# "GETS PEER_FETCHES" of the entry node so far (nothing for a floor).
+# "GETS PEER_FETCHES PEER_REQUESTS" of the entry node so far (nothing for a floor). A
+# galaxyd batch carries many fetches in one request (its /v1/peers counts them);
+# groupcache sends one request per fetch.
 entry_counts() {
   case $1 in
-    galaxyd) curl -sf "$(url_of galaxyd)/v1/stats" | python3 -c '
-import json, sys; g = json.load(sys.stdin)["galaxies"]["bench"]; print(g["gets"], g["peer_loads"])' ;;
+    galaxyd)
+      local gets peers
+      gets=$(curl -sf "$(url_of galaxyd)/v1/stats" | python3 -c '
+import json, sys; g = json.load(sys.stdin)["galaxies"]["bench"]; print(g["gets"], g["peer_loads"])')
+      peers=$(curl -sf "$(url_of galaxyd)/v1/peers" | python3 -c '
+import json, sys; print(sum(p.get("fetch_requests", 0) for p in json.load(sys.stdin)["peers"]))')
+      echo "$gets $peers" ;;
     groupcache) curl -sf "$(url_of groupcache)/stats" | python3 -c '
-import json, sys; g = json.load(sys.stdin)["group_stats"]; print(g["Gets"], g["PeerLoads"])' ;;
-    *) echo "0 0" ;;
+import json, sys; g = json.load(sys.stdin)["group_stats"]; print(g["Gets"], g["PeerLoads"], g["PeerLoads"])' ;;
+    *) echo "0 0 0" ;;
   esac
 }
 # Gets every key once through the entry node, 16 at a time, and checks that all were answered 200.
@@ -287,7 +294,7 @@ wrk_run() { # SYSTEM KEYS DURATION -> wrk's output in $SCRATCH/last.txt
 }
 result_field() { sed -n "s/^RESULT .*$1=\([^ ]*\).*/\1/p" "$SCRATCH/last.txt"; }
 
-RESULTS=$SCRATCH/results.tsv # workload system round rps p50 p99 errors "gets peer_fetches"
+RESULTS=$SCRATCH/results.tsv # workload system round rps p50 p99 errors "gets peer_fetches peer_requests"
 SHARES=$SCRATCH/shares.tsv   # workload system "node N: share of the keys it owns"
 : >"$RESULTS"
 : >"$SHARES"
@@ -305,12 +312,12 @@ for keys in $WORKLOADS; do
   done
   for round in $(seq 1 "$ROUNDS"); do
     for sys in "${SYSTEMS[@]}"; do
-      read -r gets0 peer0 <<<"$(entry_counts "$sys")"
+      read -r gets0 peer0 req0 <<<"$(entry_counts "$sys")"
       wrk_run "$sys" "$keys" "$DURATION"
-      read -r gets1 peer1 <<<"$(entry_counts "$sys")"
+      read -r gets1 peer1 req1 <<<"$(entry_counts "$sys")"
       printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$keys" "$sys" "$round" "$(result_field rps)" \
         "$(result_field p50_ms)" "$(result_field p99_ms)" "$(result_field errors)" \
-        "$((gets1 - gets0)) $((peer1 - peer0))" >>"$RESULTS"
+        "$((gets1 - gets0)) $((peer1 - peer0)) $((req1 - req0))" >>"$RESULTS"
       printf '   round %s %-10s %8.0f req/s  p99 %s ms\n' "$round" "$sys" \
         "$(result_field rps)" "$(result_field p99_ms)"
     done
@@ -331,7 +338,7 @@ for w in workloads:
     print(f"\n{label}   cells: req/s / p99")
     med = {}
     rounds = max(int(r[2]) for r in rows if r[0] == w)
-    head = ["system"] + [f"round {i}" for i in range(1, rounds + 1)] + ["median", "errors", "entry node owns", "peer fetch/get"]
+    head = ["system"] + [f"round {i}" for i in range(1, rounds + 1)] + ["median", "errors", "entry node owns", "peer fetch/get", "peer req/get"]
     table = [head]
     for s in systems:
         rs = [r for r in rows if r[0] == w and r[1] == s]
@@ -340,9 +347,10 @@ for w in workloads:
         rps = [float(r[3]) for r in rs]; p99 = [float(r[5]) for r in rs]
         med[s] = (statistics.median(rps), statistics.median(p99))
         gets = sum(int(r[7].split()[0]) for r in rs); peer = sum(int(r[7].split()[1]) for r in rs)
+        reqs = sum(int(r[7].split()[2]) for r in rs)
         table.append([s] + [cell(a, b) for a, b in zip(rps, p99)] + [cell(*med[s]),
                      str(sum(int(r[6]) for r in rs)), shares.get((w, s), "-"),
-                     f"{peer / gets:.3f}" if gets else "-"])
+                     f"{peer / gets:.3f}" if gets else "-", f"{reqs / gets:.3f}" if gets else "-"])
     widths = [max(len(row[i]) for row in table) for i in range(len(head))]
     for row in table:
         print("  " + "  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i]) for i, c in enumerate(row)))
