@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use crate::fetch::fetch_each;
 use crate::{BoxFuture, Error, ErrorKind, FetchResult, GalaxyId, RemoteFetcher, WriteOp};
 
 /// Fetch requests (single or batch) a node has on their way to one peer at once; more
@@ -221,10 +222,7 @@ impl Batching {
             )),
             Err(e) if matches!(e.kind(), ErrorKind::Unsupported | ErrorKind::TooLarge) => {
                 self.counts.sent(keys.len(), 0);
-                let fetches = keys
-                    .iter()
-                    .map(|key| self.inner.fetch(galaxy, key, deadline));
-                Ok(futures_util::future::join_all(fetches).await)
+                Ok(fetch_each(&*self.inner, galaxy, keys, deadline).await)
             }
             Err(e) => Err(e),
         }

@@ -114,10 +114,7 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
         keys: &'a [Arc<str>],
         deadline: Instant,
     ) -> BoxFuture<'a, Result<Vec<FetchResult>, Error>> {
-        Box::pin(async move {
-            let fetches = keys.iter().map(|key| self.fetch(galaxy, key, deadline));
-            Ok(futures_util::future::join_all(fetches).await)
-        })
+        Box::pin(async move { Ok(fetch_each(self, galaxy, keys, deadline).await) })
     }
 
     /// Ask the peer for `key` only if it already has it cached, without loading it.
@@ -160,6 +157,18 @@ pub trait RemoteFetcher: Send + Sync + fmt::Debug {
 
     /// The peer's URL, as given to [`FetchProtocol::connect`].
     fn url(&self) -> &str;
+}
+
+/// `keys` fetched from `peer` one by one, all at once: what a batch is without a protocol
+/// that carries one.
+pub(crate) async fn fetch_each<F: RemoteFetcher + ?Sized>(
+    peer: &F,
+    galaxy: GalaxyId<'_>,
+    keys: &[Arc<str>],
+    deadline: Instant,
+) -> Vec<FetchResult> {
+    let fetches = keys.iter().map(|key| peer.fetch(galaxy, key, deadline));
+    futures_util::future::join_all(fetches).await
 }
 
 /// A way of reaching peers: HTTP, gRPC, or the in-process protocol of tests.
