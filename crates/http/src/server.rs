@@ -276,21 +276,12 @@ impl PeerService {
         if asked.key.is_some() {
             return self.bad_request("the path must be {prefix}{galaxy}");
         }
-        let mut reservation = self.universe.in_flight().empty();
-        let now = Instant::now();
-        let wait_until = asked
-            .deadline
-            .unwrap_or_else(|| now.checked_add(NO_DEADLINE_WAIT).unwrap_or(now));
-        let keys =
-            match read_value(body, self.max_request_bytes, &mut reservation, wait_until).await {
-                Ok(body) => batch::decode_keys(&body, MAX_BATCH_KEYS),
-                Err(ReadError::TooLarge(why)) => return text(StatusCode::PAYLOAD_TOO_LARGE, why),
-                Err(e) => Err(e.to_string()),
-            };
-        drop(reservation);
-        let keys = match keys {
-            Ok(keys) => keys,
-            Err(why) => return self.bad_request(&why),
+        let keys = match self.request_body(body, asked.deadline).await {
+            Ok(body) => match batch::decode_keys(&body, MAX_BATCH_KEYS) {
+                Ok(keys) => keys,
+                Err(why) => return self.bad_request(&why),
+            },
+            Err(e) => return self.failed(&asked.galaxy, &e),
         };
         let results = self
             .universe
@@ -363,8 +354,22 @@ impl PeerService {
     {
         let instants =
             Instants::read(headers).map_err(|why| Error::new(ErrorKind::InvalidRequest, why))?;
-        // The value is in flight until the galaxy has it, read against the node's bound;
-        // a peer that names no deadline gets the default one for the wait.
+        let bytes = self.request_body(body, deadline).await?;
+        Ok(instants.apply(Value::new(bytes)))
+    }
+
+    /// A request's body (a `PUT`'s value, a batch's keys), whole, in an allocation of its
+    /// own length: read against the node's bound on bytes in flight (held until it is
+    /// returned; a peer that names no deadline gets [`NO_DEADLINE_WAIT`] for the wait) and
+    /// within [`max_request_bytes`](Self::max_request_bytes). Refused as
+    /// [`ErrorKind::TooLarge`], [`ErrorKind::Overloaded`], [`ErrorKind::InvalidRequest`]
+    /// (it could not be read) or, when the deadline passes before the body has arrived,
+    /// [`ErrorKind::Timeout`].
+    async fn request_body<B>(&self, body: B, deadline: Option<Instant>) -> Result<Bytes, Error>
+    where
+        B: Body,
+        B::Error: Into<BoxError>,
+    {
         let mut reservation = self.universe.in_flight().empty();
         let now = Instant::now();
         let wait_until =
@@ -372,20 +377,19 @@ impl PeerService {
         let read = read_value(body, self.max_request_bytes, &mut reservation, wait_until);
         let read = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, read).await.map_err(|_| {
-                let why = "the asking peer's deadline passed before the value arrived";
+                let why = "the asking peer's deadline passed before the body arrived";
                 Error::new(ErrorKind::Timeout, why)
             })?,
             None => read.await,
         };
-        match read {
-            Ok(bytes) => Ok(instants.apply(Value::new(bytes))),
-            Err(ReadError::TooLarge(why)) => Err(Error::new(ErrorKind::TooLarge, why)),
-            Err(ReadError::Overloaded(e)) => Err(e),
-            Err(ReadError::Failed(e)) => Err(Error::new(
+        read.map_err(|e| match e {
+            ReadError::TooLarge(why) => Error::new(ErrorKind::TooLarge, why),
+            ReadError::Overloaded(e) => e,
+            ReadError::Failed(e) => Error::new(
                 ErrorKind::InvalidRequest,
                 format!("the body could not be read: {e}"),
-            )),
-        }
+            ),
+        })
     }
 
     /// The answer to a write: `204` once applied.
