@@ -22,12 +22,7 @@ pub fn value_from_wire(
     refresh: Option<Timestamp>,
     stale_until: Option<Timestamp>,
 ) -> Result<Value, Error> {
-    let instants = WireInstants {
-        expiry,
-        refresh,
-        stale_until,
-    };
-    wire::value_from_wire(bytes, instants)
+    wire::value_from_wire(bytes, instants(expiry, refresh, stale_until))
 }
 
 /// A set's value with its instants, as the server reads a `SetRequest`.
@@ -37,12 +32,19 @@ pub fn set_value_from_wire(
     refresh: Option<Timestamp>,
     stale_until: Option<Timestamp>,
 ) -> Result<Value, Error> {
-    let instants = WireInstants {
+    wire::set_value_from_wire(bytes, instants(expiry, refresh, stale_until))
+}
+
+fn instants(
+    expiry: Option<Timestamp>,
+    refresh: Option<Timestamp>,
+    stale_until: Option<Timestamp>,
+) -> WireInstants {
+    WireInstants {
         expiry,
         refresh,
         stale_until,
-    };
-    wire::set_value_from_wire(bytes, instants)
+    }
 }
 
 /// The instants of `value` as they travel: `(expiry, refresh, stale_until)`.
