@@ -501,9 +501,10 @@ impl Universe {
             ));
         }
         if let (Some(budgets), Some(handler)) = (&self.inner.budgets, galaxy.upgrade()) {
+            let bytes = handler.cache_bytes();
             let sum = budgets
-                .fetch_add(handler.cache_bytes(), Ordering::Relaxed)
-                .saturating_add(handler.cache_bytes());
+                .fetch_add(bytes, Ordering::Relaxed)
+                .saturating_add(bytes);
             self.inner
                 .in_flight
                 .raise_to((sum / 2).max(MIN_IN_FLIGHT_BYTES));
