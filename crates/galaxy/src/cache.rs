@@ -7,6 +7,7 @@ use std::time::SystemTime;
 use quick_cache::sync::Cache;
 use quick_cache::{DefaultHashBuilder, Lifecycle, OptionsBuilder, Weighter};
 
+use crate::front::Front;
 use crate::listener::Events;
 use crate::{Clock, Tier, Value};
 
@@ -106,6 +107,8 @@ pub(crate) struct ByteCache {
     max_entry: u64,
     tier: Tier,
     events: Arc<Events>,
+    /// Told of every change that may make a per-thread copy wrong.
+    front: Arc<Front>,
 }
 
 /// Whether an insert kept its value.
@@ -128,7 +131,7 @@ fn shard_count(capacity: u64) -> usize {
 }
 
 impl ByteCache {
-    pub(crate) fn new(capacity: u64, tier: Tier, events: Arc<Events>) -> Self {
+    pub(crate) fn new(capacity: u64, tier: Tier, events: Arc<Events>, front: Arc<Front>) -> Self {
         let state = Arc::default();
         if capacity == 0 {
             return ByteCache {
@@ -138,6 +141,7 @@ impl ByteCache {
                 max_entry: 0,
                 tier,
                 events,
+                front,
             };
         }
         let estimated_items = (capacity / (ENTRY_OVERHEAD + 1024)).clamp(64, 1 << 24) as usize;
@@ -164,6 +168,7 @@ impl ByteCache {
             max_entry,
             tier,
             events,
+            front,
         }
     }
 
@@ -202,6 +207,7 @@ impl ByteCache {
         };
         let gone = |e: &Entry| e.value.is_expired_at(now) && !e.value.is_servable_stale_at(now);
         if cache.remove_if(key, gone).is_some() {
+            self.front.changed();
             self.events.tell(|l| l.on_expire(key, self.tier));
         }
         Lookup::Miss
@@ -214,16 +220,26 @@ impl ByteCache {
             return Inserted::Kept;
         };
         if entry_weight(key.len(), value.len()) > self.max_entry {
-            cache.remove(key);
+            if cache.remove(key).is_some() {
+                self.front.changed();
+            }
             return Inserted::TooLarge;
         }
         let mut pushed_out = Vec::new();
         cache.insert_with_lifecycle(key.into(), Entry { value, qps }, &mut pushed_out);
         // The shard is unlocked now. An entry of the inserted key itself is the value it
         // replaced (or the value, too large to admit): not an eviction.
-        for (evicted, qps) in pushed_out.into_iter().filter(|(k, _)| **k != *key) {
+        let mut replaced = false;
+        for (evicted, qps) in pushed_out {
+            if *evicted == *key {
+                replaced = true;
+                continue;
+            }
             self.evictions.record(qps);
             self.events.tell(|l| l.on_evict(&evicted, self.tier));
+        }
+        if replaced {
+            self.front.changed();
         }
         Inserted::Kept
     }
@@ -235,13 +251,18 @@ impl ByteCache {
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
-        self.cache.as_ref().is_some_and(|c| c.remove(key).is_some())
+        let removed = self.cache.as_ref().is_some_and(|c| c.remove(key).is_some());
+        if removed {
+            self.front.changed();
+        }
+        removed
     }
 
     /// Drop every entry; not counted as evictions.
     pub(crate) fn clear(&self) {
         if let Some(cache) = &self.cache {
             cache.clear();
+            self.front.changed();
         }
     }
 
@@ -276,7 +297,7 @@ mod tests {
     #[test]
     fn expired_values_are_never_returned() {
         let clock = ManualClock::new();
-        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default(), Arc::default());
         let at = clock.now() + Duration::from_secs(10);
         cache.insert("k", Value::expiring("v", at), 0.0);
         assert!(matches!(cache.get("k", &clock), Lookup::Fresh(_)));
@@ -288,7 +309,7 @@ mod tests {
     #[test]
     fn values_go_due_then_stale_then_away() {
         let clock = ManualClock::new();
-        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default(), Arc::default());
         let s = Duration::from_secs(1);
         let now = clock.now();
         let v = Value::expiring("v", now + 10 * s)
@@ -313,7 +334,7 @@ mod tests {
 
     #[test]
     fn a_zero_budget_holds_nothing() {
-        let cache = ByteCache::new(0, Tier::Main, Arc::default());
+        let cache = ByteCache::new(0, Tier::Main, Arc::default(), Arc::default());
         cache.insert("k", Value::new("v"), 0.0);
         assert!(matches!(cache.get("k", &ManualClock::new()), Lookup::Miss));
         assert_eq!(cache.bytes(), 0);
@@ -321,7 +342,7 @@ mod tests {
 
     #[test]
     fn evictions_are_counted() {
-        let cache = ByteCache::new(64 * 1024, Tier::Main, Arc::default());
+        let cache = ByteCache::new(64 * 1024, Tier::Main, Arc::default(), Arc::default());
         for i in 0..1000 {
             cache.insert(&format!("k{i}"), Value::new(vec![0u8; 512]), 1.0);
         }
@@ -332,7 +353,7 @@ mod tests {
 
     #[test]
     fn replacing_a_value_is_not_an_eviction() {
-        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        let cache = ByteCache::new(1 << 20, Tier::Main, Arc::default(), Arc::default());
         for i in 0..100 {
             cache.insert("k", Value::new(vec![0u8; i]), 0.0);
         }
@@ -343,7 +364,7 @@ mod tests {
     #[test]
     fn values_up_to_the_largest_entry_are_kept() {
         // The maincache of a 64 MiB galaxy: values of 7 MiB and more used to be dropped.
-        let cache = ByteCache::new(56 << 20, Tier::Main, Arc::default());
+        let cache = ByteCache::new(56 << 20, Tier::Main, Arc::default(), Arc::default());
         let max = cache.max_entry_weight();
         assert!(max >= 15 << 20, "largest entry {max}");
         let len = (max - ENTRY_OVERHEAD - 1) as usize;
@@ -361,7 +382,7 @@ mod tests {
             matches!(cache.get("k", &ManualClock::new()), Lookup::Miss),
             "a value too large to keep removes the older one"
         );
-        let small = ByteCache::new(1 << 20, Tier::Main, Arc::default());
+        let small = ByteCache::new(1 << 20, Tier::Main, Arc::default(), Arc::default());
         assert!(
             small.max_entry_weight() >= 1_000_000,
             "{}",
@@ -375,7 +396,7 @@ mod tests {
             capacity in 1u64..200_000,
             ops in proptest::collection::vec((0u16..500, 0usize..20_000), 1..400),
         ) {
-            let cache = ByteCache::new(capacity, Tier::Main, Arc::default());
+            let cache = ByteCache::new(capacity, Tier::Main, Arc::default(), Arc::default());
             for (key, len) in ops {
                 cache.insert(&format!("key-{key}"), Value::new(vec![7u8; len]), 0.0);
                 prop_assert!(cache.bytes() <= capacity, "{} > {}", cache.bytes(), capacity);

@@ -18,6 +18,7 @@ use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup};
 use crate::candidates::Candidates;
 use crate::fence::{Fence, Generation};
 use crate::freshness::{Policy, stale_may_answer};
+use crate::front::Front;
 use crate::handoff::RingChange;
 use crate::listener::{Events, Origin, StoreReason, Tier};
 use crate::singleflight::{Group, Role};
@@ -95,6 +96,8 @@ pub(crate) struct Inner {
     backend: Arc<Batcher>,
     pub(crate) main: ByteCache,
     pub(crate) hot: ByteCache,
+    /// Per-thread copies of the hottest keys (see `front.rs`).
+    front: Arc<Front>,
     candidates: Candidates,
     /// Gets by this node's callers, whoever owns the key.
     client_loads: Arc<Group>,
@@ -130,14 +133,26 @@ impl Galaxy {
         let fence = Fence::new();
         let ring_change = RingChange::new(&fence);
         let events = Arc::new(Events::new(b.listener));
+        let front = Arc::new(Front::default());
         let inner = Arc::new_cyclic(|me| Inner {
             me: me.clone(),
             name: Arc::clone(&name),
             version: b.version,
             universe: b.universe,
             backend: Batcher::new(b.backend),
-            main: ByteCache::new(b.budget - hot_bytes, Tier::Main, Arc::clone(&events)),
-            hot: ByteCache::new(hot_bytes, Tier::Hot, Arc::clone(&events)),
+            main: ByteCache::new(
+                b.budget - hot_bytes,
+                Tier::Main,
+                Arc::clone(&events),
+                Arc::clone(&front),
+            ),
+            hot: ByteCache::new(
+                hot_bytes,
+                Tier::Hot,
+                Arc::clone(&events),
+                Arc::clone(&front),
+            ),
+            front,
             candidates: Candidates::new(CANDIDATE_KEYS),
             client_loads: Group::new(),
             backend_loads: Group::new(),
@@ -180,14 +195,24 @@ impl Galaxy {
     /// timeout; see the builder's freshness settings.
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
         let inner = &self.inner;
+        let seen = inner.front.seen(key);
+        if let Some((v, tier)) = inner.front.get(key, seen, &*inner.clock) {
+            inner.counters.incr(match tier {
+                Tier::Main => Counter::MainHit,
+                Tier::Hot => Counter::HotHit,
+            });
+            return Ok(v);
+        }
         let (found, hit) = match inner.main.get(key, &*inner.clock) {
             Lookup::Fresh(v) => {
                 inner.counters.incr(Counter::MainHit);
+                inner.front.offer(key, seen, &v, Tier::Main);
                 return Ok(v);
             }
             Lookup::Miss => match inner.hot.get(key, &*inner.clock) {
                 Lookup::Fresh(v) => {
                     inner.counters.incr(Counter::HotHit);
+                    inner.front.offer(key, seen, &v, Tier::Hot);
                     return Ok(v);
                 }
                 found => (found, Counter::HotHit),

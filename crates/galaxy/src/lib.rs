@@ -18,6 +18,7 @@ mod error;
 mod feed;
 mod fence;
 mod freshness;
+mod front;
 mod galaxy;
 mod handoff;
 mod listener;
