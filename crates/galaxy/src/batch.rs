@@ -53,6 +53,8 @@ struct State {
     queue: VecDeque<Waiting>,
     /// Batch calls running.
     calls: usize,
+    /// Of those, calls spawned that have not yet taken their first batch.
+    pending: usize,
 }
 
 /// A load waiting for a batch call.
@@ -92,8 +94,8 @@ impl Batcher {
             state.queue.push_back(Waiting { key, reply });
             state.start_call()
         };
-        if let Some(batch) = start {
-            tokio::spawn(Arc::clone(self).run(batch));
+        if start {
+            tokio::spawn(Arc::clone(self).run());
         }
         answer.await.unwrap_or_else(|_| {
             Err(Error::new(
@@ -103,23 +105,33 @@ impl Batcher {
         })
     }
 
-    /// Call the backend with `batch`, then with whatever queued meanwhile, until the
-    /// queue is empty.
-    async fn run(self: Arc<Self>, mut batch: Vec<Waiting>) {
+    /// Call the backend with what waits in the queue, again and again, until it is empty.
+    /// The first batch is taken when the task first runs, not when it is spawned: the
+    /// loads that queue meanwhile (the rest of a `get_many`, other callers' loads in the
+    /// same tick) go with it.
+    async fn run(self: Arc<Self>) {
         let mut running = Running {
             batcher: &self,
             ended: false,
         };
+        let mut first = true;
         loop {
+            let batch = {
+                let mut state = self.state();
+                if first {
+                    state.pending = state.pending.saturating_sub(1);
+                    first = false;
+                }
+                if state.queue.is_empty() {
+                    // Under the lock: a load that queues from now on finds no call and
+                    // starts one.
+                    state.calls = state.calls.saturating_sub(1);
+                    running.ended = true;
+                    return;
+                }
+                state.take()
+            };
             self.call(batch).await;
-            let mut state = self.state();
-            if state.queue.is_empty() {
-                // Under the lock: a load that queues from now on finds no call and starts one.
-                state.calls = state.calls.saturating_sub(1);
-                running.ended = true;
-                return;
-            }
-            batch = state.take();
         }
     }
 
@@ -166,16 +178,17 @@ fn distinct_keys(batch: &[Waiting]) -> (Vec<&str>, Vec<usize>) {
 }
 
 impl State {
-    /// The batch of a call to start now, if one may start: when no call runs, or when a
-    /// full batch waits and fewer than [`MAX_CALLS`] run.
-    fn start_call(&mut self) -> Option<Vec<Waiting>> {
+    /// Whether a call starts now (and is counted): when no call runs, or when a full
+    /// batch waits and fewer than [`MAX_CALLS`] run.
+    fn start_call(&mut self) -> bool {
         let idle = self.calls == 0;
-        let full = self.queue.len() >= MAX_BATCH && self.calls < MAX_CALLS;
-        if !(idle || full) {
-            return None;
+        // A full batch for every call that has yet to take one, and one more.
+        let full = self.calls < MAX_CALLS && self.queue.len() >= MAX_BATCH * (self.pending + 1);
+        if idle || full {
+            self.calls += 1;
+            self.pending += 1;
         }
-        self.calls += 1;
-        Some(self.take())
+        idle || full
     }
 
     /// The next batch: the first [`MAX_BATCH`] waiting loads.

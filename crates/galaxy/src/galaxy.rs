@@ -47,8 +47,9 @@ const CANDIDATE_KEYS: usize = 16 * 1024;
 ///
 /// A backend that [batches](crate::BackendGetter::batches) gets its loads gathered into
 /// [`get_many`](crate::BackendGetter::get_many) calls: a load that finds the backend idle
-/// goes at once, as a call of one key; loads that arrive while calls run go together in
-/// the next call, at most [`MAX_BATCH`](crate::MAX_BATCH) keys each, and at most four calls
+/// goes at once, in a call with the loads that arrive in the same scheduler tick (all the
+/// keys of a [`get_many`](Self::get_many) that miss); loads that arrive while calls run go
+/// together in the next call, at most [`MAX_BATCH`](crate::MAX_BATCH) keys each, and at most four calls
 /// run at once (a full batch need not wait for a call to end). Each key keeps every
 /// guarantee above: one load per key, fencing by writes, expiry, and a panicking call is
 /// an [`ErrorKind::Panicked`] error for every key in it. A backend that does not batch is
@@ -255,11 +256,12 @@ impl Galaxy {
     /// The values of `keys`, in their order: each exactly what [`get`](Self::get) of that
     /// key answers (a key's error does not fail the others), every key keeping each of
     /// `get`'s guarantees (one load per key however many callers ask, fencing by writes,
-    /// expiry). The gets run at once, so the keys that miss here reach their owners
-    /// together, and the keys one owner holds travel to it in as few requests as its
-    /// fetcher gathers them into.
+    /// expiry). The gets run at once: the keys that miss here and one peer owns travel
+    /// to it together, one request per [`MAX_BATCH_KEYS`](galaxycache_universe::MAX_BATCH_KEYS)
+    /// keys, and the keys this node owns reach a batching backend in one call.
     pub async fn get_many<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Result<Value, Error>> {
-        futures_util::future::join_all(keys.iter().map(|key| self.get(key.as_ref()))).await
+        let gets = futures_util::future::join_all(keys.iter().map(|key| self.get(key.as_ref())));
+        galaxycache_universe::gathered(gets).await
     }
 
     /// The value of `key` decoded as `T`; see [`get`](Self::get).

@@ -6,9 +6,16 @@
 //! finds them all busy waits in a queue, and the next request to end takes the queue with
 //! it, up to [`MAX_BATCH`] keys of one galaxy, as one batch (group commit). So batches
 //! grow with the load and shrink to one key when it is light.
+//!
+//! A caller that knows it asks for many keys at once (`Galaxy::get_many`) polls its gets
+//! within [`gathered`]: the fetches they start in one poll all queue, and go out together
+//! when the poll ends, one request per peer and galaxy for up to [`MAX_BATCH_KEYS`] keys.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::fmt;
+use std::future::Future;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 
@@ -102,9 +109,10 @@ impl Batching {
     }
 
     async fn fetch_one(&self, galaxy: GalaxyId<'_>, key: &str, deadline: Instant) -> FetchResult {
+        let gathering = self.join_gathering();
         let waiting = {
             let mut state = self.state();
-            if state.in_flight < MAX_BATCHES_IN_FLIGHT {
+            if !gathering && state.in_flight < MAX_BATCHES_IN_FLIGHT {
                 state.in_flight += 1;
                 None
             } else {
@@ -142,6 +150,56 @@ impl Batching {
         }
     }
 
+    /// Whether this thread is within a [`gathered`] poll; if so, this fetcher's queue is
+    /// sent when the poll ends.
+    fn join_gathering(&self) -> bool {
+        GATHERING
+            .try_with(|gathering| match &mut *gathering.borrow_mut() {
+                Some(fetchers) => {
+                    if !fetchers.iter().any(|f| std::ptr::eq(f.as_ref(), self)) {
+                        fetchers.extend(self.me.upgrade());
+                    }
+                    true
+                }
+                None => false,
+            })
+            .unwrap_or(false)
+    }
+
+    /// Sends what waits in the queue, as batches, in the slots that are free.
+    fn send_queued(&self) {
+        loop {
+            let batch = {
+                let mut state = self.state();
+                if state.in_flight >= MAX_BATCHES_IN_FLIGHT {
+                    return;
+                }
+                let batch = take_batch(&mut state.queue);
+                if batch.is_empty() {
+                    return;
+                }
+                state.in_flight += 1;
+                self.counts
+                    .queued
+                    .fetch_sub(batch.len() as u64, Ordering::Relaxed);
+                batch
+            };
+            self.spawn_send(batch);
+        }
+    }
+
+    /// Sends `batch` from a task of its own, in a slot already taken for it.
+    fn spawn_send(&self, batch: Vec<Waiting>) {
+        match (self.me.upgrade(), tokio::runtime::Handle::try_current()) {
+            (Some(me), Ok(runtime)) => {
+                runtime.spawn(async move { me.send(batch).await });
+            }
+            // The fetcher, or the runtime, is going away: nobody can send the batch, and
+            // its fetches learn so as their senders drop.
+            _ => self.state().in_flight -= 1,
+        }
+    }
+
     /// A request ended: its slot goes to the queue's next batch, if any, sent from a task
     /// of its own (the fetch that ended returns to its caller now).
     fn request_ended(&self) {
@@ -156,16 +214,8 @@ impl Batching {
                 .fetch_sub(batch.len() as u64, Ordering::Relaxed);
             batch
         };
-        if batch.is_empty() {
-            return;
-        }
-        match (self.me.upgrade(), tokio::runtime::Handle::try_current()) {
-            (Some(me), Ok(runtime)) => {
-                runtime.spawn(async move { me.send(batch).await });
-            }
-            // The fetcher, or the runtime, is going away: nobody can send the batch, and
-            // its fetches learn so as their senders drop.
-            _ => self.state().in_flight -= 1,
+        if !batch.is_empty() {
+            self.spawn_send(batch);
         }
     }
 
@@ -227,6 +277,45 @@ impl Batching {
             Err(e) => Err(e),
         }
     }
+}
+
+thread_local! {
+    /// While a [`gathered`] future is polled on this thread: the fetchers its fetches
+    /// queued in.
+    static GATHERING: RefCell<Option<Vec<Arc<Batching>>>> = const { RefCell::new(None) };
+}
+
+/// Polls `future` so that the peer fetches it starts within one poll go out together:
+/// they queue instead of going at once, and when the poll ends each peer's queue is sent
+/// as batches of up to [`MAX_BATCH_KEYS`] keys, in the free request slots. For a caller
+/// that asks for many keys at once; a lone get needs nothing of this (it goes at once).
+pub async fn gathered<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    std::future::poll_fn(|cx| {
+        let outer = GATHERING
+            .try_with(|g| {
+                let mut g = g.borrow_mut();
+                let outer = g.is_none();
+                if outer {
+                    *g = Some(Vec::new());
+                }
+                outer
+            })
+            .unwrap_or(false);
+        let poll = future.as_mut().poll(cx);
+        if outer {
+            let fetchers = GATHERING
+                .try_with(|g| g.borrow_mut().take())
+                .ok()
+                .flatten()
+                .unwrap_or_default();
+            for fetcher in fetchers {
+                fetcher.send_queued();
+            }
+        }
+        poll
+    })
+    .await
 }
 
 /// A request's place among the [`MAX_BATCHES_IN_FLIGHT`]: passed on when the request ends, or is

@@ -29,7 +29,7 @@ mod universe;
 mod value;
 
 pub use auth::{PeerAuth, PeerToken};
-pub use batch::{MAX_BATCH_KEYS, MAX_BATCHES_IN_FLIGHT};
+pub use batch::{MAX_BATCH_KEYS, MAX_BATCHES_IN_FLIGHT, gathered};
 #[cfg(feature = "dns")]
 pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
 pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};
