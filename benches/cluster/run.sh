@@ -7,13 +7,15 @@
 #   10k  keys k0..k9999, uniform: everything cached after the warm-up (hot)
 #   100k keys k0..k99999, uniform: most gets are for keys another node owns, too many for
 #        the entry node's hot cache, so they are peer fetches
+# A second galaxyd cluster speaks gRPC between its nodes (system galaxyd-grpc; GRPC=0
+# leaves it out), so the two peer protocols are compared in the same run.
 # The entry node of each system is the one owning the share of the keys closest to 1/3.
 # Prints, per workload and system, req/s and p99 of every round, the medians, the entry
 # node's peer fetches per get, and the ratios galaxyd/groupcache and system/floor.
 # Usage: benches/cluster/run.sh   (builds galaxyd in release first; see README.md here)
 # Env:   DURATION (10s per run), ROUNDS (2), WARMUP (5s of random gets before measuring),
 #        WRK_ARGS (-t2 -c32), WORKLOADS ("10000 100000"), BASE_PORT (default: a free
-#        range is picked; 14 ports from it), GALAXYD (a built binary: skip cargo),
+#        range is picked; 20 ports from it), GRPC (1: also galaxyd over gRPC), GALAXYD (a built binary: skip cargo),
 #        GCNODE_SRC (../shared/peers/go-groupcache), GALAXYD_ARGS / GCNODE_ARGS (extra
 #        node flags), NO_FLOOR=1, KEEP=1 (keep the scratch dir with logs and results).
 set -euo pipefail
@@ -29,6 +31,7 @@ GCNODE_SRC=${GCNODE_SRC:-$ROOT/../shared/peers/go-groupcache}
 CACHE_MIB=64
 VALUE_SIZE=1024
 PASS_LIMIT=300 # seconds: the most one warm-up pass over all keys may take
+GRPC=${GRPC:-1}
 
 PIDS=()  # the nodes and floors
 CHILD="" # the build or wrk run being waited for
@@ -116,7 +119,7 @@ if [ "$GO_OK" = 0 ]; then
 fi
 
 # --- ports ---------------------------------------------------------------------------
-NPORTS=14
+NPORTS=20
 ports_free() {
   python3 - "$1" "$NPORTS" <<'EOF'
 import socket, sys
@@ -135,10 +138,16 @@ gd_peer() { echo $((BASE_PORT + $1 - 1)); }  # galaxyd node i: peer port
 gd_api() { echo $((BASE_PORT + 2 + $1)); }   #                  client API
 gc_peer() { echo $((BASE_PORT + 5 + $1)); }  # gcnode node i
 gc_api() { echo $((BASE_PORT + 8 + $1)); }
+gg_peer() { echo $((BASE_PORT + 13 + $1)); } # galaxyd over gRPC, node i: peer port
+gg_api() { echo $((BASE_PORT + 16 + $1)); }  #                             client API
 peer_list() { # SYSTEM -> the peer URLs, comma-separated
   local i out=""
   for i in 1 2 3; do
-    if [ "$1" = galaxyd ]; then out+="http://127.0.0.1:$(gd_peer $i),"; else out+="http://127.0.0.1:$(gc_peer $i),"; fi
+    case $1 in
+      galaxyd) out+="http://127.0.0.1:$(gd_peer $i)," ;;
+      galaxyd-grpc) out+="http://127.0.0.1:$(gg_peer $i)," ;;
+      *) out+="http://127.0.0.1:$(gc_peer $i)," ;;
+    esac
   done
   echo "${out%,}"
 }
@@ -165,6 +174,7 @@ entry_node() { # SYSTEM KEYS
 balanced() {
   local keys sys node share systems=(galaxyd)
   if [ "$GO_OK" = 1 ]; then systems+=(groupcache); fi
+  if [ "$GRPC" = 1 ]; then systems+=(galaxyd-grpc); fi
   for keys in $WORKLOADS; do
     for sys in "${systems[@]}"; do
       read -r node share <<<"$(entry_node "$sys" "$keys")"
@@ -202,17 +212,23 @@ wait_up() { # URL NAME
   die "$2 did not answer $1 within 10 s (logs: KEEP=1)"
 }
 
-GD_PEERS=$(peer_list galaxyd)
-for i in 1 2 3; do
-  # shellcheck disable=SC2086 # GALAXYD_ARGS is a list of flags
-  "$GALAXYD" serve --self "http://127.0.0.1:$(gd_peer $i)" --peers "$GD_PEERS" \
-    --listen "127.0.0.1:$(gd_api $i)" --galaxy bench --cache-bytes "${CACHE_MIB}MiB" \
-    --backend synthetic --value-size "$VALUE_SIZE" --drain 0s ${GALAXYD_ARGS:-} \
-    >"$SCRATCH/galaxyd-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-for i in 1 2 3; do wait_up "http://127.0.0.1:$(gd_api $i)/healthz" "galaxyd node $i"; done
-SYSTEMS=(galaxyd)
+start_galaxyd() { # SYSTEM PEER_PORT_FN API_PORT_FN EXTRA_FLAGS...
+  local sys=$1 peer_port=$2 api_port=$3 peers i
+  shift 3
+  peers=$(peer_list "$sys")
+  for i in 1 2 3; do
+    # shellcheck disable=SC2086 # GALAXYD_ARGS is a list of flags
+    "$GALAXYD" serve --self "http://127.0.0.1:$($peer_port $i)" --peers "$peers" \
+      --listen "127.0.0.1:$($api_port $i)" --galaxy bench --cache-bytes "${CACHE_MIB}MiB" \
+      --backend synthetic --value-size "$VALUE_SIZE" --drain 0s "$@" ${GALAXYD_ARGS:-} \
+      >"$SCRATCH/$sys-$i.log" 2>&1 &
+    PIDS+=($!)
+  done
+  for i in 1 2 3; do wait_up "http://127.0.0.1:$($api_port $i)/healthz" "$sys node $i"; done
+  SYSTEMS+=("$sys")
+}
+SYSTEMS=()
+start_galaxyd galaxyd gd_peer gd_api
 
 if [ "$GO_OK" = 1 ]; then
   GC_PEERS=$(peer_list groupcache)
@@ -226,6 +242,7 @@ if [ "$GO_OK" = 1 ]; then
   for i in 1 2 3; do wait_up "http://127.0.0.1:$(gc_api $i)/stats" "gcnode node $i"; done
   SYSTEMS+=(groupcache)
 fi
+if [ "$GRPC" = 1 ]; then start_galaxyd galaxyd-grpc gg_peer gg_api --protocol grpc; fi
 if [ -n "$FLOOR_RS" ]; then
   "$FLOOR_RS" "127.0.0.1:$FLOOR_RS_PORT" "$VALUE_SIZE" >"$SCRATCH/floor-rs.log" 2>&1 &
   PIDS+=($!)
@@ -241,10 +258,11 @@ fi
 say "ports 127.0.0.1:$BASE_PORT..$((BASE_PORT + NPORTS - 1)); systems: ${SYSTEMS[*]}"
 
 # --- measuring -----------------------------------------------------------------------
-declare -A ENTRY=([galaxyd]=1 [groupcache]=1)
+declare -A ENTRY=([galaxyd]=1 [groupcache]=1 [galaxyd-grpc]=1)
 url_of() {
   case $1 in
     galaxyd) echo "http://127.0.0.1:$(gd_api "${ENTRY[galaxyd]}")" ;;
+    galaxyd-grpc) echo "http://127.0.0.1:$(gg_api "${ENTRY[galaxyd-grpc]}")" ;;
     groupcache) echo "http://127.0.0.1:$(gc_api "${ENTRY[groupcache]}")" ;;
     floor-rs) echo "http://127.0.0.1:$FLOOR_RS_PORT" ;;
     floor-go) echo "http://127.0.0.1:$FLOOR_GO_PORT" ;;
@@ -252,7 +270,7 @@ url_of() {
 }
 path_of() {
   case $1 in
-    galaxyd) echo "/v1/galaxies/bench/keys/k" ;;
+    galaxyd | galaxyd-grpc) echo "/v1/galaxies/bench/keys/k" ;;
     *) echo "/get?key=k" ;;
   esac
 }
@@ -261,11 +279,11 @@ path_of() {
 # groupcache sends one request per fetch.
 entry_counts() {
   case $1 in
-    galaxyd)
+    galaxyd | galaxyd-grpc)
       local gets peers
-      gets=$(curl -sf "$(url_of galaxyd)/v1/stats" | python3 -c '
+      gets=$(curl -sf "$(url_of "$1")/v1/stats" | python3 -c '
 import json, sys; g = json.load(sys.stdin)["galaxies"]["bench"]; print(g["gets"], g["peer_loads"])')
-      peers=$(curl -sf "$(url_of galaxyd)/v1/peers" | python3 -c '
+      peers=$(curl -sf "$(url_of "$1")/v1/peers" | python3 -c '
 import json, sys; print(sum(p.get("fetch_requests", 0) for p in json.load(sys.stdin)["peers"]))')
       echo "$gets $peers" ;;
     groupcache) curl -sf "$(url_of groupcache)/stats" | python3 -c '
@@ -301,7 +319,7 @@ SHARES=$SCRATCH/shares.tsv   # workload system "node N: share of the keys it own
 for keys in $WORKLOADS; do
   say "workload: $keys keys, uniform; warm-up"
   for sys in "${SYSTEMS[@]}"; do
-    if [ "$sys" = galaxyd ] || [ "$sys" = groupcache ]; then
+    if [ "$sys" != floor-rs ] && [ "$sys" != floor-go ]; then
       read -r node share <<<"$(entry_node "$sys" "$keys")"
       ENTRY[$sys]=$node
       printf '%s\t%s\t%s\n' "$keys" "$sys" "node $node: $share" >>"$SHARES"
@@ -358,6 +376,8 @@ for w in workloads:
         if a in med and b in med:
             print(f"  {a} / {b}: req/s x{med[a][0] / med[b][0]:.2f}, p99 x{med[a][1] / med[b][1]:.2f}")
     ratio("galaxyd", "groupcache")
+    ratio("galaxyd-grpc", "galaxyd")
+    ratio("galaxyd-grpc", "groupcache")
     ratio("galaxyd", "floor-rs")
     ratio("groupcache", "floor-go")
     ratio("floor-rs", "floor-go")
