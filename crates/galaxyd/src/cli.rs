@@ -536,9 +536,17 @@ mod tests {
         assert_eq!(parse_share("2.5%"), Ok(0.025));
         assert!(parse_share("150%").unwrap_err().contains("outside"));
         assert!(parse_share("x").unwrap_err().contains("1% or 0.01"));
-        let e = parse(&["bench", "--targets", "http://a:1", "--keys-from", "f", "--keys", "9"])
-            .unwrap_err()
-            .to_string();
+        let e = parse(&[
+            "bench",
+            "--targets",
+            "http://a:1",
+            "--keys-from",
+            "f",
+            "--keys",
+            "9",
+        ])
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("cannot be used with"), "{e}");
     }
 }

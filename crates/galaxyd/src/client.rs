@@ -139,4 +139,3 @@ impl HttpClient {
             .map_err(|_| format!("{}: no response within {:?}", shown(), self.timeout))?
     }
 }
-

@@ -189,7 +189,8 @@ impl FileConfig {
                 .map(|g| {
                     let name = g.get("name").and_then(toml::Value::as_str);
                     let at = format!("galaxy {:?}", name.unwrap_or_default());
-                    g.try_into().map_err(|e: toml::de::Error| format!("{at}: {e}"))
+                    g.try_into()
+                        .map_err(|e: toml::de::Error| format!("{at}: {e}"))
                 })
                 .collect::<Result<_, String>>()?,
             Some(_) => return Err("galaxy must be tables: [[galaxy]]".to_owned()),
@@ -225,9 +226,16 @@ fn check_keys(file: &toml::Table) -> Result<(), String> {
     }
     let tables = file.get("galaxy").and_then(toml::Value::as_array);
     let known = settings::keys::<GalaxySettings>();
-    for table in tables.into_iter().flatten().filter_map(toml::Value::as_table) {
+    for table in tables
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_table)
+    {
         if let Some(key) = table.keys().find(|k| !known.contains(k)) {
-            let name = table.get("name").and_then(toml::Value::as_str).unwrap_or("");
+            let name = table
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("");
             return Err(unknown(key, &known, &format!(" in [[galaxy]] {name:?}")));
         }
     }

@@ -341,10 +341,22 @@ mod tests {
     fn every_field_is_a_key_once() {
         let mut top = keys::<Settings>();
         let galaxy = keys::<GalaxySettings>();
-        for key in ["self", "peers_dns", "tls_ca", "max_connections", "request_timeout"] {
+        for key in [
+            "self",
+            "peers_dns",
+            "tls_ca",
+            "max_connections",
+            "request_timeout",
+        ] {
             assert!(top.contains(&key.to_owned()), "{key} not in {top:?}");
         }
-        for key in ["name", "cache_bytes", "connections", "hot_ratio", "preload_query"] {
+        for key in [
+            "name",
+            "cache_bytes",
+            "connections",
+            "hot_ratio",
+            "preload_query",
+        ] {
             assert!(galaxy.contains(&key.to_owned()), "{key} not in {galaxy:?}");
         }
         let count = top.len();

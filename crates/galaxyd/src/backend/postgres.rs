@@ -192,7 +192,10 @@ impl PostgresBackend {
         let target = &self.target;
         match e {
             PoolError::Backend(e) => {
-                format!("cannot connect to PostgreSQL at {target}: {}", error_chain(e))
+                format!(
+                    "cannot connect to PostgreSQL at {target}: {}",
+                    error_chain(e)
+                )
             }
             PoolError::Timeout(TimeoutType::Create) => format!(
                 "cannot connect to PostgreSQL at {target}: no connection within {:?}",
@@ -324,7 +327,6 @@ fn check_key_column(statement: &Statement, query: &str) -> Result<(), String> {
         None => Err(format!("PostgreSQL query {query:?} returns no column")),
     }
 }
-
 
 /// `url` with its password (in the user info or a `password=` parameter) replaced by `***`.
 pub(crate) fn redact(url: &str) -> String {
