@@ -40,14 +40,14 @@ pub struct ServeArgs {
     /// docs/galaxyd.md); flags given too override its top-level settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// On SIGTERM or SIGINT, how long the node goes on answering its peers after it has
+    /// closed its client API, so their fetches in flight finish and peers that follow a
+    /// peer file or DNS drop it from their rings first (a flag only, not a key).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
+    pub drain: Duration,
     /// The node's settings: each flag is also a top-level key of --config.
     #[command(flatten)]
     pub settings: Settings,
-    /// On SIGTERM or SIGINT, how long the node goes on answering its peers after it has
-    /// closed its client API, so their fetches in flight finish and peers that follow a
-    /// peer file or DNS drop it from their rings first.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
-    pub drain: Duration,
     /// The one galaxy, without --config: each flag is also a key of a `[[galaxy]]` table.
     #[command(flatten)]
     pub galaxy: GalaxySettings,

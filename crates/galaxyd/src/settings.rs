@@ -30,20 +30,13 @@ use galaxycache_universe::normalize_peer_url;
 /// A node's top-level settings: the `serve` flags and the top-level TOML keys.
 #[derive(Args, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(default)]
+#[command(next_help_heading = "The node (top-level keys of --config)")]
 pub struct Settings {
     /// This node's peer URL, as the other peers list it; the peer listener binds its
     /// port [default: http://127.0.0.1:9001]
     #[arg(long = "self", value_name = "URL")]
     #[serde(rename = "self")]
     pub self_url: Option<String>,
-    /// Where the peer list comes from.
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub peers: PeerArgs,
-    /// How peers prove who they are.
-    #[command(flatten)]
-    #[serde(flatten)]
-    pub security: SecurityArgs,
     /// Bind the peer listener here instead of at the port of --self [default: the host
     /// and port of --self; all interfaces when its host is a name]
     #[arg(long, value_name = "ADDR", value_parser = addr)]
@@ -70,6 +63,14 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(deserialize_with = "de::request_timeout")]
     pub request_timeout: Option<Duration>,
+    /// Where the peer list comes from.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub peers: PeerArgs,
+    /// How peers prove who they are.
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub security: SecurityArgs,
     /// Limits of the client API and the peer server.
     #[command(flatten)]
     #[serde(flatten)]
