@@ -127,7 +127,9 @@ impl Error {
     /// callers the same error the owner's callers get.
     pub(crate) fn to_wire(&self) -> universe::Error {
         match self.kind {
-            ErrorKind::Timeout => universe::Error::new(universe::ErrorKind::Timeout, self.message()),
+            ErrorKind::Timeout => {
+                universe::Error::new(universe::ErrorKind::Timeout, self.message())
+            }
             ErrorKind::InvalidKey => {
                 universe::Error::new(universe::ErrorKind::InvalidRequest, self.to_string())
             }
@@ -152,7 +154,10 @@ mod tests {
         let e = Error::from(config);
         assert_eq!(e.kind(), ErrorKind::Config);
         assert_eq!(e.to_string(), "configuration error: replicas must be 1+");
-        let timeout = Error::from(universe::Error::new(universe::ErrorKind::Timeout, "after 1s"));
+        let timeout = Error::from(universe::Error::new(
+            universe::ErrorKind::Timeout,
+            "after 1s",
+        ));
         assert_eq!(timeout.to_string(), "timed out: after 1s");
         let wire = Error::new(ErrorKind::Timeout, "after 1s").to_wire();
         assert_eq!(wire.to_string(), "timed out: after 1s");

@@ -511,7 +511,7 @@ pub async fn run_bench(config: &BenchConfig) -> anyhow::Result<BenchReport> {
     let (names, keys) = match &config.keys_from {
         Some(path) => {
             let names = KeyNames::from_file(path).map_err(anyhow::Error::msg)?;
-            let keys = names.len().unwrap_or(config.keys);
+            let keys = names.count().unwrap_or(config.keys);
             (names, keys)
         }
         None => (

@@ -157,7 +157,7 @@ impl KeyNames {
     }
 
     /// How many keys there are: the file's, or `None` for a pattern (any index).
-    pub fn len(&self) -> Option<u64> {
+    pub fn count(&self) -> Option<u64> {
         match self {
             KeyNames::Format(..) => None,
             KeyNames::List(keys) => Some(keys.len() as u64),
@@ -259,7 +259,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("galaxyd-keys-{}", std::process::id()));
         std::fs::write(&dir, "alpha\r\n\nbeta\ngamma\n").unwrap();
         let list = KeyNames::from_file(&dir).unwrap();
-        assert_eq!(list.len(), Some(3));
+        assert_eq!(list.count(), Some(3));
         assert_eq!(
             [0, 1, 2, 3].map(|i| name(&list, i)),
             ["alpha", "beta", "gamma", "alpha"]

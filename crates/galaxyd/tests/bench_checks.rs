@@ -151,33 +151,25 @@ async fn too_many_not_found_answers_fail_the_run() {
     let (_node, api) = Galaxyd::start(&["--backend", &backend]);
     let target = format!("http://{api}");
     // key-0 .. key-2 exist; of key-0 .. key-9, most do not.
-    let (output, _) = bench(args(&[
-        "--targets",
-        &target,
-        "--keys",
-        "10",
-        "--dist",
-        "uniform",
-        "--duration",
-        "300ms",
-    ]))
-    .await;
+    let run = |share: &str| {
+        bench(args(&[
+            "--targets",
+            &target,
+            "--keys",
+            "10",
+            "--dist",
+            "uniform",
+            "--duration",
+            "300ms",
+            "--max-error-share",
+            share,
+        ]))
+    };
+    let (output, _) = run("1%").await;
     let text = stderr(&output);
     assert!(!output.status.success(), "{text}");
     assert!(text.contains("more than --max-error-share 1.00%"), "{text}");
-    let (output, _) = bench(args(&[
-        "--targets",
-        &target,
-        "--keys",
-        "10",
-        "--dist",
-        "uniform",
-        "--duration",
-        "300ms",
-        "--max-error-share",
-        "100%",
-    ]))
-    .await;
+    let (output, _) = run("100%").await;
     assert!(output.status.success(), "{}", stderr(&output));
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -198,7 +198,6 @@ fn unavailable(e: h2::Error) -> Status {
     Status::unavailable(error_chain(&e))
 }
 
-
 /// A response's body: its data, each chunk's flow-control window given back as it is
 /// read, then its trailers (where gRPC puts the call's status).
 #[derive(Debug)]

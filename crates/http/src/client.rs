@@ -763,4 +763,3 @@ fn body_error_kind(e: &(dyn StdError + 'static)) -> ErrorKind {
     }
     ErrorKind::Unavailable
 }
-

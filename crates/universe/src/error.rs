@@ -158,6 +158,9 @@ mod tests {
             error_chain(&Outer(inner)),
             "cannot connect: refused; by peer"
         );
-        assert_eq!(error_chain(&Error::new(ErrorKind::Timeout, "")), "timed out");
+        assert_eq!(
+            error_chain(&Error::new(ErrorKind::Timeout, "")),
+            "timed out"
+        );
     }
 }
