@@ -108,12 +108,14 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// A kind that has a counterpart on the other side keeps only the message: both kinds
+/// print the same prefix, which `Display` adds once.
 impl From<universe::Error> for Error {
     fn from(e: universe::Error) -> Self {
         match e.kind() {
             universe::ErrorKind::InvalidRequest => Error::new(ErrorKind::InvalidKey, e.message()),
-            universe::ErrorKind::Timeout => Error::new(ErrorKind::Timeout, e.to_string()),
-            universe::ErrorKind::Config => Error::new(ErrorKind::Config, e.to_string()),
+            universe::ErrorKind::Timeout => Error::new(ErrorKind::Timeout, e.message()),
+            universe::ErrorKind::Config => Error::new(ErrorKind::Config, e.message()),
             _ => Error::new(ErrorKind::Peer, e.to_string()),
         }
     }
@@ -126,7 +128,7 @@ impl Error {
     pub(crate) fn to_wire(&self) -> universe::Error {
         match self.kind {
             ErrorKind::Timeout => {
-                universe::Error::new(universe::ErrorKind::Timeout, self.to_string())
+                universe::Error::new(universe::ErrorKind::Timeout, self.message())
             }
             ErrorKind::InvalidKey => {
                 universe::Error::new(universe::ErrorKind::InvalidRequest, self.to_string())
@@ -139,5 +141,27 @@ impl Error {
     /// The owner's answer that its load failed, as this node's callers see it.
     pub(crate) fn from_owner(e: &universe::Error) -> Self {
         Error::new(ErrorKind::Backend, e.message())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_converted_error_says_its_kind_once() {
+        let config = universe::Error::new(universe::ErrorKind::Config, "replicas must be 1+");
+        let e = Error::from(config);
+        assert_eq!(e.kind(), ErrorKind::Config);
+        assert_eq!(e.to_string(), "configuration error: replicas must be 1+");
+        let timeout = Error::from(universe::Error::new(
+            universe::ErrorKind::Timeout,
+            "after 1s",
+        ));
+        assert_eq!(timeout.to_string(), "timed out: after 1s");
+        let wire = Error::new(ErrorKind::Timeout, "after 1s").to_wire();
+        assert_eq!(wire.to_string(), "timed out: after 1s");
+        let back = Error::from(wire);
+        assert_eq!(back.to_string().matches("timed out").count(), 1, "{back}");
     }
 }

@@ -1,21 +1,13 @@
 //! The command line.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::backend::{BackendOptions, BackendSpec, DEFAULT_QUERY};
-use crate::config::{
-    DEFAULT_CACHE_BYTES, FileConfig, GalaxyConfig, NodeConfig, Protocol, TopLevel, parse_addr,
-};
-use crate::limits::LimitArgs;
-use crate::peers::PeerArgs;
-use crate::preload::PreloadConfig;
-use crate::security::SecurityArgs;
-use crate::tuning::Tuning;
-use crate::units::{parse_duration, parse_size};
+use crate::config::{FileConfig, NodeConfig};
+use crate::settings::{DEFAULT_GALAXY, GalaxySettings, Settings, usize_size};
+use crate::units::parse_duration;
 use crate::workload::Dist;
 
 /// galaxyd: a galaxycache node, and tools to look at a cluster of them.
@@ -41,160 +33,43 @@ pub enum Command {
     Bench(BenchArgs),
 }
 
-fn usize_size(text: &str) -> Result<usize, String> {
-    let bytes = parse_size(text)?;
-    usize::try_from(bytes).map_err(|_| format!("size {text:?} is too large"))
-}
-
-fn addr(text: &str) -> Result<SocketAddr, String> {
-    parse_addr(text, "address")
-}
-
 /// Flags of `galaxyd serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// A TOML file with the node's settings and its `[[galaxy]]` tables; flags given too
-    /// override its top-level settings.
+    /// A TOML file with the node's settings and its `[[galaxy]]` tables (see
+    /// docs/galaxyd.md); flags given too override its top-level settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// This node's peer URL, as the other peers list it; the peer listener binds its
-    /// port [default: http://127.0.0.1:9001].
-    #[arg(long = "self", value_name = "URL")]
-    pub self_url: Option<String>,
-    /// Where the peer list comes from.
-    #[command(flatten)]
-    pub peers: PeerArgs,
-    /// How peers prove who they are.
-    #[command(flatten)]
-    pub security: SecurityArgs,
-    /// Bind the peer listener here instead of at the port of --self.
-    #[arg(long, value_name = "ADDR", value_parser = addr)]
-    pub peer_listen: Option<SocketAddr>,
-    /// Address of the client API [default: 127.0.0.1:8080].
-    #[arg(long, value_name = "ADDR", value_parser = addr)]
-    pub listen: Option<SocketAddr>,
-    /// Peer protocol: http, grpc or groupcache [default: http].
-    #[arg(long, value_name = "PROTOCOL")]
-    pub protocol: Option<Protocol>,
-    /// Ring points per peer [default: 50].
-    #[arg(long, value_name = "N")]
-    pub replicas: Option<usize>,
-    /// Longest key accepted from clients and peers; every node should agree
-    /// [default: 65536].
-    #[arg(long, value_name = "SIZE", value_parser = usize_size)]
-    pub max_key_len: Option<usize>,
-    /// How long a client get may take before it is answered 504 [default: 10s].
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    pub request_timeout: Option<Duration>,
     /// On SIGTERM or SIGINT, how long the node goes on answering its peers after it has
     /// closed its client API, so their fetches in flight finish and peers that follow a
-    /// peer file or DNS drop it from their rings first.
+    /// peer file or DNS drop it from their rings first (a flag only, not a key).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "2s")]
     pub drain: Duration,
-    /// Limits of the client API and the peer server.
+    /// The node's settings: each flag is also a top-level key of --config.
     #[command(flatten)]
-    pub limits: LimitArgs,
-    /// Name of the galaxy (without --config).
-    #[arg(
-        long,
-        value_name = "NAME",
-        default_value = "default",
-        conflicts_with = "config"
-    )]
-    pub galaxy: String,
-    /// Byte budget of the galaxy's caches, e.g. 64MiB.
-    #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value_t = DEFAULT_CACHE_BYTES,
-          conflicts_with = "config")]
-    pub cache_bytes: u64,
-    /// Data source: synthetic, sqlite:PATH, http:URL_TEMPLATE ({key} is replaced by the
-    /// percent-encoded key) or postgres:URL (a postgresql:// connection URL, e.g.
-    /// postgres:postgresql://app:secret@db:5432/app; no TLS: plain TCP or a unix socket).
-    #[arg(
-        long,
-        value_name = "SPEC",
-        default_value = "synthetic",
-        conflicts_with = "config"
-    )]
-    pub backend: BackendSpec,
-    /// Synthetic backend: bytes per value.
-    #[arg(long, value_name = "SIZE", value_parser = usize_size, default_value = "1KiB",
-          conflicts_with = "config")]
-    pub value_size: usize,
-    /// Synthetic backend: simulated latency of each load, e.g. 50ms.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "0",
-          conflicts_with = "config")]
-    pub backend_delay: Duration,
-    /// SQLite and PostgreSQL backends: the query; the key is ?1 (SQLite) or $1 (PostgreSQL,
-    /// as text), the first column of the first row is the value (PostgreSQL: text or bytea),
-    /// no row is no such key. PostgreSQL's default is the same query with $1.
-    #[arg(long, value_name = "SQL", default_value = DEFAULT_QUERY, conflicts_with = "config")]
-    pub query: String,
-    /// SQLite and PostgreSQL backends: the query that loads many keys at once (concurrent
-    /// loads go to the database together, at most 256 keys a query): the keys are ?1 as a
-    /// JSON array (SQLite: WHERE key IN (SELECT value FROM json_each(?1))) or $1 as text[]
-    /// (PostgreSQL: WHERE key = ANY($1)); the first column is the key, the second the value.
-    /// Default: such a query on the default table when --query is the default; none (one
-    /// query per key) with a custom --query. An empty string turns batching off.
-    #[arg(long, value_name = "SQL", conflicts_with = "config")]
-    pub batch_query: Option<String>,
-    /// PostgreSQL backend: LISTEN on this channel (a dedicated connection); each
-    /// notification's payload is a key to remove from the galaxy on every node, `*` flushes
-    /// it (e.g. `NOTIFY chan, 'key-1'` after an UPDATE). After a lost connection the node
-    /// reconnects and flushes the galaxy, since notifications may have been missed.
-    #[arg(long, value_name = "NAME", conflicts_with = "config")]
-    pub notify_channel: Option<String>,
-    /// How the galaxy caches (without --config).
+    pub settings: Settings,
+    /// The one galaxy, without --config: each flag is also a key of a `[[galaxy]]` table.
     #[command(flatten)]
-    pub tuning: Tuning,
-    /// What the galaxy loads at start-up (without --config).
-    #[command(flatten)]
-    pub preload: PreloadConfig,
+    pub galaxy: GalaxySettings,
 }
 
 impl ServeArgs {
     /// The node's configuration: the file's (when given) with the flags applied.
     pub fn node_config(&self) -> Result<NodeConfig, String> {
-        let flags = TopLevel {
-            self_url: self.self_url.clone(),
-            peers: self.peers.clone(),
-            security: self.security.clone(),
-            peer_listen: self.peer_listen,
-            listen: self.listen,
-            protocol: self.protocol,
-            replicas: self.replicas,
-            max_key_len: self.max_key_len,
-            request_timeout: self.request_timeout,
-            limits: self.limits.clone(),
-        };
+        let flags = self.settings.clone();
         match &self.config {
             Some(path) => {
                 let file = FileConfig::read(path)?;
-                let top = TopLevel::from_file(&file)
-                    .map_err(|e| format!("config file {}: {e}", path.display()))?;
+                let settings = file.settings.clone();
                 let galaxies = file
                     .galaxies()
                     .map_err(|e| format!("config file {}: {e}", path.display()))?;
-                top.overridden_by(flags).resolve(galaxies)
+                settings.overridden_by(flags).resolve(galaxies)
             }
-            None => flags.resolve(vec![self.galaxy_config()]),
-        }
-    }
-
-    fn galaxy_config(&self) -> GalaxyConfig {
-        GalaxyConfig {
-            name: self.galaxy.clone(),
-            cache_bytes: self.cache_bytes,
-            backend: self.backend.clone(),
-            backend_options: BackendOptions {
-                value_size: self.value_size,
-                delay: self.backend_delay,
-                query: self.query.clone(),
-                batch_query: self.batch_query.clone(),
-                ..BackendOptions::default()
-            },
-            tuning: self.tuning.clone(),
-            preload: self.preload.clone(),
-            notify_channel: self.notify_channel.clone(),
+            None => {
+                let galaxy = self.galaxy.clone().resolve(Some(DEFAULT_GALAXY))?;
+                flags.resolve(vec![galaxy])
+            }
         }
     }
 }
@@ -253,9 +128,18 @@ pub struct BenchArgs {
     /// The galaxy to read.
     #[arg(long, value_name = "NAME", default_value = "default")]
     pub galaxy: String,
-    /// Number of distinct keys (`key-0` ...).
-    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    /// Number of distinct keys (`key-0` ...; see --key-format).
+    #[arg(long, value_name = "N", default_value_t = crate::bench::DEFAULT_KEYS,
+          conflicts_with = "keys_from")]
     pub keys: u64,
+    /// The key of number N: `{}` is replaced by N, e.g. `user:{}`.
+    #[arg(long, value_name = "PATTERN", default_value = crate::workload::DEFAULT_KEY_FORMAT,
+          conflicts_with = "keys_from")]
+    pub key_format: String,
+    /// Ask for the keys in FILE, one a line (empty lines skipped), instead of numbered
+    /// keys; --dist picks among them, the first line being the most asked for with zipf.
+    #[arg(long, value_name = "FILE")]
+    pub keys_from: Option<PathBuf>,
     /// Key distribution: uniform or zipf:S.
     #[arg(long, value_name = "DIST", default_value = "zipf:1.1")]
     pub dist: Dist,
@@ -277,10 +161,34 @@ pub struct BenchArgs {
     /// How long one request may take before it counts as an error.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub timeout: Duration,
+    /// How long reaching each target may take: before any load, bench reads every
+    /// target's stats and stops with an error when one cannot be reached or has no such
+    /// galaxy.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "3s")]
+    pub connect_timeout: Duration,
+    /// Exit non-zero when more than this share of the keys asked are answered with an
+    /// error or a 404: a percentage (1%) or a fraction (0.01).
+    #[arg(long, value_name = "SHARE", value_parser = parse_share, default_value = "1%")]
+    pub max_error_share: f64,
     /// Ask N keys a request through the batch endpoint (POST /v1/galaxies/G/batch), and
     /// report keys/s as well as requests/s. Default: one GET per key.
     #[arg(long, value_name = "N", value_parser = batch_size)]
     pub batch: Option<usize>,
+}
+
+/// A share from 0 to 1, written as a percentage (`1%`) or a fraction (`0.01`).
+fn parse_share(text: &str) -> Result<f64, String> {
+    let invalid = || format!("invalid share {text:?}: expected e.g. 1% or 0.01");
+    let (number, scale) = match text.trim().strip_suffix('%') {
+        Some(percent) => (percent, 100.0),
+        None => (text.trim(), 1.0),
+    };
+    let share = number.trim().parse::<f64>().map_err(|_| invalid())? / scale;
+    if (0.0..=1.0).contains(&share) {
+        Ok(share)
+    } else {
+        Err(format!("share {text:?} is outside 0 to 1 (0% to 100%)"))
+    }
 }
 
 /// A `--batch`: 1 to 1,000 keys, what the batch endpoint takes.
@@ -298,6 +206,9 @@ fn batch_size(text: &str) -> Result<usize, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::BackendSpec;
+    use crate::config::Protocol;
+    use crate::tuning::Tuning;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("galaxyd").chain(args.iter().copied()))
@@ -605,5 +516,37 @@ mod tests {
             (Duration::from_secs(2), Duration::from_millis(500))
         );
         assert!(b.value_check && b.json);
+        assert_eq!((b.key_format.as_str(), b.max_error_share), ("key-{}", 0.01));
+        let Command::Bench(b) = parse(&[
+            "bench",
+            "--targets",
+            "http://a:1",
+            "--keys-from",
+            "keys.txt",
+            "--max-error-share",
+            "0.5",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("not bench")
+        };
+        assert_eq!(b.keys_from, Some(PathBuf::from("keys.txt")));
+        assert_eq!(b.max_error_share, 0.5);
+        assert_eq!(parse_share("2.5%"), Ok(0.025));
+        assert!(parse_share("150%").unwrap_err().contains("outside"));
+        assert!(parse_share("x").unwrap_err().contains("1% or 0.01"));
+        let e = parse(&[
+            "bench",
+            "--targets",
+            "http://a:1",
+            "--keys-from",
+            "f",
+            "--keys",
+            "9",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("cannot be used with"), "{e}");
     }
 }

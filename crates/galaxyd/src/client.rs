@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use galaxycache_http::read_value;
-use galaxycache_universe::InFlight;
+use galaxycache_universe::{InFlight, error_chain};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
@@ -138,16 +138,4 @@ impl HttpClient {
             .await
             .map_err(|_| format!("{}: no response within {:?}", shown(), self.timeout))?
     }
-}
-
-/// An error and its sources, joined: hyper's top-level messages alone say little.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(e) = source {
-        text.push_str(": ");
-        text.push_str(&e.to_string());
-        source = e.source();
-    }
-    text
 }

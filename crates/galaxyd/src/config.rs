@@ -1,82 +1,10 @@
 //! A node's configuration: from flags for one galaxy, or from a TOML file for several.
 //!
-//! ```toml
-//! self = "http://10.0.0.1:9001"          # this node's peer URL; the peer listener binds its port
-//! peers = ["http://10.0.0.1:9001", "http://10.0.0.2:9001"]
-//! # or: peers_file = "/etc/galaxyd/peers"        # re-read on change and on SIGHUP
-//! #     peers_file_interval = "1s"               # how often to look at it        [1s]
-//! # or: peers_dns = "cache.default.svc.cluster.local:9001"   # A/AAAA records, port
-//! #     peers_dns_scheme = "http"                # http | https                 [http]
-//! #     peers_dns_interval = "5s"                # how often to resolve           [5s]
-//! listen = "0.0.0.0:8080"                # client API
-//! protocol = "http"                      # http | grpc | groupcache
-//! max_connections = 20000                # per server                       [10000]
-//! api_tls_cert = "/etc/galaxyd/api.pem"  # HTTPS client API (and api_tls_key) [none]
-//! max_in_flight_bytes = "256MiB"         # values received or sent, uncounted
-//! #                                        by caches            [half the budgets]
-//! # and header_read_timeout, idle_timeout, max_requests_in_flight,
-//! # max_concurrent_streams, max_header_list_size: the serve flags' defaults
-//!
-//! [[galaxy]]
-//! name = "users"
-//! cache_bytes = "64MiB"
-//! backend = "sqlite:/var/lib/users.db"
-//! query = "SELECT body FROM users WHERE id = ?1"
-//! batch_query = "SELECT id, body FROM users WHERE id IN (SELECT value FROM json_each(?1))"
-//!
-//! [[galaxy]]
-//! name = "pages"
-//! cache_bytes = "16MiB"
-//! backend = "synthetic"
-//! value_size = "4KiB"
-//! backend_delay = "20ms"
-//!
-//! [[galaxy]]
-//! name = "products"
-//! backend = "postgres:postgresql://app:secret@db:5432/shop"   # no TLS: plain TCP
-//! query = "SELECT body FROM products WHERE sku = $1"          # $1 is the key, as text
-//! batch_query = "SELECT sku, body FROM products WHERE sku = ANY($1)"  # many keys: text[]
-//! connections = 8                                             # pooled connections
-//! backend_timeout = "5s"                                      # to connect or get one
-//! notify_channel = "products_changed"                         # LISTEN for invalidations
-//! preload_query = "SELECT sku, body FROM products"            # warm start: key, value
-//! first_update_fail_ok = true                                 # a failed preload: start cold
-//! refresh_after = "80%"                # of the TTL ("30s": after loading)   [none]
-//! xfetch = 1.0                         # spread refreshes (XFetch beta)       [off]
-//! stale_if_error = "10m"               # serve an expired value if reload fails [0]
-//! soft_timeout = "200ms"               # ... or while the reload is slower    [none]
-//! not_found_ttl = "30s"                # cache "no such key"                  [none]
-//! max_ttl = "1h"                       # longest a value is served            [none]
-//! ttl_jitter = "5m"                    # taken off max_ttl at random          [0]
-//! hot_ratio = 0.125                    # hotcache's share of cache_bytes      [0.125]
-//! peer_timeout = "1s"                  # wait for the owner, then load here   [1s]
-//! ```
-//!
-//! One peer source at most: `peers`, `peers_file` or `peers_dns` (see [`PeerArgs`]); the
-//! flags of the same names replace the file's source. Peer URLs are normalised as every
-//! node's ring needs them (`galaxycache_universe::normalize_peer_url`).
-//!
-//! The last keys (defaults in brackets) are the `serve` flags of the same names
-//! (`--stale-if-error 10m`), for one galaxy without a file; see [`Tuning`] and
-//! [`PreloadConfig`]. With a `preload_query` (SQLite and PostgreSQL), the node streams
-//! the query's rows into the galaxy at start-up, keeping those it owns, and `/readyz`
-//! answers 503 until every preload has ended; a failed preload stops the node unless
-//! `first_update_fail_ok`.
-//!
-//! With a `batch_query` (SQLite and PostgreSQL), loads that arrive while the database is
-//! busy go to it together, one query of up to 256 keys: the keys are `?1` as a JSON array
-//! (SQLite) or `$1` as `text[]` (PostgreSQL), and the query returns the key and the value
-//! as its first two columns. A galaxy on the default `query` batches on the default table
-//! by itself; one with a custom `query` and no `batch_query` loads one key per query
-//! (`batch_query = ""` turns batching off).
-//!
-//! With `notify_channel`, every node LISTENs on that channel (a dedicated connection) and
-//! each notification's payload is a key to remove from the galaxy, `*` a flush:
-//! `UPDATE products SET ...; NOTIFY products_changed, 'sku-1';` (or `pg_notify`). The name
-//! is used as given, quoted; an unquoted `NOTIFY` folds it to lowercase. When the LISTEN
-//! connection is lost the node reconnects (backing off up to 30 s) and then flushes the
-//! galaxy on every node, since notifications may have been missed. Only postgres backends
-//! have one.
+//! The settings themselves (each a flag and a key) are declared in [`crate::settings`];
+//! `docs/galaxyd.md` lists them with their defaults, and `docs/galaxyd.example.toml` is a
+//! file with every key, which a test loads. This module holds what they resolve to
+//! ([`NodeConfig`], [`GalaxyConfig`]) and the file's layout: the top-level keys, then one
+//! `[[galaxy]]` table per galaxy.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -85,16 +13,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use http::Uri;
-use serde::Deserialize;
 
-use crate::backend::{BackendOptions, BackendSpec, check_preload, notify_feed};
-use crate::limits::LimitArgs;
-use crate::peers::{PeerArgs, PeerSource};
+use crate::backend::{BackendOptions, BackendSpec};
+use crate::peers::PeerSource;
 use crate::preload::PreloadConfig;
-use crate::security::{PeerSecurity, SecurityArgs};
+use crate::security::PeerSecurity;
+use crate::settings::{self, GalaxySettings, Settings};
 use crate::tuning::Tuning;
-use crate::units::{parse_duration, parse_size};
-use galaxycache_universe::normalize_peer_url;
 
 /// The peer URL a node has when none is given.
 pub(crate) const DEFAULT_SELF: &str = "http://127.0.0.1:9001";
@@ -243,109 +168,34 @@ impl GalaxyConfig {
     }
 }
 
-/// A size written as a number of bytes or as text like "64MiB".
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum SizeField {
-    Bytes(u64),
-    Text(String),
-}
-
-impl SizeField {
-    fn bytes(&self, field: &str) -> Result<u64, String> {
-        match self {
-            SizeField::Bytes(n) => Ok(*n),
-            SizeField::Text(t) => parse_size(t).map_err(|e| format!("{field}: {e}")),
-        }
-    }
-}
-
-fn duration_field(text: &Option<String>, field: &str) -> Result<Option<Duration>, String> {
-    text.as_deref()
-        .map(|t| parse_duration(t).map_err(|e| format!("{field}: {e}")))
-        .transpose()
-}
-
-/// The TOML file, as written.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The TOML file, as written: the top-level settings and the `[[galaxy]]` tables.
 pub(crate) struct FileConfig {
-    #[serde(rename = "self")]
-    pub(crate) self_url: Option<String>,
-    #[serde(flatten)]
-    pub(crate) peers: PeerArgs,
-    #[serde(flatten)]
-    pub(crate) security: SecurityArgs,
-    pub(crate) peer_listen: Option<String>,
-    pub(crate) listen: Option<String>,
-    pub(crate) protocol: Option<String>,
-    pub(crate) replicas: Option<usize>,
-    pub(crate) max_key_len: Option<usize>,
-    pub(crate) request_timeout: Option<String>,
-    #[serde(flatten)]
-    pub(crate) limits: LimitArgs,
-    #[serde(default, rename = "galaxy")]
-    galaxies: Vec<FileGalaxy>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileGalaxy {
-    name: String,
-    cache_bytes: Option<SizeField>,
-    backend: Option<String>,
-    value_size: Option<SizeField>,
-    backend_delay: Option<String>,
-    query: Option<String>,
-    batch_query: Option<String>,
-    connections: Option<usize>,
-    backend_timeout: Option<String>,
-    notify_channel: Option<String>,
-    #[serde(flatten)]
-    tuning: Tuning,
-    #[serde(flatten)]
-    preload: PreloadConfig,
-}
-
-impl FileGalaxy {
-    fn resolve(self) -> Result<GalaxyConfig, String> {
-        let at = format!("galaxy {:?}", self.name);
-        let backend = match &self.backend {
-            Some(spec) => spec.parse().map_err(|e| format!("{at}: {e}"))?,
-            None => BackendSpec::Synthetic,
-        };
-        let mut galaxy = GalaxyConfig::new(self.name, backend);
-        if let Some(size) = &self.cache_bytes {
-            galaxy.cache_bytes = size.bytes(&format!("{at}: cache_bytes"))?;
-        }
-        let options = &mut galaxy.backend_options;
-        if let Some(size) = &self.value_size {
-            let bytes = size.bytes(&format!("{at}: value_size"))?;
-            options.value_size = usize::try_from(bytes).map_err(|e| format!("{at}: {e}"))?;
-        }
-        if let Some(d) = duration_field(&self.backend_delay, &format!("{at}: backend_delay"))? {
-            options.delay = d;
-        }
-        if let Some(query) = self.query {
-            options.query = query;
-        }
-        options.batch_query = self.batch_query;
-        if let Some(n) = self.connections {
-            options.connections = n;
-        }
-        if let Some(d) = duration_field(&self.backend_timeout, &format!("{at}: backend_timeout"))? {
-            options.timeout = d;
-        }
-        galaxy.notify_channel = self.notify_channel;
-        galaxy.tuning = self.tuning;
-        galaxy.preload = self.preload;
-        Ok(galaxy)
-    }
+    pub(crate) settings: Settings,
+    galaxies: Vec<GalaxySettings>,
 }
 
 impl FileConfig {
+    /// Parse a file's text; a key that no setting declares is an error that names it, and
+    /// an error in a `[[galaxy]]` table names the galaxy.
     pub(crate) fn parse(text: &str) -> Result<Self, String> {
-        toml::from_str(text).map_err(|e| e.to_string())
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| e.to_string())?;
+        check_keys(&table)?;
+        // From the text, so that errors say where; `galaxy` is not a setting's key.
+        let settings = toml::from_str(text).map_err(|e: toml::de::Error| e.to_string())?;
+        let galaxies = match table.remove("galaxy") {
+            None => Vec::new(),
+            Some(toml::Value::Array(tables)) => tables
+                .into_iter()
+                .map(|g| {
+                    let name = g.get("name").and_then(toml::Value::as_str);
+                    let at = format!("galaxy {:?}", name.unwrap_or_default());
+                    g.try_into()
+                        .map_err(|e: toml::de::Error| format!("{at}: {e}"))
+                })
+                .collect::<Result<_, String>>()?,
+            Some(_) => return Err("galaxy must be tables: [[galaxy]]".to_owned()),
+        };
+        Ok(FileConfig { settings, galaxies })
     }
 
     pub(crate) fn read(path: &Path) -> Result<Self, String> {
@@ -354,114 +204,42 @@ impl FileConfig {
         Self::parse(&text).map_err(|e| format!("config file {}: {e}", path.display()))
     }
 
+    /// The galaxies, checked one by one (the node checks them together).
     pub(crate) fn galaxies(self) -> Result<Vec<GalaxyConfig>, String> {
-        self.galaxies.into_iter().map(FileGalaxy::resolve).collect()
+        self.galaxies.into_iter().map(|g| g.resolve(None)).collect()
     }
 }
 
-/// The top-level settings before defaults, from a file, flags, or both (flags win).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct TopLevel {
-    pub(crate) self_url: Option<String>,
-    pub(crate) peers: PeerArgs,
-    pub(crate) security: SecurityArgs,
-    pub(crate) peer_listen: Option<SocketAddr>,
-    pub(crate) listen: Option<SocketAddr>,
-    pub(crate) protocol: Option<Protocol>,
-    pub(crate) replicas: Option<usize>,
-    pub(crate) max_key_len: Option<usize>,
-    pub(crate) request_timeout: Option<Duration>,
-    pub(crate) limits: LimitArgs,
-}
-
-impl TopLevel {
-    pub(crate) fn from_file(file: &FileConfig) -> Result<Self, String> {
-        let addr = |text: &Option<String>, what: &str| {
-            text.as_deref().map(|t| parse_addr(t, what)).transpose()
-        };
-        Ok(TopLevel {
-            self_url: file.self_url.clone(),
-            peers: file.peers.clone(),
-            security: file.security.clone(),
-            peer_listen: addr(&file.peer_listen, "peer_listen")?,
-            listen: addr(&file.listen, "listen")?,
-            protocol: file.protocol.as_deref().map(str::parse).transpose()?,
-            replicas: file.replicas,
-            max_key_len: file.max_key_len,
-            request_timeout: duration_field(&file.request_timeout, "request_timeout")?,
-            limits: file.limits.clone(),
-        })
+/// Every key of `file` is one a setting declares (serde's `deny_unknown_fields` does not
+/// see through the flattened groups).
+fn check_keys(file: &toml::Table) -> Result<(), String> {
+    let unknown = |key: &str, known: &[String], at: &str| {
+        format!(
+            "unknown key {key:?}{at}; the keys are: {}",
+            known.join(", ")
+        )
+    };
+    let mut top = settings::keys::<Settings>();
+    top.push("galaxy".to_owned());
+    if let Some(key) = file.keys().find(|k| !top.contains(k)) {
+        return Err(unknown(key, &top, ""));
     }
-
-    /// `self` with every field that `flags` sets replaced.
-    pub(crate) fn overridden_by(self, flags: TopLevel) -> Self {
-        TopLevel {
-            self_url: flags.self_url.or(self.self_url),
-            peers: self.peers.overridden_by(flags.peers),
-            security: self.security.overridden_by(flags.security),
-            peer_listen: flags.peer_listen.or(self.peer_listen),
-            listen: flags.listen.or(self.listen),
-            protocol: flags.protocol.or(self.protocol),
-            replicas: flags.replicas.or(self.replicas),
-            max_key_len: flags.max_key_len.or(self.max_key_len),
-            request_timeout: flags.request_timeout.or(self.request_timeout),
-            limits: self.limits.overridden_by(flags.limits),
+    let tables = file.get("galaxy").and_then(toml::Value::as_array);
+    let known = settings::keys::<GalaxySettings>();
+    for table in tables
+        .into_iter()
+        .flatten()
+        .filter_map(toml::Value::as_table)
+    {
+        if let Some(key) = table.keys().find(|k| !known.contains(k)) {
+            let name = table
+                .get("name")
+                .and_then(toml::Value::as_str)
+                .unwrap_or("");
+            return Err(unknown(key, &known, &format!(" in [[galaxy]] {name:?}")));
         }
     }
-
-    /// Apply defaults and check everything.
-    pub(crate) fn resolve(self, galaxies: Vec<GalaxyConfig>) -> Result<NodeConfig, String> {
-        let self_url = self.self_url.as_deref().unwrap_or(DEFAULT_SELF).trim();
-        let self_url = normalize_peer_url(self_url).map_err(|e| e.message().to_owned())?;
-        let peer_listen = match self.peer_listen {
-            Some(addr) => addr,
-            None => listen_addr_of(&self_url)?,
-        };
-        let peers = self.peers.resolve()?;
-        let security = self.security.resolve()?;
-        let replicas = self
-            .replicas
-            .unwrap_or(galaxycache_universe::DEFAULT_REPLICAS);
-        if replicas == 0 {
-            return Err("replicas must be at least 1".to_owned());
-        }
-        if galaxies.is_empty() {
-            return Err("no galaxy configured (add a [[galaxy]] table)".to_owned());
-        }
-        let mut names: Vec<&str> = galaxies.iter().map(|g| g.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(format!("galaxy {:?} is configured twice", w[0]));
-        }
-        if let Some(g) = galaxies.iter().find(|g| g.name.is_empty()) {
-            return Err(format!("a galaxy has an empty name ({})", g.backend));
-        }
-        for g in &galaxies {
-            let at = |e: String| format!("galaxy {:?}: {e}", g.name);
-            if let Some(channel) = &g.notify_channel {
-                notify_feed(&g.backend, channel, &g.backend_options).map_err(at)?;
-            }
-            if g.preload.preload_query.is_some() {
-                check_preload(&g.backend).map_err(at)?;
-            }
-        }
-        Ok(NodeConfig {
-            self_url,
-            peers,
-            security,
-            peer_listen,
-            listen: self.listen.unwrap_or(DEFAULT_LISTEN),
-            protocol: self.protocol.unwrap_or_default(),
-            replicas,
-            max_key_len: self
-                .max_key_len
-                .unwrap_or(galaxycache_universe::DEFAULT_MAX_KEY_LEN),
-            request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
-            server_limits: self.limits.server_limits(),
-            max_in_flight_bytes: self.limits.max_in_flight_bytes,
-            galaxies,
-        })
-    }
+    Ok(())
 }
 
 /// Parse `IP:PORT`, naming `what` in the error.
@@ -472,7 +250,7 @@ pub(crate) fn parse_addr(text: &str, what: &str) -> Result<SocketAddr, String> {
 
 /// Where to bind the peer listener for peer URL `url`: its IP (all interfaces when the
 /// host is a name) and its port.
-fn listen_addr_of(url: &str) -> Result<SocketAddr, String> {
+pub(crate) fn listen_addr_of(url: &str) -> Result<SocketAddr, String> {
     let uri: Uri = url
         .parse()
         .map_err(|e| format!("invalid self URL {url:?}: {e}"))?;
@@ -527,8 +305,8 @@ mod tests {
 
     fn resolve(text: &str) -> Result<NodeConfig, String> {
         let file = FileConfig::parse(text)?;
-        let top = TopLevel::from_file(&file)?;
-        top.resolve(file.galaxies()?)
+        let settings = file.settings.clone();
+        settings.resolve(file.galaxies()?)
     }
 
     #[test]
@@ -679,13 +457,14 @@ mod tests {
     #[test]
     fn flags_override_the_file() {
         let file = FileConfig::parse(EXAMPLE).unwrap();
-        let flags = TopLevel {
+        let flags = Settings {
             listen: Some("127.0.0.1:1".parse().unwrap()),
             protocol: Some(Protocol::Http),
-            ..TopLevel::default()
+            ..Settings::default()
         };
-        let c = TopLevel::from_file(&file)
-            .unwrap()
+        let c = file
+            .settings
+            .clone()
             .overridden_by(flags)
             .resolve(file.galaxies().unwrap())
             .unwrap();

@@ -23,7 +23,7 @@ use crate::load::{self, Budget, LoadSpec, Percentiles, new_histogram};
 use crate::node::Node;
 use crate::peers::PeerSource;
 use crate::units::human_size;
-use crate::workload::{Dist, KeySampler, key_name};
+use crate::workload::{Dist, KeyNames, KeySampler, key_name};
 
 /// The galaxy the demo serves.
 const DEMO_GALAXY: &str = "demo";
@@ -474,6 +474,7 @@ pub async fn run_demo(config: &DemoConfig) -> anyhow::Result<DemoSummary> {
             .collect(),
         galaxy: DEMO_GALAXY.to_owned(),
         sampler: KeySampler::new(config.dist, keys).map_err(anyhow::Error::msg)?,
+        names: KeyNames::default(),
         check: Some(Some(value_size)),
         track_keys: true,
         batch: 0,

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::backend::is_synthetic_value;
 use crate::client::{HttpClient, SEGMENT};
-use crate::workload::{KeySampler, push_key_name};
+use crate::workload::{KeyNames, KeySampler};
 
 /// When the workers stop.
 #[derive(Clone, Debug)]
@@ -35,6 +35,8 @@ pub(crate) struct LoadSpec {
     pub(crate) targets: Vec<String>,
     pub(crate) galaxy: String,
     pub(crate) sampler: KeySampler,
+    /// The key each sampled index names.
+    pub(crate) names: KeyNames,
     /// Check each value against the synthetic backend's value of its key, and its length
     /// when given.
     pub(crate) check: Option<Option<usize>>,
@@ -225,7 +227,7 @@ impl Worker {
 
     async fn run(mut self) -> Tally {
         let mut tally = Tally::new(self.spec.targets.len());
-        let mut url = String::new();
+        let (mut url, mut key) = (String::new(), String::new());
         while self.may_send() {
             let target = self.next_target % self.spec.targets.len();
             self.next_target += 1;
@@ -239,12 +241,12 @@ impl Worker {
             if self.spec.track_keys {
                 tally.keys.insert(index);
             }
+            key.clear();
+            self.spec.names.push(&mut key, index);
             url.clear();
             url.push_str(&self.prefixes[target]);
-            let key_start = url.len();
-            // A key name needs no escaping: it is its own path segment.
-            push_key_name(&mut url, index);
-            let key = &url[key_start..];
+            url.extend(utf8_percent_encode(&key, SEGMENT));
+            let key = key.as_str();
             let start = Instant::now();
             let result = match Uri::try_from(url.as_str()) {
                 Ok(uri) => self.client.get(uri).await,
@@ -299,7 +301,7 @@ impl Worker {
                 tally.keys.insert(index);
             }
             let mut key = String::new();
-            push_key_name(&mut key, index);
+            self.spec.names.push(&mut key, index);
             keys.push(key);
         }
         let body = Bytes::from(serde_json::Value::from(keys.clone()).to_string());

@@ -144,20 +144,7 @@ async fn bench(args: &BenchArgs) -> anyhow::Result<()> {
     } else {
         print!("{report}");
     }
-    anyhow::ensure!(
-        report.value_mismatches == 0,
-        "{} values were not their key's synthetic value",
-        report.value_mismatches
-    );
-    anyhow::ensure!(
-        report.ok + report.not_found > 0,
-        "no request succeeded: {}",
-        report
-            .first_error
-            .as_deref()
-            .unwrap_or("no request was sent")
-    );
-    Ok(())
+    report.check()
 }
 
 /// Raise the soft limit of open files to the hard limit, and log the result: at the common

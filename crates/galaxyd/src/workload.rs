@@ -1,7 +1,10 @@
-//! Which keys a load generator asks for: uniform or Zipf-skewed over `key-0..key-{n-1}`.
+//! Which keys a load generator asks for: uniform or Zipf-skewed over `n` key indexes, and
+//! the key each index names (`key-{}` by default, another pattern, or a file's lines).
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 
 /// How keys are drawn.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -104,18 +107,86 @@ impl KeySampler {
     }
 }
 
-/// The key of index `i`, as the load generators and the demo database name them.
-pub(crate) fn key_name(i: u64) -> String {
-    let mut key = String::new();
-    push_key_name(&mut key, i);
-    key
+/// The pattern of the keys the load generators and the demo database use.
+pub(crate) const DEFAULT_KEY_FORMAT: &str = "key-{}";
+
+/// How a key index becomes a key: a pattern whose `{}` is the index, or the lines of a
+/// file (index `i` is line `i`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyNames {
+    /// The text before and after the pattern's `{}`.
+    Format(String, String),
+    /// The keys, in order.
+    List(Arc<[String]>),
 }
 
-/// Append the key of index `i` to `out`. It has no character that a URL escapes.
-pub(crate) fn push_key_name(out: &mut String, i: u64) {
-    use std::fmt::Write;
-    // Writing to a String cannot fail.
-    let _ = write!(out, "key-{i}");
+impl Default for KeyNames {
+    fn default() -> Self {
+        KeyNames::Format("key-".to_owned(), String::new())
+    }
+}
+
+impl KeyNames {
+    /// The names of `pattern`, which holds `{}` exactly once (e.g. `user:{}`).
+    pub fn format(pattern: &str) -> Result<Self, String> {
+        match pattern.split_once("{}") {
+            Some((before, after)) if !after.contains("{}") => {
+                Ok(KeyNames::Format(before.to_owned(), after.to_owned()))
+            }
+            _ => Err(format!(
+                "invalid key format {pattern:?}: expected one {{}} for the key's number, e.g. user:{{}}"
+            )),
+        }
+    }
+
+    /// The lines of the file at `path`, one key a line (a trailing `\r` dropped, empty
+    /// lines skipped); an error when it cannot be read or holds no key.
+    pub fn from_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read keys from {}: {e}", path.display()))?;
+        let keys: Arc<[String]> = text
+            .lines()
+            .map(|line| line.strip_suffix('\r').unwrap_or(line))
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if keys.is_empty() {
+            return Err(format!("{} holds no key (one a line)", path.display()));
+        }
+        Ok(KeyNames::List(keys))
+    }
+
+    /// How many keys there are: the file's, or `None` for a pattern (any index).
+    pub fn count(&self) -> Option<u64> {
+        match self {
+            KeyNames::Format(..) => None,
+            KeyNames::List(keys) => Some(keys.len() as u64),
+        }
+    }
+
+    /// Append the key of index `i` to `out` (for a list, its key `i` modulo its length).
+    pub(crate) fn push(&self, out: &mut String, i: u64) {
+        match self {
+            KeyNames::Format(before, after) => {
+                use std::fmt::Write;
+                // Writing to a String cannot fail.
+                let _ = write!(out, "{before}{i}{after}");
+            }
+            KeyNames::List(keys) => {
+                let at = usize::try_from(i).unwrap_or(0).checked_rem(keys.len());
+                if let Some(key) = at.and_then(|at| keys.get(at)) {
+                    out.push_str(key);
+                }
+            }
+        }
+    }
+}
+
+/// The key of index `i`, as the demo database names it (`key-{i}`).
+pub(crate) fn key_name(i: u64) -> String {
+    let mut key = String::new();
+    KeyNames::default().push(&mut key, i);
+    key
 }
 
 #[cfg(test)]
@@ -163,6 +234,45 @@ mod tests {
         let e = KeySampler::new(Dist::Zipf(1.1), MAX_ZIPF_KEYS + 1).unwrap_err();
         assert!(e.contains("too many") && e.contains("uniform"), "{e}");
         assert!(KeySampler::new(Dist::Uniform, u64::MAX).is_ok());
+    }
+
+    #[test]
+    fn key_names_from_a_pattern_or_a_file() {
+        let name = |names: &KeyNames, i| {
+            let mut key = String::new();
+            names.push(&mut key, i);
+            key
+        };
+        assert_eq!(name(&KeyNames::default(), 7), "key-7");
+        assert_eq!(
+            KeyNames::format(DEFAULT_KEY_FORMAT),
+            Ok(KeyNames::default())
+        );
+        assert_eq!(
+            name(&KeyNames::format("user:{}:v2").unwrap(), 42),
+            "user:42:v2"
+        );
+        for bad in ["user", "{}{}", "a{}b{}"] {
+            let e = KeyNames::format(bad).unwrap_err();
+            assert!(e.contains("one {}"), "{bad}: {e}");
+        }
+        let dir = std::env::temp_dir().join(format!("galaxyd-keys-{}", std::process::id()));
+        std::fs::write(&dir, "alpha\r\n\nbeta\ngamma\n").unwrap();
+        let list = KeyNames::from_file(&dir).unwrap();
+        assert_eq!(list.count(), Some(3));
+        assert_eq!(
+            [0, 1, 2, 3].map(|i| name(&list, i)),
+            ["alpha", "beta", "gamma", "alpha"]
+        );
+        std::fs::write(&dir, "\n\n").unwrap();
+        assert!(
+            KeyNames::from_file(&dir)
+                .unwrap_err()
+                .contains("holds no key")
+        );
+        std::fs::remove_file(&dir).unwrap();
+        let e = KeyNames::from_file(&dir).unwrap_err();
+        assert!(e.contains("cannot read keys"), "{e}");
     }
 
     #[test]

@@ -17,17 +17,13 @@ async fn a_batch_bench_asks_n_keys_a_request_and_checks_every_value() {
     })
     .await;
     let config = BenchConfig {
-        targets: vec![format!("http://{}", node.api_addr())],
-        galaxy: "synthetic".to_owned(),
         keys: 1000,
         dist: Dist::Uniform,
         concurrency: 2,
         duration: Duration::from_millis(300),
-        warmup: Duration::ZERO,
         value_check: true,
-        timeout: Duration::from_secs(10),
-        progress: false,
         batch: Some(10),
+        ..BenchConfig::new(vec![format!("http://{}", node.api_addr())], "synthetic")
     };
     let report = run_bench(&config).await.unwrap();
     assert!(report.requests > 0, "{report}");

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use galaxyd::{
-    BackendSpec, BenchConfig, Dist, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol, Response,
+    BackendSpec, BenchConfig, GalaxyConfig, HttpClient, Node, NodeConfig, Protocol, Response,
     create_database, run_bench,
 };
 use http::{HeaderMap, HeaderValue, Method, header};
@@ -643,17 +643,11 @@ async fn time_writes(client: &HttpClient, node: &Node, method: Method, n: usize)
 
 fn bench_config(nodes: &[Node]) -> BenchConfig {
     BenchConfig {
-        targets: nodes.iter().map(base).collect(),
-        galaxy: "synthetic".to_owned(),
         keys: 10_000,
-        dist: Dist::Zipf(1.1),
         concurrency: 8,
-        duration: Duration::from_secs(1),
         warmup: Duration::from_millis(200),
         value_check: true,
-        timeout: Duration::from_secs(10),
-        progress: false,
-        batch: None,
+        ..BenchConfig::new(nodes.iter().map(base).collect(), "synthetic")
     }
 }
 

@@ -9,7 +9,6 @@
 //! write, and reads the response itself; the connection's own task is the only other one.
 
 use std::error::Error as StdError;
-use std::fmt::Write as _;
 use std::future::{Future, poll_fn};
 use std::pin::{Pin, pin};
 use std::sync::Arc;
@@ -18,6 +17,7 @@ use std::time::Duration;
 
 use arc_swap::ArcSwapOption;
 use bytes::Bytes;
+use galaxycache_universe::error_chain;
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::rustls::pki_types::ServerName;
 use h2::client::SendRequest;
@@ -196,17 +196,6 @@ fn send_body(mut stream: SendStream<Bytes>, chunks: Vec<Bytes>) -> Result<(), St
 
 fn unavailable(e: h2::Error) -> Status {
     Status::unavailable(error_chain(&e))
-}
-
-/// `e` and its sources, joined by `: `.
-fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(err) = source {
-        let _ = write!(text, ": {err}");
-        source = err.source();
-    }
-    text
 }
 
 /// A response's body: its data, each chunk's flow-control window given back as it is

@@ -1,7 +1,6 @@
 //! The client side: a [`FetchProtocol`] that fetches keys from their owners over HTTP.
 
 use std::error::Error as StdError;
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use bytes::Bytes;
 use galaxycache_universe::rustls::{self, ClientConfig};
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp, sanitize_message,
+    InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp, error_chain, sanitize_message,
 };
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
@@ -763,15 +762,4 @@ fn body_error_kind(e: &(dyn StdError + 'static)) -> ErrorKind {
         source = err.source();
     }
     ErrorKind::Unavailable
-}
-
-/// `e` and its sources, joined by `: `.
-fn error_chain(e: &(dyn StdError + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(err) = source {
-        let _ = write!(text, ": {err}");
-        source = err.source();
-    }
-    text
 }

@@ -110,6 +110,23 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `error` and each of its sources, joined by `: `, on one line (a line break in a
+/// message becomes `; `): e.g. `error trying to connect: tcp connect error: Connection
+/// refused (os error 111)`, where the top-level message alone says little. The one
+/// formatter of error chains in the workspace.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = String::new();
+    let mut next = Some(error);
+    while let Some(e) = next {
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&e.to_string().replace('\n', "; "));
+        next = e.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -120,5 +137,30 @@ mod tests {
         assert_eq!(e.to_string(), "unknown galaxy: no galaxy \"x\"");
         assert_eq!(Error::new(ErrorKind::Timeout, "").to_string(), "timed out");
         assert_eq!(e.clone(), e);
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_with_every_source() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl fmt::Display for Outer {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("cannot connect")
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let inner = std::io::Error::other("refused\nby peer");
+        assert_eq!(
+            error_chain(&Outer(inner)),
+            "cannot connect: refused; by peer"
+        );
+        assert_eq!(
+            error_chain(&Error::new(ErrorKind::Timeout, "")),
+            "timed out"
+        );
     }
 }

@@ -33,7 +33,7 @@ pub use batch::{MAX_BATCH_KEYS, MAX_BATCHES_IN_FLIGHT, gathered};
 #[cfg(feature = "dns")]
 pub use discovery::{DEFAULT_DNS_INTERVAL, DnsPeers};
 pub use discovery::{DEFAULT_FILE_INTERVAL, Discovery, FilePeers, Reload, StaticPeers};
-pub use error::{Error, ErrorKind};
+pub use error::{Error, ErrorKind, error_chain};
 pub use expiry::{fmt_http_date, latest_instant, saturating_instant};
 pub use fetch::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,

@@ -4,7 +4,6 @@
 //! Connections are plain TCP (or unix sockets): this build has no TLS (`NoTls`), so a URL
 //! that asks for `sslmode=require` is refused when the backend opens.
 
-use std::error::Error as _;
 use std::future::{Future, poll_fn};
 use std::pin::pin;
 use std::time::Duration;
@@ -12,6 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use deadpool_postgres::{Manager, Pool, PoolError, Runtime, TimeoutType};
 use galaxycache_galaxy::{Galaxy, Invalidation};
+use galaxycache_universe::error_chain;
 use tokio::sync::mpsc;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{FromSql, ToSql, Type};
@@ -52,7 +52,7 @@ fn connection_config(url: &str, timeout: Duration) -> Result<Config, String> {
     }
     let mut config: Config = url
         .parse()
-        .map_err(|e| format!("PostgreSQL backend {shown:?}: {}", describe(&e)))?;
+        .map_err(|e| format!("PostgreSQL backend {shown:?}: {}", error_chain(&e)))?;
     if config.get_ssl_mode() == SslMode::Require {
         return Err(format!(
             "PostgreSQL backend {shown:?}: sslmode=require is not supported (this build has no \
@@ -159,7 +159,7 @@ impl PostgresBackend {
             format!(
                 "PostgreSQL batch query {query:?} failed at {}: {}",
                 self.target,
-                describe(e)
+                error_chain(e)
             )
         };
         let client = self.pool.get().await.map_err(|e| self.pool_error(&e))?;
@@ -180,7 +180,7 @@ impl PostgresBackend {
             let key = match row.try_get::<_, Option<&str>>(0) {
                 Ok(Some(key)) => key.to_owned(),
                 Ok(None) => continue,
-                Err(e) => return Err(format!("PostgreSQL batch key: {}", describe(&e))),
+                Err(e) => return Err(format!("PostgreSQL batch key: {}", error_chain(&e))),
             };
             let value = column_bytes(&row, 1)?;
             found.entry(key).or_insert(value);
@@ -192,7 +192,10 @@ impl PostgresBackend {
         let target = &self.target;
         match e {
             PoolError::Backend(e) => {
-                format!("cannot connect to PostgreSQL at {target}: {}", describe(e))
+                format!(
+                    "cannot connect to PostgreSQL at {target}: {}",
+                    error_chain(e)
+                )
             }
             PoolError::Timeout(TimeoutType::Create) => format!(
                 "cannot connect to PostgreSQL at {target}: no connection within {:?}",
@@ -212,7 +215,7 @@ impl PostgresBackend {
             "PostgreSQL query {:?} failed at {}: {}",
             self.query,
             self.target,
-            describe(e)
+            error_chain(e)
         )
     }
 }
@@ -248,7 +251,7 @@ fn column_bytes(row: &Row, index: usize) -> Result<Option<Bytes>, String> {
         row.try_get::<_, Option<&str>>(index)
             .map(|v| v.map(|s| Bytes::copy_from_slice(s.as_bytes())))
     };
-    value.map_err(|e| format!("PostgreSQL value: {}", describe(&e)))
+    value.map_err(|e| format!("PostgreSQL value: {}", error_chain(&e)))
 }
 
 /// Run the preload `query` (no parameters; the key as text, then the value as text or
@@ -279,11 +282,11 @@ async fn stream_rows(
     tx: &mpsc::Sender<Result<Entry, String>>,
 ) -> Result<(), String> {
     let failed =
-        |e: tokio_postgres::Error| format!("preload query {query:?} failed: {}", describe(&e));
+        |e: tokio_postgres::Error| format!("preload query {query:?} failed: {}", error_chain(&e));
     let (client, connection) = config
         .connect(NoTls)
         .await
-        .map_err(|e| format!("cannot connect: {}", describe(&e)))?;
+        .map_err(|e| format!("cannot connect: {}", error_chain(&e)))?;
     // Driven in the background; it ends by itself once the client is dropped.
     tokio::spawn(connection);
     let statement = client.prepare(query).await.map_err(failed)?;
@@ -299,7 +302,7 @@ async fn stream_rows(
         let key = match row.try_get::<_, Option<&str>>(0) {
             Ok(Some(key)) => key.to_owned(),
             Ok(None) => return Err(format!("preload query {query:?}: a key is NULL")),
-            Err(e) => return Err(format!("preload key: {}", describe(&e))),
+            Err(e) => return Err(format!("preload key: {}", error_chain(&e))),
         };
         let Some(value) = column_bytes(&row, 1)? else {
             continue;
@@ -323,19 +326,6 @@ fn check_key_column(statement: &Statement, query: &str) -> Result<(), String> {
         )),
         None => Err(format!("PostgreSQL query {query:?} returns no column")),
     }
-}
-
-/// An error and its causes on one line, e.g. `error connecting to server: Connection
-/// refused (os error 111)` or `db error: ERROR: relation "kv" does not exist`.
-fn describe(e: &tokio_postgres::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string().replace('\n', "; "));
-        source = cause.source();
-    }
-    text
 }
 
 /// `url` with its password (in the user info or a `password=` parameter) replaced by `***`.
@@ -478,7 +468,7 @@ impl NotifyFeed {
     ) -> String {
         let (client, mut connection) = match self.config.connect(NoTls).await {
             Ok(pair) => pair,
-            Err(e) => return format!("cannot connect: {}", describe(&e)),
+            Err(e) => return format!("cannot connect: {}", error_chain(&e)),
         };
         let sql = format!("LISTEN {}", quote_ident(&self.channel));
         let mut listen = pin!(client.batch_execute(&sql));
@@ -489,7 +479,7 @@ impl NotifyFeed {
             tokio::select! {
                 result = &mut listen, if !listening => {
                     if let Err(e) = result {
-                        return format!("LISTEN failed: {}", describe(&e));
+                        return format!("LISTEN failed: {}", error_chain(&e));
                     }
                     listening = true;
                     backoff.reset();
@@ -510,7 +500,7 @@ impl NotifyFeed {
                         tracing::debug!(galaxy = %galaxy.name(), notice = %notice, "change feed: notice");
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => return describe(&e),
+                    Some(Err(e)) => return error_chain(&e),
                     None => return "connection closed".to_owned(),
                 }
             }
