@@ -1,8 +1,11 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 pub use galaxycache_galaxy::Json;
 #[cfg(feature = "protobuf")]
+#[cfg_attr(docsrs, doc(cfg(feature = "protobuf")))]
 pub use galaxycache_galaxy::Proto;
 pub use galaxycache_galaxy::{
     BackendGetter, Clock, Codec, ENTRY_OVERHEAD, Error, ErrorKind, Galaxy, GalaxyBuilder,
@@ -22,12 +25,14 @@ pub mod promoter {
 
 /// The HTTP peer protocol (galaxycache and groupcache dialects).
 #[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http {
     pub use galaxycache_http::*;
 }
 
 /// The gRPC peer protocol.
 #[cfg(feature = "grpc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "grpc")))]
 pub mod grpc {
     pub use galaxycache_grpc::*;
 }

@@ -48,6 +48,7 @@ impl Codec for String {
 
 /// A serde type, cached as JSON.
 #[cfg(feature = "json")]
+#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Json<T>(pub T);
 
@@ -67,6 +68,7 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Codec for Json<T> {
 
 /// A prost message, cached in its protobuf encoding.
 #[cfg(feature = "protobuf")]
+#[cfg_attr(docsrs, doc(cfg(feature = "protobuf")))]
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Proto<T>(pub T);
 

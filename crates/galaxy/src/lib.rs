@@ -7,6 +7,8 @@
 //! [`Galaxy::remove`], [`Galaxy::set`] and [`Galaxy::flush`] change the data on every
 //! node, and generations keep loads in flight from undoing them.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod backend;
 mod batch;
 mod builder;

@@ -83,7 +83,7 @@ pub struct Settings {
 #[serde(default)]
 #[command(next_help_heading = "The galaxy (without --config; [[galaxy]] keys with _)")]
 pub struct GalaxySettings {
-    /// Name of the galaxy, as peers and clients use it; the `name` key of a [[galaxy]]
+    /// Name of the galaxy, as peers and clients use it; the `name` key of a `[[galaxy]]`
     /// table, which every table needs [default: default]
     #[arg(long = "galaxy", value_name = "NAME", conflicts_with = "config")]
     pub name: Option<String>,
