@@ -13,7 +13,8 @@
 //! peer URL's host, at its peer port plus the offset seen on the given node (its client
 //! API port minus its peer port). That holds when every node runs with the same ports (one
 //! node per host or pod, as in `deploy/`) or with ports a fixed step apart (as in
-//! `benches/cluster/run.sh`); a node whose client API is elsewhere shows as down.
+//! `benches/cluster/run.sh`); a node whose client API is elsewhere shows as down. A peer
+//! entry that gives an `api` URL is taken at its word.
 
 // Nothing a node answers may panic the dashboard: outside tests, every unwrap, expect and
 // index is an error.
@@ -274,7 +275,7 @@ impl Poller {
             let members: Vec<String> = ring
                 .peers
                 .iter()
-                .filter_map(|p| self.member(&p.url, &api, &ring.self_url))
+                .filter_map(|p| self.member(p, &api, &ring.self_url))
                 .collect();
             if !members.is_empty() {
                 self.members = members;
@@ -286,13 +287,17 @@ impl Poller {
         }
     }
 
-    /// The client API of the node with peer URL `peer`, seen on the ring of the node
-    /// whose client API is `asked` and whose peer URL is `asked_peer`.
-    fn member(&self, peer: &str, asked: &str, asked_peer: &str) -> Option<String> {
-        if peer == asked_peer {
+    /// The client API of `peer`, seen on the ring of the node whose client API is
+    /// `asked` and whose peer URL is `asked_peer`: the one its entry gives, else the one
+    /// the port offset gives.
+    fn member(&self, peer: &PeerBody, asked: &str, asked_peer: &str) -> Option<String> {
+        if peer.url == asked_peer {
             return Some(asked.to_owned());
         }
-        client_api(peer, &self.entry, self.offset?).ok()
+        if let Some(api) = &peer.api {
+            return Some(api.trim_end_matches('/').to_owned());
+        }
+        client_api(&peer.url, &self.entry, self.offset?).ok()
     }
 }
 
@@ -339,6 +344,10 @@ struct PeersBody {
 struct PeerBody {
     url: String,
     state: String,
+    /// The peer's client API, should a node ever say it (as `galaxyd bench` reads it too);
+    /// none says it today.
+    #[serde(default)]
+    api: Option<String>,
 }
 
 /// `GET /v1/stats`, as much of it as top reads.
