@@ -38,7 +38,8 @@
 //!   and once started runs to its end even if the client goes away.
 //! - `GET /v1/stats`: `{"node": URL, "peers": [URL, ...], "galaxies": {NAME: {STAT: N,
 //!   ...}}}`: the peers on this node's ring (itself included, as they are now: they
-//!   follow the peer file or DNS), and every stat of the core.
+//!   follow the peer file or DNS), every stat of the core, and `budget_bytes`, the
+//!   galaxy's byte budget (against which `main_bytes + hot_bytes` is held).
 //! - `GET /v1/peers`: this node's view of the ring, `{"self": URL, "peers": [{"url": URL,
 //!   "state": "up"|"open"|"probing", "share": 0.33, "fetch_requests": N, "fetched_keys":
 //!   N, "queued_fetches": N}, ...]}`: every peer on the ring (this node too, always `up`),
@@ -768,6 +769,10 @@ async fn stats(State(api): State<Api>) -> Response {
                 .stats()
                 .fields()
                 .map(|(stat, v)| (stat.to_owned(), v.into()))
+                .chain([(
+                    "budget_bytes".to_owned(),
+                    served.galaxy.budget_bytes().into(),
+                )])
                 .collect::<serde_json::Map<_, _>>();
             (name.clone(), stats.into())
         })

@@ -31,6 +31,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Generate load against the client APIs of running nodes.
     Bench(BenchArgs),
+    /// A live table of a running cluster, found through one node's client API.
+    Top(crate::top::TopArgs),
 }
 
 /// Flags of `galaxyd serve`.

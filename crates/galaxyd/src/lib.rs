@@ -9,6 +9,8 @@
 //! - `galaxyd demo`: a 3-node cluster in this process, in front of SQLite, under a
 //!   skewed workload.
 //! - `galaxyd bench`: a load generator against the client APIs of running nodes.
+//! - `galaxyd top`: a terminal dashboard of a running cluster, given one node's client
+//!   API.
 //!
 //! The library exists so the binary's parts can be tested; its API follows the binary.
 
@@ -32,6 +34,7 @@ mod preload;
 mod readiness;
 mod security;
 mod settings;
+mod top;
 mod tuning;
 mod units;
 mod workload;
@@ -52,5 +55,8 @@ pub use preload::PreloadConfig;
 pub use readiness::Readiness;
 pub use security::{PeerSecurity, SecurityArgs};
 pub use settings::{GalaxySettings, Settings, keys as setting_keys};
+pub use top::{
+    Levels, NodeRates, NodeSample, NodeState, NodeView, Poller, TopArgs, rates, run_top,
+};
 pub use tuning::Tuning;
 pub use workload::{Dist, KeyNames};

@@ -1,5 +1,5 @@
 //! galaxyd: a galaxycache node (`serve`), and tools for a cluster of them (`owner`,
-//! `demo`, `bench`). `galaxyd --help` says how to use each.
+//! `demo`, `bench`, `top`). `galaxyd --help` says how to use each.
 
 use std::process::ExitCode;
 
@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use galaxyd::{
     BenchArgs, BenchConfig, Cli, Command, DemoArgs, DemoConfig, Node, ServeArgs, run_bench,
-    run_demo, run_owner,
+    run_demo, run_owner, run_top,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -49,6 +49,7 @@ fn run(command: Command) -> anyhow::Result<()> {
         Command::Serve(args) => runtime()?.block_on(serve(&args)),
         Command::Demo(args) => runtime()?.block_on(demo(&args)),
         Command::Bench(args) => runtime()?.block_on(bench(&args)),
+        Command::Top(args) => run_top(&runtime()?, &args),
     }
 }
 

@@ -116,6 +116,10 @@ async fn values_missing_keys_bad_keys_stats_and_metrics() {
     }
     assert_eq!(galaxies["synthetic"]["backend_loads"], 2);
     assert_eq!(galaxies["sql"]["backend_loads"], 2);
+    // ... and each galaxy's byte budget: `galaxyd top` shows the bytes held against it.
+    let budget = node.galaxies().iter().find(|g| g.name() == "synthetic");
+    let budget = budget.unwrap().budget_bytes();
+    assert_eq!(galaxies["synthetic"]["budget_bytes"], budget);
 
     // /metrics: the same stats and the client latency, labelled by galaxy.
     let r = get(&client, &base, "/metrics").await;

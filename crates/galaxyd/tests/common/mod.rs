@@ -90,9 +90,15 @@ impl Galaxyd {
     /// Start `galaxyd serve` with `args` and ports of its own choosing; its API address,
     /// read from its "node started" log line.
     pub(crate) fn start(args: &[&str]) -> (Galaxyd, String) {
+        let defaults = ["--self", "http://127.0.0.1:0", "--listen", "127.0.0.1:0"];
+        Self::serve(&[&defaults[..], args].concat())
+    }
+
+    /// Start `galaxyd serve` with `args` alone (its addresses among them); its API
+    /// address, read from its "node started" log line.
+    pub(crate) fn serve(args: &[&str]) -> (Galaxyd, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_galaxyd"))
-            .args(["serve", "--self", "http://127.0.0.1:0"])
-            .args(["--listen", "127.0.0.1:0"])
+            .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
