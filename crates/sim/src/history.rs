@@ -432,8 +432,16 @@ fn one_load_per_key(
         };
         let same_window = conditions.stable_window(second.at) == Some(window);
         let soon = second.at.saturating_sub(first.at) < conditions.reload_after;
+        // A load serves the gets of its key running when it happened, and is fenced by a
+        // write that ended after the first of them started (it took its generation then).
+        let since = ops
+            .iter()
+            .filter(|g| g.action.get_key() == Some(key))
+            .filter(|g| g.invoke.seq < first.seq && g.end_seq() > first.seq)
+            .map(|g| g.invoke.seq)
+            .fold(first.seq, usize::min);
         let invalidated = ops.iter().any(|w| {
-            w.action.writes(key).is_some() && w.invoke.seq < second.seq && w.end_seq() > first.seq
+            w.action.writes(key).is_some() && w.invoke.seq < second.seq && w.end_seq() > since
         });
         if same_window && soon && !invalidated {
             out.push(Violation {
@@ -700,6 +708,18 @@ mod tests {
         h.load(ms(10), 0, "k", Some(0));
         h.complete(ms(15), 1, w, written());
         h.load(ms(21), 0, "k", Some(1));
+        assert!(check(&h, &quiet()).is_empty());
+    }
+
+    #[test]
+    fn a_load_for_a_get_that_started_before_a_write_ended_may_be_fenced() {
+        let mut h = History::new();
+        let w = h.invoke(ms(1), 0, Action::Flush { version: 1 });
+        let g = h.invoke(ms(3), 1, get("k"));
+        h.complete(ms(5), 0, w, written());
+        h.load(ms(7), 1, "k", Some(1));
+        h.complete(ms(7), 1, g, Outcome::Value(1));
+        h.load(ms(20), 1, "k", Some(1));
         assert!(check(&h, &quiet()).is_empty());
     }
 
