@@ -1,72 +1,137 @@
 //! The simulation over many seeds: every run's history passes the checker.
 //!
-//! `SIM_SEED=N cargo test -p galaxycache-sim` reruns one seed (and prints its history);
-//! `SIM_SEEDS=N` sets how many seeds the long test runs.
+//! `SIM_SEED=N cargo test -p galaxycache-sim` reruns one seed and prints its history;
+//! `SIM_SEEDS=N` sets how many seeds the sweep runs (default 2,000, on two threads).
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
-use galaxycache_sim::sim::{Settings, run};
+use galaxycache_sim::sim::{Report, Settings, run};
+
+/// Operations per node in a sweep's run.
+const OPS_PER_NODE: usize = 40;
 
 fn env(name: &str) -> Option<u64> {
     std::env::var(name).ok()?.parse().ok()
 }
 
+fn describe(report: &Report) -> String {
+    let mut text = format!(
+        "seed {} ({} nodes) failed: {:?}\nfaults: {:?}\n",
+        report.seed, report.nodes, report.failure, report.faults
+    );
+    for v in &report.violations {
+        text.push_str(&v.to_string());
+    }
+    text.push_str(&format!(
+        "rerun: SIM_SEED={} cargo test -p galaxycache-sim --test simulation\n",
+        report.seed
+    ));
+    text
+}
+
 #[test]
 fn a_quiet_cluster_passes() {
-    let report = run(1, Settings::quiet(40));
-    assert!(
-        report.passed(),
-        "{:?} {:#?}",
-        report.failure,
-        report
-            .violations
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-    );
-    assert!(report.history.operations() >= 120);
-    println!(
-        "ops {} events {}",
-        report.history.operations(),
-        report.history.events().len()
-    );
+    let report = run(1, Settings::quiet(OPS_PER_NODE));
+    assert!(report.passed(), "{}", describe(&report));
+    assert!(report.faults.is_empty());
+    assert!(report.history.operations() >= 3 * OPS_PER_NODE as u64);
+}
+
+/// The same seed runs the same way: the whole history, event by event.
+#[test]
+fn a_seed_reproduces_its_history() {
+    for seed in [7, 42] {
+        let first = run(seed, Settings::faults(OPS_PER_NODE));
+        let second = run(seed, Settings::faults(OPS_PER_NODE));
+        assert_eq!(first.faults, second.faults);
+        assert_eq!(
+            first.history.events(),
+            second.history.events(),
+            "seed {seed}"
+        );
+    }
 }
 
 #[test]
 fn seeds_with_faults_pass() {
     let started = Instant::now();
-    let first = env("SIM_SEED").unwrap_or(0);
-    let seeds = if env("SIM_SEED").is_some() {
-        1
-    } else {
-        env("SIM_SEEDS").unwrap_or(50)
+    let (first, seeds) = match env("SIM_SEED") {
+        Some(seed) => (seed, 1),
+        None => (0, env("SIM_SEEDS").unwrap_or(2_000)),
     };
-    let mut ops = 0;
-    let mut failed = Vec::new();
-    for seed in first..first + seeds {
-        let report = run(seed, Settings::faults(40));
-        ops += report.history.operations();
-        if seeds == 1 {
-            for e in report.history.events() {
-                println!("{e}");
-            }
-            println!("{:?}", report.conditions);
-        }
-        if !report.passed() {
-            eprintln!(
-                "seed {seed} failed: {:?} faults {:?}",
-                report.failure, report.faults
-            );
-            for v in &report.violations {
-                eprintln!("{v}");
-            }
-            failed.push(seed);
+    // Two threads, each its own seeds (turmoil's world is per thread).
+    let halves = [(first, seeds / 2), (first + seeds / 2, seeds - seeds / 2)];
+    let results: Vec<(u64, BTreeMap<&'static str, u64>, Vec<String>)> = std::thread::scope(|s| {
+        let runs: Vec<_> = halves
+            .iter()
+            .map(|&(from, count)| {
+                s.spawn(move || {
+                    let mut ops = 0;
+                    let mut kinds = BTreeMap::new();
+                    let mut failed = Vec::new();
+                    for seed in from..from + count {
+                        let report = run(seed, Settings::faults(OPS_PER_NODE));
+                        ops += report.history.operations();
+                        for f in &report.faults {
+                            *kinds.entry(f.kind()).or_insert(0) += 1;
+                        }
+                        if seeds == 1 {
+                            for e in report.history.events() {
+                                println!("{e}");
+                            }
+                        }
+                        if !report.passed() {
+                            failed.push(describe(&report));
+                        }
+                    }
+                    (ops, kinds, failed)
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let ops: u64 = results.iter().map(|r| r.0).sum();
+    let mut kinds: BTreeMap<&str, u64> = BTreeMap::new();
+    for (_, k, _) in &results {
+        for (kind, n) in k {
+            *kinds.entry(kind).or_insert(0) += n;
         }
     }
+    let failed: Vec<&String> = results.iter().flat_map(|r| &r.2).collect();
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "{seeds} seeds, {ops} ops in {secs:.1}s: {:.0} seeds/min",
-        seeds as f64 * 60.0 / secs
+        "sim: {seeds} seeds, {ops} ops in {secs:.1}s ({:.0} seeds/min, {:.0} ops/min); faults {kinds:?}",
+        seeds as f64 * 60.0 / secs,
+        ops as f64 * 60.0 / secs
     );
-    assert!(failed.is_empty(), "failing seeds {failed:?}");
+    for kind in galaxycache_sim::faults::KINDS {
+        assert!(
+            seeds < 100 || kinds.contains_key(kind),
+            "no {kind} fault drawn"
+        );
+    }
+    assert!(
+        failed.is_empty(),
+        "{} failing seeds:\n{}",
+        failed.len(),
+        failed.iter().map(|s| s.as_str()).collect::<String>()
+    );
+}
+
+/// Found by seed 1: a backend slower than the peer timeout opens the askers' circuits to
+/// the key's owner (one timeout opens one), and a remove issued then skips the owner
+/// (most likely `Guarded::call` in universe/src/health.rs refusing with "circuit open, not
+/// asking"; the report says the write did not complete), although the owner is reachable. The remove completes,
+/// the owner keeps the old value, and every node serves it until the background retry
+/// about 1 s later. Counted here as a window where every peer is reachable.
+#[test]
+#[ignore = "bug: writes skip peers whose circuit is open even when they are reachable (circuits open on a slow backend); see the doc comment"]
+fn a_write_reaches_an_owner_whose_circuit_opened_on_a_slow_backend() {
+    let settings = Settings {
+        slow_backend_reachable: true,
+        ..Settings::faults(OPS_PER_NODE)
+    };
+    let report = run(1, settings);
+    assert!(report.passed(), "{}", describe(&report));
 }
