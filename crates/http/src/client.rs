@@ -17,13 +17,16 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::batch;
+use crate::body::BoxError;
 use crate::body::{ReadError, read_value};
+use crate::connector::StreamConnector;
 use crate::dialect::MAX_PATH_LEN;
 use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, VERSION_HEADER,
@@ -46,9 +49,26 @@ const PATH_RESERVE: usize = 2_048;
 /// every byte travels as a 3-byte escape still fits in a request path.
 const MAX_KEY_LEN: usize = (MAX_PATH_LEN - PATH_RESERVE) / 3;
 
-/// Request bodies are a value's bytes (a `PUT`) or nothing: one type for every verb, so all
-/// share one pool.
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The connection pool, over TCP sockets or over the streams of a connector of the
+/// application's own ([`HttpProtocolBuilder::connector`]). Request bodies are a value's bytes
+/// (a `PUT`) or nothing: one type for every verb, so all share one pool.
+#[derive(Clone, Debug)]
+enum HttpClient {
+    Tcp(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
+    Streams(Client<HttpsConnector<StreamConnector>, Full<Bytes>>),
+}
+
+impl HttpClient {
+    async fn request(
+        &self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
+        match self {
+            HttpClient::Tcp(client) => client.request(request).await,
+            HttpClient::Streams(client) => client.request(request).await,
+        }
+    }
+}
 
 /// Fetches keys from peers over HTTP, in one [`Dialect`]: give it to
 /// [`UniverseBuilder::protocol`](galaxycache_universe::UniverseBuilder::protocol).
@@ -128,6 +148,7 @@ pub struct HttpProtocolBuilder {
     connect_timeout: Duration,
     tls: Option<ClientConfig>,
     token: Option<PeerToken>,
+    connector: Option<StreamConnector>,
 }
 
 impl HttpProtocol {
@@ -142,6 +163,7 @@ impl HttpProtocol {
             connect_timeout: Duration::from_secs(1),
             tls: None,
             token: None,
+            connector: None,
         }
     }
 }
@@ -214,12 +236,58 @@ impl HttpProtocolBuilder {
         self
     }
 
+    /// Open connections to peers with `connector` instead of TCP sockets: a
+    /// [`tower::Service`] that takes a peer's URI (`http://host:port/...`) and answers a
+    /// byte stream to it, any tokio [`AsyncRead`] + [`AsyncWrite`] (an in-memory pipe, a
+    /// Unix socket, a simulated network's TCP stream). Each connect is bounded by
+    /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)), the pool and
+    /// every other setting apply to these streams as to sockets. Default: none, TCP
+    /// sockets (with `TCP_NODELAY`).
+    pub fn connector<C, S>(mut self, connector: C) -> Self
+    where
+        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
+        C::Future: Send + 'static,
+        C::Error: Into<BoxError>,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.connector = Some(StreamConnector::new(connector));
+        self
+    }
+
     /// The protocol. Needs no runtime until the first fetch.
     pub fn build(self) -> HttpProtocol {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(self.connect_timeout));
-        connector.enforce_http(false);
+        let client = match self.connector.clone() {
+            Some(streams) => {
+                HttpClient::Streams(self.client(streams.timeout(self.connect_timeout)))
+            }
+            None => {
+                let mut connector = HttpConnector::new();
+                connector.set_nodelay(true);
+                connector.set_connect_timeout(Some(self.connect_timeout));
+                connector.enforce_http(false);
+                HttpClient::Tcp(self.client(connector))
+            }
+        };
+        let authorization = self.token.as_ref().and_then(|token| {
+            let mut value = HeaderValue::try_from(token.authorization()).ok()?;
+            value.set_sensitive(true);
+            Some(value)
+        });
+        HttpProtocol {
+            client,
+            dialect: self.dialect,
+            max_response_bytes: self.max_response_bytes,
+            tls: self.tls.is_some(),
+            authorization,
+        }
+    }
+
+    /// The pooled client over `connector`'s connections, wrapped in TLS for `https://`
+    /// peers.
+    fn client<C>(&self, connector: C) -> Client<HttpsConnector<C>, Full<Bytes>>
+    where
+        HttpsConnector<C>: Connect + Clone + Send + Sync + 'static,
+    {
         let https = HttpsConnectorBuilder::new()
             .with_tls_config(self.tls.clone().unwrap_or_else(plain_only))
             .https_or_http();
@@ -229,24 +297,12 @@ impl HttpProtocolBuilder {
         } else {
             https.enable_http1().wrap_connector(connector)
         };
-        let authorization = self.token.as_ref().and_then(|token| {
-            let mut value = HeaderValue::try_from(token.authorization()).ok()?;
-            value.set_sensitive(true);
-            Some(value)
-        });
-        let client = Client::builder(TokioExecutor::new())
+        Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
             .http2_only(self.http2)
-            .build(connector);
-        HttpProtocol {
-            client,
-            dialect: self.dialect,
-            max_response_bytes: self.max_response_bytes,
-            tls: self.tls.is_some(),
-            authorization,
-        }
+            .build(connector)
     }
 }
 

@@ -55,6 +55,7 @@
 mod batch;
 mod body;
 mod client;
+mod connector;
 mod dialect;
 #[doc(hidden)]
 pub mod fuzzing;

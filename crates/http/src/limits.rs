@@ -18,7 +18,7 @@ use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper::service::{Service as HyperService, service_fn};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -117,7 +117,7 @@ impl ServerLimits {
         self
     }
 
-    fn builder(&self) -> auto::Builder<TokioExecutor> {
+    pub(crate) fn builder(&self) -> auto::Builder<TokioExecutor> {
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
@@ -259,23 +259,50 @@ pub(crate) async fn serve_accepting<A, F, I, S, B>(
             let Some((io, service)) = accepting.await else {
                 return;
             };
-            let io = Watched::new(TokioIo::new(io));
-            let activity = Arc::clone(&io.last);
-            let connection = builder
-                .serve_connection(io, limited(service, requests))
-                .into_owned();
-            tokio::select! {
-                ended = watcher.watch(connection) => if let Err(e) = ended {
-                    tracing::debug!(error = %e, "server: connection ended with an error");
-                },
-                () = idle_for(&activity, idle) => {
-                    tracing::debug!(?idle, "server: idle connection closed");
-                }
-            }
+            serve_connection(&builder, io, service, requests, idle, Some(watcher)).await;
         });
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// Speak HTTP on one connection, `io`, with `service` behind the bound of `requests` in
+/// flight, until the peer closes it, it has been idle for `idle`, or (with a `watcher`) the
+/// server shuts down gracefully.
+pub(crate) async fn serve_connection<I, S, B>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    service: S,
+    requests: Arc<Semaphore>,
+    idle: Duration,
+    watcher: Option<Watcher>,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let io = Watched::new(TokioIo::new(io));
+    let activity = Arc::clone(&io.last);
+    let connection = builder
+        .serve_connection(io, limited(service, requests))
+        .into_owned();
+    let served = async move {
+        match watcher {
+            Some(watcher) => watcher.watch(connection).await,
+            None => connection.await,
+        }
+    };
+    tokio::select! {
+        ended = served => if let Err(e) = ended {
+            tracing::debug!(error = %e, "server: connection ended with an error");
+        },
+        () = idle_for(&activity, idle) => {
+            tracing::debug!(?idle, "server: idle connection closed");
+        }
+    }
 }
 
 /// Tell a connection over the bound so, if its socket takes it at once, and close it.

@@ -3,6 +3,7 @@
 use std::borrow::Cow;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -17,7 +18,9 @@ use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use prost::Message as _;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 use tokio_rustls::server::TlsStream;
 
@@ -27,7 +30,7 @@ use crate::headers::{
     GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER, Instants, TIMEOUT_HEADER, insert_expiry,
     insert_instants, parse_timeout, read_version,
 };
-use crate::limits::{ServerLimits, serve_accepting, serve_with_limits};
+use crate::limits::{ServerLimits, serve_accepting, serve_connection, serve_with_limits};
 use crate::pb::GetResponse;
 use crate::{Dialect, batch};
 
@@ -174,9 +177,7 @@ impl PeerService {
         limits: ServerLimits,
         shutdown: impl Future<Output = ()>,
     ) {
-        // hyper's default of 16 KiB would refuse the long paths of long keys over h2c.
-        let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
-        let limits = limits.max_header_list_bytes(limits.max_header_list_bytes.max(h2_header_list));
+        let limits = for_peer_paths(limits);
         match self.tls.clone() {
             None => serve_with_limits(listener, self, limits, shutdown).await,
             Some(acceptor) => {
@@ -184,6 +185,26 @@ impl PeerService {
                 serve_accepting(listener, limits, accept, shutdown).await;
             }
         }
+    }
+
+    /// Serve peers on one connection that is already open, `io`: any tokio byte stream (a
+    /// socket accepted by a server loop of the application's own, an in-memory pipe, a
+    /// simulated network's TCP stream), until the peer closes it or it has been idle for
+    /// [`SERVER_IDLE_TIMEOUT`](crate::SERVER_IDLE_TIMEOUT). HTTP/1.1 and HTTP/2 with prior
+    /// knowledge (h2c), under the per-connection limits of the default [`ServerLimits`]
+    /// (header read timeout, idle timeout, HTTP/2 streams, header bound raised for the
+    /// peer protocol's longest path) and its bound of requests in flight, counted for this
+    /// connection alone; the bounds across connections are the caller's. The stream is
+    /// spoken to as it is: no TLS handshake is made, so with [`tls`](Self::tls) only
+    /// requests with the [`token`](Self::token) are answered, as in a mounted service.
+    pub async fn serve_connection<I>(self, io: I)
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let limits = for_peer_paths(ServerLimits::default());
+        let requests = Arc::new(Semaphore::new(limits.max_requests_in_flight));
+        let builder = limits.builder();
+        serve_connection(&builder, io, self, requests, limits.idle_timeout, None).await;
     }
 
     /// The TLS handshake of one accepted connection, and this service for it, knowing
@@ -553,6 +574,14 @@ where
         let this = self.clone();
         Box::pin(async move { Ok(this.respond(parts, body).await) })
     }
+}
+
+/// `limits` with their header bound raised, when lower, to what the longest path of the
+/// peer protocol needs: hyper's default of 16 KiB would refuse the long paths of long keys
+/// over h2c.
+fn for_peer_paths(limits: ServerLimits) -> ServerLimits {
+    let h2_header_list = u32::try_from(MAX_PATH_LEN + H2_OTHER_HEADERS).unwrap_or(u32::MAX);
+    limits.max_header_list_bytes(limits.max_header_list_bytes.max(h2_header_list))
 }
 
 /// `204 No Content`: a write was applied.
