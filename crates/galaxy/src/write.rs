@@ -181,22 +181,24 @@ impl Inner {
             report.record(owner.url(), result);
         }
         let others = write.for_others();
-        let mut sends = JoinSet::new();
-        for peer in self.universe.remote_peers() {
-            if matches!(&owner, Owner::Remote(o) if o.url() == peer.url()) {
-                continue;
+        let peers: Vec<_> = self
+            .universe
+            .remote_peers()
+            .into_iter()
+            .filter(|peer| !matches!(&owner, Owner::Remote(o) if o.url() == peer.url()))
+            .collect();
+        let mut reached = Vec::new();
+        for (peer, result) in self.broadcast(peers, &others).await {
+            if result.is_ok() {
+                reached.push(Arc::clone(&peer));
             }
-            let (this, others) = (Arc::clone(self), others.clone());
-            sends.spawn(async move {
-                let result = this.send(&peer, &others).await;
-                this.after_send(&peer, &others, &result);
-                (peer, result)
-            });
+            report.record(peer.url(), result);
         }
-        while let Some(joined) = sends.join_next().await {
-            if let Ok((peer, result)) = joined {
-                report.record(peer.url(), result);
-            }
+        // A flush has no one owner to go first: every node owns some keys. A node that
+        // flushed before an owner did may have fetched an old value from it meanwhile;
+        // once every peer has flushed, a second round drops whatever was loaded between.
+        if matches!(write, Write::Flush) {
+            self.broadcast(reached, &others).await;
         }
         // Whatever this node fetched from the owner before the owner applied the write
         // is old: drop it again. (The owner itself keeps what it just stored.)
@@ -208,6 +210,29 @@ impl Inner {
             (Write::Flush, _) => self.clear_all(),
         }
         report
+    }
+
+    /// Send `write` to every one of `peers` at once (a failed send is retried later);
+    /// each peer's result.
+    async fn broadcast(
+        self: &Arc<Self>,
+        peers: Vec<Arc<dyn RemoteFetcher>>,
+        write: &Write,
+    ) -> Vec<(Arc<dyn RemoteFetcher>, Result<(), universe::Error>)> {
+        let mut sends = JoinSet::new();
+        for peer in peers {
+            let (this, write) = (Arc::clone(self), write.clone());
+            sends.spawn(async move {
+                let result = this.send(&peer, &write).await;
+                this.after_send(&peer, &write, &result);
+                (peer, result)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(joined) = sends.join_next().await {
+            results.extend(joined.ok());
+        }
+        results
     }
 
     /// Send `write` to `peer`, bounded by the peer timeout.

@@ -319,6 +319,37 @@ async fn a_copy_fetched_before_the_owner_applied_the_remove_is_dropped_again() {
     assert_eq!(VersionedDb::version_of(&v), version);
 }
 
+/// Found by the cluster simulation (seeds 391 and 1652): a flush reached a non-owner
+/// before the key's owner; the non-owner fetched the old value from the owner meanwhile and
+/// kept it after the flush had completed. A flush has no one owner to go to first, so a
+/// second round drops what was loaded between.
+#[tokio::test(start_paused = true)]
+async fn a_flush_is_not_undone_by_a_fetch_from_an_owner_it_has_not_reached() {
+    let db = VersionedDb::default();
+    let c = cluster(3, &db, &Arc::new(ManualClock::new()));
+    let (writer, reader, owner) = (&c.nodes[0], &c.nodes[1], &c.nodes[2]);
+    let key = c.key_owned_by(2, "k");
+    reader.galaxy.get(&key).await.unwrap();
+    c.net.set_fault(
+        &owner.url,
+        Some(Fault::SlowWrites(Duration::from_millis(100))),
+    );
+    let version = db.write(&key);
+    let flushing = {
+        let g = writer.galaxy.clone();
+        tokio::spawn(async move { g.flush().await })
+    };
+    settle().await;
+    // The reader has flushed; the owner has not: the reader fetches the old value again.
+    let v = reader.galaxy.get(&key).await.unwrap();
+    assert_eq!(VersionedDb::version_of(&v), 0);
+    assert!(flushing.await.unwrap().is_complete());
+    for node in &c.nodes {
+        let v = node.galaxy.get(&key).await.unwrap();
+        assert_eq!(VersionedDb::version_of(&v), version, "{}", node.url);
+    }
+}
+
 /// Found by the interleaving proptest: right after a ring change, a key's new owner that
 /// had just applied a remove took the old value back from its previous owner, whose copy
 /// the remove had not reached yet. A key written since the ring change is never taken

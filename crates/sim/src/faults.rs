@@ -45,14 +45,11 @@ impl Fault {
         }
     }
 
-    /// Whether some node may miss a write while it lasts (see
-    /// [`Settings::slow_backend_reachable`](crate::sim::Settings::slow_backend_reachable)).
-    fn cuts_reach(&self, slow_backend_reachable: bool) -> bool {
-        match self {
-            Fault::SlowBackend(d) => *d >= PEER_TIMEOUT && !slow_backend_reachable,
-            Fault::FailingBackend => false,
-            _ => true,
-        }
+    /// Whether some node may miss a write while it lasts. A slow or failing backend
+    /// does not: every node is still reachable, and writes go to peers whose circuits
+    /// opened on slow answers.
+    fn cuts_reach(&self) -> bool {
+        !matches!(self, Fault::SlowBackend(_) | Fault::FailingBackend)
     }
 }
 
@@ -130,8 +127,23 @@ impl Schedule {
         self.planned.iter().map(|p| p.fault.clone()).collect()
     }
 
+    /// The faults with when each lasts, for a report: `RingOut(0) 0.020s..0.540s`.
+    pub fn timeline(&self) -> Vec<String> {
+        self.planned
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:?} {:.3}s..{:.3}s",
+                    p.fault,
+                    p.start.as_secs_f64(),
+                    p.end.as_secs_f64()
+                )
+            })
+            .collect()
+    }
+
     /// What held when, for a run that ended at `end`.
-    pub fn conditions(&self, end: Duration, slow_backend_reachable: bool) -> Conditions {
+    pub fn conditions(&self, end: Duration) -> Conditions {
         let gaps = |cut: &dyn Fn(&Fault) -> bool| {
             let mut windows = Vec::new();
             let mut from = Duration::ZERO;
@@ -158,7 +170,7 @@ impl Schedule {
             })
             .collect();
         Conditions {
-            all_reachable: gaps(&|f: &Fault| f.cuts_reach(slow_backend_reachable)),
+            all_reachable: gaps(&Fault::cuts_reach),
             stable: gaps(&|_| true),
             down,
             end,

@@ -50,11 +50,6 @@ pub struct Settings {
     pub ops_per_node: usize,
     /// Whether faults are drawn (else the run is quiet).
     pub faults: bool,
-    /// Whether a backend slower than the peer timeout leaves every peer reachable for
-    /// property 1. It does on the network, but the askers' circuits open on the timeouts
-    /// and writes skip peers whose circuit is open; false (the default of the seed
-    /// sweep) counts such a window as one where a write may miss a peer.
-    pub slow_backend_reachable: bool,
 }
 
 impl Settings {
@@ -63,7 +58,6 @@ impl Settings {
         Settings {
             ops_per_node,
             faults: true,
-            slow_backend_reachable: false,
         }
     }
 
@@ -87,6 +81,8 @@ pub struct Report {
     pub history: History,
     /// The faults injected, in the order they started.
     pub faults: Vec<Fault>,
+    /// The same, each with when it started and ended.
+    pub timeline: Vec<String>,
     /// What held when, as the checker was told.
     pub conditions: Conditions,
     /// The violations found.
@@ -514,13 +510,14 @@ pub fn run(seed: u64, settings: Settings) -> Report {
     let end = sim.elapsed();
     drop(sim);
     let history = std::mem::take(&mut world.state().history);
-    let conditions = schedule.conditions(end, settings.slow_backend_reachable);
+    let conditions = schedule.conditions(end);
     let violations = check(&history, &conditions);
     Report {
         seed,
         nodes,
         history,
         faults: schedule.faults(),
+        timeline: schedule.timeline(),
         conditions,
         violations,
         failure,

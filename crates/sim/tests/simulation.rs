@@ -8,9 +8,8 @@ use std::time::Instant;
 
 use galaxycache_sim::sim::{Report, Settings, run};
 
-/// Seeds the sweep found failing property 1 that are not triaged yet (see
-/// `untriaged_seeds_pass`): skipped by the sweep, run by that ignored test.
-const UNTRIAGED: [u64; 3] = [391, 1552, 1652];
+/// Seeds that found bugs, fixed since (see `seeds_that_found_bugs_pass`).
+const FOUND_BUGS: [u64; 4] = [1, 391, 1552, 1652];
 
 /// Operations per node in a sweep's run.
 const OPS_PER_NODE: usize = 40;
@@ -21,8 +20,11 @@ fn env(name: &str) -> Option<u64> {
 
 fn describe(report: &Report) -> String {
     let mut text = format!(
-        "seed {} ({} nodes) failed: {:?}\nfaults: {:?}\n",
-        report.seed, report.nodes, report.failure, report.faults
+        "seed {} ({} nodes) failed: {:?}\nfaults: {}\n",
+        report.seed,
+        report.nodes,
+        report.failure,
+        report.timeline.join(", ")
     );
     for v in &report.violations {
         text.push_str(&v.to_string());
@@ -75,9 +77,6 @@ fn seeds_with_faults_pass() {
                     let mut kinds = BTreeMap::new();
                     let mut failed = Vec::new();
                     for seed in from..from + count {
-                        if UNTRIAGED.contains(&seed) && seeds > 1 {
-                            continue;
-                        }
                         let report = run(seed, Settings::faults(OPS_PER_NODE));
                         ops += report.history.operations();
                         for f in &report.faults {
@@ -126,33 +125,16 @@ fn seeds_with_faults_pass() {
     );
 }
 
-/// Found by seed 1: a backend slower than the peer timeout opens the askers' circuits to
-/// the key's owner (one timeout opens one), and a remove issued then skips the owner
-/// (most likely `Guarded::call` in universe/src/health.rs refusing with "circuit open, not
-/// asking"; the report says the write did not complete), although the owner is reachable. The remove completes,
-/// the owner keeps the old value, and every node serves it until the background retry
-/// about 1 s later. Counted here as a window where every peer is reachable.
+/// Regressions, each a seed that failed before its fix:
+/// - 1 and 1552: an owner whose backend outlasted the peer timeout opened its askers'
+///   circuits, and a remove then skipped it although it was reachable (writes were refused
+///   by the open circuit); every node served the old value until the background retry.
+/// - 391 and 1652: a flush reached a non-owner before a key's owner; the non-owner fetched
+///   the old value from the owner meanwhile and kept it after the flush completed (a flush
+///   now takes a second round once every peer has applied it).
 #[test]
-#[ignore = "bug: writes skip peers whose circuit is open even when they are reachable (circuits open on a slow backend); see the doc comment"]
-fn a_write_reaches_an_owner_whose_circuit_opened_on_a_slow_backend() {
-    let settings = Settings {
-        slow_backend_reachable: true,
-        ..Settings::faults(OPS_PER_NODE)
-    };
-    let report = run(1, settings);
-    assert!(report.passed(), "{}", describe(&report));
-}
-
-/// Seeds the 2,000-seed sweep found failing property 1 (a get after a write that completed
-/// in an all-reachable window answered an older version), not yet triaged: 391 (ring
-/// change, backend slowed to 98 ms, halves), 1552 (backend slowed to 199 ms, halves,
-/// failing backend), 1652 (failing backend, ring change). Each is a real bug or a window
-/// the conditions should not count as reachable; rerun one with
-/// `SIM_SEED=391 cargo test -p galaxycache-sim --test simulation -- --nocapture`.
-#[test]
-#[ignore = "untriaged: property 1 fails after backend faults and ring changes; see the doc comment"]
-fn untriaged_seeds_pass() {
-    let failed: Vec<String> = UNTRIAGED
+fn seeds_that_found_bugs_pass() {
+    let failed: Vec<String> = FOUND_BUGS
         .iter()
         .map(|&seed| run(seed, Settings::faults(OPS_PER_NODE)))
         .filter(|report| !report.passed())

@@ -308,6 +308,16 @@ impl Guarded {
                 ));
             }
         };
+        self.watch(request, probe, dropped_fails).await
+    }
+
+    /// Run `request`, admitted (as the probe when `probe`), and record how it ended.
+    async fn watch<T>(
+        &self,
+        request: impl Future<Output = Result<T, Error>>,
+        probe: bool,
+        dropped_fails: bool,
+    ) -> Result<T, Error> {
         let pending = Pending {
             circuit: &self.circuit,
             probe,
@@ -341,13 +351,25 @@ impl RemoteFetcher for Guarded {
         Box::pin(self.call(self.inner.peek(galaxy, key, deadline), false))
     }
 
+    /// Writes go to the peer even when its circuit is open: the circuit opens on slow
+    /// answers too (an owner whose backend outlasts the peer timeout), and a write skipped
+    /// would leave a peer that may well be reachable serving the old value until the
+    /// background retry. A write to a peer that really is down costs its deadline, once
+    /// per write; one sent past the open circuit says nothing of the peer's health.
     fn write<'a>(
         &'a self,
         galaxy: GalaxyId<'a>,
         op: WriteOp<'a>,
         deadline: Instant,
     ) -> BoxFuture<'a, Result<(), Error>> {
-        Box::pin(self.call(self.inner.write(galaxy, op, deadline), true))
+        let request = self.inner.write(galaxy, op, deadline);
+        Box::pin(async move {
+            match self.circuit.admit() {
+                Admission::Refuse => request.await,
+                Admission::Pass => self.watch(request, false, true).await,
+                Admission::Probe => self.watch(request, true, true).await,
+            }
+        })
     }
 
     fn url(&self) -> &str {
@@ -366,6 +388,7 @@ mod tests {
         answer: Mutex<Option<ErrorKind>>,
         hang: std::sync::atomic::AtomicBool,
         received: AtomicU32,
+        writes: AtomicU32,
     }
 
     impl RemoteFetcher for Scripted {
@@ -385,6 +408,15 @@ mod tests {
                     Some(kind) => Err(Error::new(kind, "scripted")),
                 }
             })
+        }
+        fn write<'a>(
+            &'a self,
+            _: GalaxyId<'a>,
+            _: WriteOp<'a>,
+            _: Instant,
+        ) -> BoxFuture<'a, Result<(), Error>> {
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async { Ok(()) })
         }
         fn url(&self) -> &str {
             "http://peer"
@@ -427,6 +459,32 @@ mod tests {
         assert_eq!(ask(&g).await, Ok(None), "the probe went through");
         assert_eq!(g.state(), CircuitState::Up);
         assert_eq!(peer.received.load(Ordering::SeqCst), 4);
+    }
+
+    /// Found by the cluster simulation (seed 1): an owner whose backend outlasted the peer
+    /// timeout opened its askers' circuits, and a remove then skipped it although it was
+    /// reachable, so it served the old value until the background retry.
+    #[tokio::test(start_paused = true)]
+    async fn writes_reach_a_peer_whose_circuit_is_open() {
+        let (peer, g) = guarded();
+        *peer.answer.lock().unwrap() = Some(ErrorKind::Timeout);
+        for _ in 0..3 {
+            ask(&g).await.unwrap_err();
+        }
+        assert_eq!(g.state(), CircuitState::Open);
+        let deadline = Instant::now() + Duration::from_secs(1);
+        g.write("g".into(), WriteOp::Remove("k"), deadline)
+            .await
+            .unwrap();
+        assert_eq!(peer.writes.load(Ordering::SeqCst), 1, "the write was sent");
+        assert_eq!(g.state(), CircuitState::Open, "and proved nothing");
+        assert!(
+            ask(&g)
+                .await
+                .unwrap_err()
+                .message()
+                .contains("circuit open")
+        );
     }
 
     #[tokio::test(start_paused = true)]
