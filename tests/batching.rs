@@ -23,6 +23,10 @@ struct Pair {
 }
 
 async fn pair(open: bool) -> Pair {
+    pair_batching(open, true).await
+}
+
+async fn pair_batching(open: bool, batching: bool) -> Pair {
     let gate = Arc::new(Semaphore::new(if open {
         Semaphore::MAX_PERMITS
     } else {
@@ -40,6 +44,7 @@ async fn pair(open: bool) -> Pair {
     for (listener, url) in listeners.into_iter().zip(&urls) {
         let universe = Universe::builder(url)
             .protocol(Arc::new(HttpProtocol::builder().build()))
+            .batch_fetches(batching)
             .build();
         universe.set_peers(&urls).unwrap();
         let (gate, loads) = (Arc::clone(&gate), Arc::clone(&loads));
@@ -142,6 +147,20 @@ async fn concurrent_gets_travel_together_and_load_once_each() {
     let loads = pair.loads.lock().unwrap();
     assert_eq!(loads.len(), 300);
     assert!(loads.values().all(|&n| n == 1), "each key loaded once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_batching_every_fetch_is_a_request() {
+    let pair = pair_batching(false, false).await;
+    let keys = pair.owned_keys(40);
+    let batch = tokio::spawn({
+        let (asker, keys) = (pair.asker.clone(), keys.clone());
+        async move { asker.get_many(&keys).await }
+    });
+    pair.until_asked(40).await;
+    pair.gate.add_permits(Semaphore::MAX_PERMITS / 2);
+    assert!(batch.await.unwrap().iter().all(Result::is_ok));
+    assert_eq!(pair.sent(), (40, 40), "one request per key");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,14 +8,16 @@
 #   100k keys k0..k99999, uniform: most gets are for keys another node owns, too many for
 #        the entry node's hot cache, so they are peer fetches
 # A second galaxyd cluster speaks gRPC between its nodes (system galaxyd-grpc; GRPC=0
-# leaves it out), so the two peer protocols are compared in the same run.
+# leaves it out), so the two peer protocols are compared in the same run; NOBATCH=1 adds
+# one whose nodes send every peer fetch as a request of its own (galaxyd-nobatch).
 # The entry node of each system is the one owning the share of the keys closest to 1/3.
 # Prints, per workload and system, req/s and p99 of every round, the medians, the entry
 # node's peer fetches per get, and the ratios galaxyd/groupcache and system/floor.
 # Usage: benches/cluster/run.sh   (builds galaxyd in release first; see README.md here)
 # Env:   DURATION (10s per run), ROUNDS (2), WARMUP (5s of random gets before measuring),
 #        WRK_ARGS (-t2 -c32), WORKLOADS ("10000 100000"), BASE_PORT (default: a free
-#        range is picked; 20 ports from it), GRPC (1: also galaxyd over gRPC), GALAXYD (a built binary: skip cargo),
+#        range is picked; 26 ports from it), GRPC (1: also galaxyd over gRPC),
+#        NOBATCH (0; 1: also galaxyd without peer batching), GALAXYD (a built binary: skip cargo),
 #        GCNODE_SRC (../shared/peers/go-groupcache), GALAXYD_ARGS / GCNODE_ARGS (extra
 #        node flags), NO_FLOOR=1, KEEP=1 (keep the scratch dir with logs and results).
 set -euo pipefail
@@ -32,6 +34,7 @@ CACHE_MIB=64
 VALUE_SIZE=1024
 PASS_LIMIT=300 # seconds: the most one warm-up pass over all keys may take
 GRPC=${GRPC:-1}
+NOBATCH=${NOBATCH:-0}
 
 PIDS=()  # the nodes and floors
 CHILD="" # the build or wrk run being waited for
@@ -119,7 +122,7 @@ if [ "$GO_OK" = 0 ]; then
 fi
 
 # --- ports ---------------------------------------------------------------------------
-NPORTS=20
+NPORTS=26
 ports_free() {
   python3 - "$1" "$NPORTS" <<'EOF'
 import socket, sys
@@ -140,12 +143,15 @@ gc_peer() { echo $((BASE_PORT + 5 + $1)); }  # gcnode node i
 gc_api() { echo $((BASE_PORT + 8 + $1)); }
 gg_peer() { echo $((BASE_PORT + 13 + $1)); } # galaxyd over gRPC, node i: peer port
 gg_api() { echo $((BASE_PORT + 16 + $1)); }  #                             client API
+gn_peer() { echo $((BASE_PORT + 19 + $1)); } # galaxyd without batching, node i: peer port
+gn_api() { echo $((BASE_PORT + 22 + $1)); }  #                                   client API
 peer_list() { # SYSTEM -> the peer URLs, comma-separated
   local i out=""
   for i in 1 2 3; do
     case $1 in
       galaxyd) out+="http://127.0.0.1:$(gd_peer $i)," ;;
       galaxyd-grpc) out+="http://127.0.0.1:$(gg_peer $i)," ;;
+      galaxyd-nobatch) out+="http://127.0.0.1:$(gn_peer $i)," ;;
       *) out+="http://127.0.0.1:$(gc_peer $i)," ;;
     esac
   done
@@ -175,6 +181,7 @@ balanced() {
   local keys sys node share systems=(galaxyd)
   if [ "$GO_OK" = 1 ]; then systems+=(groupcache); fi
   if [ "$GRPC" = 1 ]; then systems+=(galaxyd-grpc); fi
+  if [ "$NOBATCH" = 1 ]; then systems+=(galaxyd-nobatch); fi
   for keys in $WORKLOADS; do
     for sys in "${systems[@]}"; do
       read -r node share <<<"$(entry_node "$sys" "$keys")"
@@ -243,6 +250,7 @@ if [ "$GO_OK" = 1 ]; then
   SYSTEMS+=(groupcache)
 fi
 if [ "$GRPC" = 1 ]; then start_galaxyd galaxyd-grpc gg_peer gg_api --protocol grpc; fi
+if [ "$NOBATCH" = 1 ]; then start_galaxyd galaxyd-nobatch gn_peer gn_api --peer-batching false; fi
 if [ -n "$FLOOR_RS" ]; then
   "$FLOOR_RS" "127.0.0.1:$FLOOR_RS_PORT" "$VALUE_SIZE" >"$SCRATCH/floor-rs.log" 2>&1 &
   PIDS+=($!)
@@ -258,11 +266,12 @@ fi
 say "ports 127.0.0.1:$BASE_PORT..$((BASE_PORT + NPORTS - 1)); systems: ${SYSTEMS[*]}"
 
 # --- measuring -----------------------------------------------------------------------
-declare -A ENTRY=([galaxyd]=1 [groupcache]=1 [galaxyd-grpc]=1)
+declare -A ENTRY=([galaxyd]=1 [groupcache]=1 [galaxyd-grpc]=1 [galaxyd-nobatch]=1)
 url_of() {
   case $1 in
     galaxyd) echo "http://127.0.0.1:$(gd_api "${ENTRY[galaxyd]}")" ;;
     galaxyd-grpc) echo "http://127.0.0.1:$(gg_api "${ENTRY[galaxyd-grpc]}")" ;;
+    galaxyd-nobatch) echo "http://127.0.0.1:$(gn_api "${ENTRY[galaxyd-nobatch]}")" ;;
     groupcache) echo "http://127.0.0.1:$(gc_api "${ENTRY[groupcache]}")" ;;
     floor-rs) echo "http://127.0.0.1:$FLOOR_RS_PORT" ;;
     floor-go) echo "http://127.0.0.1:$FLOOR_GO_PORT" ;;
@@ -270,7 +279,7 @@ url_of() {
 }
 path_of() {
   case $1 in
-    galaxyd | galaxyd-grpc) echo "/v1/galaxies/bench/keys/k" ;;
+    galaxyd*) echo "/v1/galaxies/bench/keys/k" ;;
     *) echo "/get?key=k" ;;
   esac
 }
@@ -279,7 +288,7 @@ path_of() {
 # groupcache sends one request per fetch.
 entry_counts() {
   case $1 in
-    galaxyd | galaxyd-grpc)
+    galaxyd*)
       local gets peers
       gets=$(curl -sf "$(url_of "$1")/v1/stats" | python3 -c '
 import json, sys; g = json.load(sys.stdin)["galaxies"]["bench"]; print(g["gets"], g["peer_loads"])')
@@ -377,6 +386,8 @@ for w in workloads:
             print(f"  {a} / {b}: req/s x{med[a][0] / med[b][0]:.2f}, p99 x{med[a][1] / med[b][1]:.2f}")
     ratio("galaxyd", "groupcache")
     ratio("galaxyd-grpc", "galaxyd")
+    ratio("galaxyd", "galaxyd-nobatch")
+    ratio("galaxyd-nobatch", "groupcache")
     ratio("galaxyd-grpc", "groupcache")
     ratio("galaxyd", "floor-rs")
     ratio("groupcache", "floor-go")

@@ -85,6 +85,8 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// The peer protocol.
     pub protocol: Protocol,
+    /// Whether concurrent fetches to one peer travel together as batches.
+    pub peer_batching: bool,
     /// Ring points per peer.
     pub replicas: usize,
     /// Longest key accepted, from clients and peers alike; every node should agree.
@@ -113,6 +115,7 @@ impl NodeConfig {
             peer_listen,
             listen,
             protocol: Protocol::default(),
+            peer_batching: true,
             replicas: galaxycache_universe::DEFAULT_REPLICAS,
             max_key_len: galaxycache_universe::DEFAULT_MAX_KEY_LEN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,

@@ -73,6 +73,7 @@ impl Node {
             .replicas(config.replicas)
             .max_key_len(config.max_key_len)
             .protocol(protocol(config.protocol, &config.security)?)
+            .batch_fetches(config.peer_batching)
             .max_in_flight_bytes(in_flight / 2)
             .build();
         let sending = InFlight::new(in_flight / 2);

@@ -51,6 +51,10 @@ pub struct Settings {
     #[arg(long, value_name = "PROTOCOL")]
     #[serde(deserialize_with = "de::protocol")]
     pub protocol: Option<Protocol>,
+    /// Whether concurrent fetches to one peer travel together as batches; off, one
+    /// request per fetch, as golang/groupcache does [default: true]
+    #[arg(long, value_name = "BOOL")]
+    pub peer_batching: Option<bool>,
     /// Ring points per peer; every node must agree [default: 50]
     #[arg(long, value_name = "N")]
     pub replicas: Option<usize>,
@@ -174,6 +178,7 @@ impl Settings {
             peer_listen: flags.peer_listen.or(self.peer_listen),
             listen: flags.listen.or(self.listen),
             protocol: flags.protocol.or(self.protocol),
+            peer_batching: flags.peer_batching.or(self.peer_batching),
             replicas: flags.replicas.or(self.replicas),
             max_key_len: flags.max_key_len.or(self.max_key_len),
             request_timeout: flags.request_timeout.or(self.request_timeout),
@@ -205,6 +210,7 @@ impl Settings {
             peer_listen,
             listen: self.listen.unwrap_or(DEFAULT_LISTEN),
             protocol: self.protocol.unwrap_or_default(),
+            peer_batching: self.peer_batching.unwrap_or(true),
             replicas,
             max_key_len: self
                 .max_key_len

@@ -49,7 +49,7 @@ pub(crate) struct FetchCounts {
 }
 
 impl FetchCounts {
-    fn sent(&self, requests: usize, keys: usize) {
+    pub(crate) fn sent(&self, requests: usize, keys: usize) {
         self.requests.fetch_add(requests as u64, Ordering::Relaxed);
         self.keys.fetch_add(keys as u64, Ordering::Relaxed);
     }

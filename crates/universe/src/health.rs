@@ -251,8 +251,10 @@ impl Drop for Pending<'_> {
 pub(crate) struct Guarded {
     inner: Arc<dyn RemoteFetcher>,
     circuit: Circuit,
-    /// What the batching fetcher inside sent, when there is one.
-    counts: Option<Arc<FetchCounts>>,
+    /// What was sent to the peer: counted by the batching fetcher inside when there is
+    /// one, else here, one request per fetch.
+    counts: Arc<FetchCounts>,
+    batching: bool,
 }
 
 impl Guarded {
@@ -261,7 +263,8 @@ impl Guarded {
         Guarded {
             inner,
             circuit,
-            counts: None,
+            counts: Arc::default(),
+            batching: false,
         }
     }
 
@@ -270,21 +273,21 @@ impl Guarded {
         let batching = Batching::new(inner);
         let counts = batching.counts();
         Guarded {
-            counts: Some(counts),
+            counts,
+            batching: true,
             ..Guarded::new(batching, policy)
         }
     }
 
     /// Fetch requests sent to the peer, keys they carried, and fetches waiting to be
-    /// sent, when batching counts them.
+    /// sent.
     pub(crate) fn sent(&self) -> (u64, u64, u64) {
-        self.counts.as_ref().map_or((0, 0, 0), |c| {
-            (
-                c.requests.load(Ordering::Relaxed),
-                c.keys.load(Ordering::Relaxed),
-                c.queued.load(Ordering::Relaxed),
-            )
-        })
+        let c = &self.counts;
+        (
+            c.requests.load(Ordering::Relaxed),
+            c.keys.load(Ordering::Relaxed),
+            c.queued.load(Ordering::Relaxed),
+        )
     }
 
     pub(crate) fn state(&self) -> CircuitState {
@@ -337,7 +340,14 @@ impl RemoteFetcher for Guarded {
         key: &'a str,
         deadline: Instant,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.call(self.inner.fetch(galaxy, key, deadline), true))
+        // Polled only when the circuit lets it through.
+        let request = async move {
+            if !self.batching {
+                self.counts.sent(1, 1);
+            }
+            self.inner.fetch(galaxy, key, deadline).await
+        };
+        Box::pin(self.call(request, true))
     }
 
     fn peek<'a>(

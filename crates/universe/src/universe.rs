@@ -86,6 +86,7 @@ pub(crate) struct Inner {
     max_key_len: usize,
     serve_permits: Semaphore,
     health: HealthPolicy,
+    batch_fetches: bool,
     handoff_warmup: Duration,
     in_flight: InFlight,
     /// The sum of the registered galaxies' budgets, when the in-flight bound follows it
@@ -132,6 +133,7 @@ pub struct UniverseBuilder {
     max_key_len: usize,
     max_concurrent_serves: usize,
     health: HealthPolicy,
+    batch_fetches: bool,
     handoff_warmup: Duration,
     max_in_flight_bytes: Option<u64>,
 }
@@ -143,6 +145,15 @@ impl UniverseBuilder {
     /// cache budgets, at least [`MIN_IN_FLIGHT_BYTES`].
     pub fn max_in_flight_bytes(mut self, bytes: u64) -> Self {
         self.max_in_flight_bytes = Some(bytes);
+        self
+    }
+
+    /// Whether concurrent fetches to one peer travel together as batches (see
+    /// [`MAX_BATCHES_IN_FLIGHT`](crate::MAX_BATCHES_IN_FLIGHT)). Default: true. Off, every
+    /// fetch is a request of its own, as in golang/groupcache: for peers that cannot take
+    /// batches and for measuring what batching gives.
+    pub fn batch_fetches(mut self, on: bool) -> Self {
+        self.batch_fetches = on;
         self
     }
 
@@ -211,6 +222,7 @@ impl UniverseBuilder {
                 max_key_len,
                 serve_permits: Semaphore::new(self.max_concurrent_serves),
                 health: self.health,
+                batch_fetches: self.batch_fetches,
                 handoff_warmup: self.handoff_warmup,
                 in_flight,
                 budgets: self
@@ -243,6 +255,7 @@ impl Universe {
             max_key_len: DEFAULT_MAX_KEY_LEN,
             max_concurrent_serves: DEFAULT_MAX_CONCURRENT_SERVES,
             health: HealthPolicy::default(),
+            batch_fetches: true,
             handoff_warmup: DEFAULT_HANDOFF_WARMUP,
             max_in_flight_bytes: None,
         }
@@ -341,10 +354,14 @@ impl Universe {
                 .and_then(|i| old.fetchers[i].clone());
             fetchers.push(Some(match kept {
                 Some(f) => f,
-                None => Arc::new(Guarded::batching(
-                    self.inner.protocol.connect(url, &self.inner.in_flight)?,
-                    self.inner.health,
-                )),
+                None => {
+                    let fetcher = self.inner.protocol.connect(url, &self.inner.in_flight)?;
+                    Arc::new(if self.inner.batch_fetches {
+                        Guarded::batching(fetcher, self.inner.health)
+                    } else {
+                        Guarded::new(fetcher, self.inner.health)
+                    })
+                }
             }));
         }
         if old.ring.peers() == ring.peers() {
