@@ -122,6 +122,8 @@ pub(crate) struct Inner {
     pub(crate) ring_change: RingChange,
     /// Whether a value too large to cache has been logged (once per galaxy).
     too_large_warned: AtomicBool,
+    /// When a peer's flush was last heard here (a cluster flush comes twice).
+    pub(crate) peer_flush_heard: std::sync::Mutex<Option<Instant>>,
 }
 
 impl Galaxy {
@@ -173,6 +175,7 @@ impl Galaxy {
             handoff_timeout: b.handoff_timeout,
             ring_change,
             too_large_warned: AtomicBool::new(false),
+            peer_flush_heard: std::sync::Mutex::new(None),
         });
         let handler: Arc<dyn GalaxyHandler> = inner.clone();
         universe.register(&name, Arc::downgrade(&handler))?;
@@ -310,6 +313,11 @@ impl Galaxy {
     }
 
     /// Drop every entry of this galaxy on every node, fencing every load in flight.
+    ///
+    /// A flush has no one owner to reach first (every node owns some keys), so it goes to
+    /// every peer twice: a node that flushed before a key's owner did may have fetched the
+    /// owner's old value meanwhile, and the second round, sent once every peer has applied
+    /// the first, drops it. Listeners and stats count a flush once per node.
     pub async fn flush(&self) -> Report {
         self.inner.write_cluster(Write::Flush, Origin::Local).await
     }

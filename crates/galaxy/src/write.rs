@@ -156,8 +156,23 @@ impl Inner {
                     self.drop_local(key, Origin::Peer);
                 }
             },
+            // A cluster flush reaches each peer twice (see `write_cluster`): both clear,
+            // the second within two peer timeouts is not told or counted again.
+            WriteOp::Flush if self.second_round_of_flush() => self.clear_all(),
             WriteOp::Flush => self.flush_local(Origin::Peer),
         }
+    }
+
+    /// Whether a peer's flush arriving now is the second round of one heard just before.
+    fn second_round_of_flush(&self) -> bool {
+        let now = Instant::now();
+        let mut heard = self
+            .peer_flush_heard
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        let second = heard.is_some_and(|at| now.duration_since(at) <= self.peer_timeout * 2);
+        *heard = if second { None } else { Some(now) };
+        second
     }
 
     /// Apply `write` here and on every peer, in the order that keeps it from being undone.
