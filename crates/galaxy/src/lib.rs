@@ -25,6 +25,7 @@ mod listener;
 mod preload;
 mod singleflight;
 mod stats;
+mod sync;
 mod unwind;
 mod write;
 
