@@ -9,13 +9,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::batch::{Batching, FetchCounts};
+use crate::sync::{Mutex, MutexGuard};
 use crate::{BoxFuture, Error, ErrorKind, FetchResult, GalaxyId, RemoteFetcher, WriteOp};
 
 /// When a peer's circuit opens, and how it is probed. Every node of a cluster may use its
@@ -158,7 +159,7 @@ impl Circuit {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -354,6 +355,9 @@ impl RemoteFetcher for Guarded {
         self.inner.url()
     }
 }
+
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
 
 #[cfg(test)]
 mod tests {

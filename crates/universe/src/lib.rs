@@ -23,6 +23,7 @@ mod inprocess;
 mod peer_url;
 mod ring;
 mod sanitize;
+mod sync;
 #[cfg(feature = "tls")]
 mod tls;
 mod universe;
