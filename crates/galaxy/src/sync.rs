@@ -108,14 +108,5 @@ mod shuttled {
     }
 }
 
-/// Runs `test` under shuttle's random scheduler, then under its PCT scheduler (depth 3),
-/// each for `GALAXYCACHE_SHUTTLE_ITERATIONS` schedules (default 1,000).
 #[cfg(all(test, shuttle))]
-pub(crate) fn explore(test: impl Fn() + Send + Sync + Clone + 'static) {
-    let iterations = std::env::var("GALAXYCACHE_SHUTTLE_ITERATIONS")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(1_000);
-    shuttle::check_random(test.clone(), iterations);
-    shuttle::check_pct(test, iterations, 3);
-}
+pub(crate) use galaxycache_universe::explore;

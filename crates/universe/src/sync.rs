@@ -7,9 +7,10 @@ pub(crate) use shuttle::sync::{Mutex, MutexGuard};
 pub(crate) use std::sync::{Mutex, MutexGuard};
 
 /// Runs `test` under shuttle's random scheduler, then under its PCT scheduler (depth 3),
-/// each for `GALAXYCACHE_SHUTTLE_ITERATIONS` schedules (default 1,000).
-#[cfg(all(test, shuttle))]
-pub(crate) fn explore(test: impl Fn() + Send + Sync + Clone + 'static) {
+/// each for `GALAXYCACHE_SHUTTLE_ITERATIONS` schedules (default 1,000). Only in a
+/// `--cfg shuttle` build, for this workspace's model-checked tests.
+#[cfg(shuttle)]
+pub fn explore(test: impl Fn() + Send + Sync + Clone + 'static) {
     let iterations = std::env::var("GALAXYCACHE_SHUTTLE_ITERATIONS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -94,6 +94,38 @@ fn caller(
     })
 }
 
+/// A group, its count of loads, and the arrivals its loads wait for.
+struct Callers {
+    group: Arc<Group>,
+    loads: Arc<AtomicUsize>,
+    arrivals: Arc<Arrivals>,
+}
+
+impl Callers {
+    fn new() -> Self {
+        Callers {
+            group: Group::new(),
+            loads: Arc::new(AtomicUsize::new(0)),
+            arrivals: Arrivals::new(CALLERS),
+        }
+    }
+
+    /// `n` callers of `k` at [`G0`], each arriving at its first poll.
+    fn spawn(&self, n: usize, panics: bool) -> Vec<JoinHandle<(LoadResult, Role)>> {
+        (0..n)
+            .map(|_| {
+                let arrivals = Arc::clone(&self.arrivals);
+                let arrive = move || arrivals.arrive();
+                caller(&self.group, G0, &self.loads, arrive, &self.arrivals, panics)
+            })
+            .collect()
+    }
+
+    fn loads(&self) -> usize {
+        self.loads.load(Ordering::SeqCst)
+    }
+}
+
 fn text(result: &LoadResult) -> Result<&[u8], ErrorKind> {
     result
         .as_ref()
@@ -105,23 +137,16 @@ fn text(result: &LoadResult) -> Result<&[u8], ErrorKind> {
 fn shuttle_concurrent_callers_share_one_load() {
     explore(|| {
         future::block_on(async {
-            let (group, loads) = (Group::new(), Arc::new(AtomicUsize::new(0)));
-            let arrivals = Arrivals::new(CALLERS);
-            let callers: Vec<_> = (0..CALLERS)
-                .map(|_| {
-                    let a = Arc::clone(&arrivals);
-                    caller(&group, G0, &loads, move || a.arrive(), &arrivals, false)
-                })
-                .collect();
+            let callers = Callers::new();
             let mut leaders = 0;
-            for handle in callers {
+            for handle in callers.spawn(CALLERS, false) {
                 let (result, role) = handle.await.unwrap();
                 assert_eq!(text(&result), Ok(&b"load 1"[..]), "every caller gets it");
                 leaders += usize::from(role == Role::Leader);
             }
-            assert_eq!(loads.load(Ordering::SeqCst), 1, "one load");
+            assert_eq!(callers.loads(), 1, "one load");
             assert_eq!(leaders, 1, "one leader");
-            assert_eq!(group.in_flight(), 0, "the flight is gone");
+            assert_eq!(callers.group.in_flight(), 0, "the flight is gone");
         });
     });
 }
@@ -130,26 +155,21 @@ fn shuttle_concurrent_callers_share_one_load() {
 fn shuttle_a_cancelled_caller_strands_no_waiter() {
     explore(|| {
         future::block_on(async {
-            let (group, loads) = (Group::new(), Arc::new(AtomicUsize::new(0)));
-            let arrivals = Arrivals::new(CALLERS);
+            let callers = Callers::new();
             // The cancelled caller arrives once: when its first poll returns, or when it has
             // ended (cancelled before a first poll, it never joins).
             let settled = Arc::new(AtomicBool::new(false));
             let settle = {
-                let (settled, arrivals) = (Arc::clone(&settled), Arc::clone(&arrivals));
+                let (settled, arrivals) = (Arc::clone(&settled), Arc::clone(&callers.arrivals));
                 move || {
                     if !settled.swap(true, Ordering::SeqCst) {
                         arrivals.arrive();
                     }
                 }
             };
-            let cancelled = caller(&group, G0, &loads, settle.clone(), &arrivals, false);
-            let others: Vec<_> = (1..CALLERS)
-                .map(|_| {
-                    let a = Arc::clone(&arrivals);
-                    caller(&group, G0, &loads, move || a.arrive(), &arrivals, false)
-                })
-                .collect();
+            let (group, loads, arrivals) = (&callers.group, &callers.loads, &callers.arrivals);
+            let cancelled = caller(group, G0, loads, settle.clone(), arrivals, false);
+            let others = callers.spawn(CALLERS - 1, false);
             cancelled.abort();
             if let Ok((result, _)) = cancelled.await {
                 assert_eq!(
@@ -163,7 +183,7 @@ fn shuttle_a_cancelled_caller_strands_no_waiter() {
                 let (result, _) = handle.await.unwrap();
                 assert_eq!(text(&result), Ok(&b"load 1"[..]), "a waiter got the value");
             }
-            assert_eq!(loads.load(Ordering::SeqCst), 1, "the load was not repeated");
+            assert_eq!(callers.loads(), 1, "the load was not repeated");
         });
     });
 }
@@ -172,21 +192,17 @@ fn shuttle_a_cancelled_caller_strands_no_waiter() {
 fn shuttle_a_panicking_load_is_an_error_for_every_caller() {
     explore(|| {
         future::block_on(async {
-            let (group, loads) = (Group::new(), Arc::new(AtomicUsize::new(0)));
-            let arrivals = Arrivals::new(CALLERS);
-            let callers: Vec<_> = (0..CALLERS)
-                .map(|_| {
-                    let a = Arc::clone(&arrivals);
-                    caller(&group, G0, &loads, move || a.arrive(), &arrivals, true)
-                })
-                .collect();
-            for handle in callers {
+            let callers = Callers::new();
+            for handle in callers.spawn(CALLERS, true) {
                 let (result, _) = handle.await.unwrap();
                 assert_eq!(text(&result), Err(ErrorKind::Panicked));
             }
-            assert_eq!(loads.load(Ordering::SeqCst), 1, "one load");
-            assert_eq!(group.in_flight(), 0, "the key is free again");
-            let (again, role) = group.run("k", G0, |_| async { Ok(Value::new("ok")) }).await;
+            assert_eq!(callers.loads(), 1, "one load");
+            assert_eq!(callers.group.in_flight(), 0, "the key is free again");
+            let (again, role) = callers
+                .group
+                .run("k", G0, |_| async { Ok(Value::new("ok")) })
+                .await;
             assert_eq!((text(&again), role), (Ok(&b"ok"[..]), Role::Leader));
         });
     });

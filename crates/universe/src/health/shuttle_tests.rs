@@ -11,7 +11,8 @@ use shuttle::sync::Arc;
 use shuttle::{Config, Runner};
 
 use super::{Admission, Circuit, CircuitState, HealthPolicy, Outcome, Pending};
-use crate::sync::{Mutex, explore};
+use crate::explore;
+use crate::sync::Mutex;
 
 const FAILURES_TO_OPEN: u32 = 2;
 const BACKOFF: Duration = Duration::from_secs(1);
