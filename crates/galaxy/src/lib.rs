@@ -27,6 +27,7 @@ mod listener;
 mod preload;
 mod singleflight;
 mod stats;
+mod sync;
 mod unwind;
 mod write;
 

@@ -11,13 +11,13 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::hash::BuildHasher;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use quick_cache::DefaultHashBuilder;
-use tokio::sync::Notify;
 
 use crate::fence::Generation;
+use crate::sync::{Mutex, Notify, OnceLock, spawn_detached};
 use crate::unwind::CatchUnwind;
 use crate::{Error, ErrorKind, Value};
 
@@ -221,14 +221,15 @@ impl Future for Detached {
 
 impl Drop for Detached {
     fn drop(&mut self) {
-        if let Some(task) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(task);
+        if let Some(task) = self.0.take() {
+            spawn_detached(task);
         }
         // Without a runtime the task is dropped here, and its `Finish` reports Abandoned.
     }
 }
+
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
 
 #[cfg(test)]
 mod tests {

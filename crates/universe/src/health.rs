@@ -9,13 +9,14 @@
 
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::batch::{Batching, FetchCounts};
+use crate::sync::{Mutex, MutexGuard};
 use crate::{BoxFuture, Error, ErrorKind, FetchResult, GalaxyId, RemoteFetcher, WriteOp};
 
 /// When a peer's circuit opens, and how it is probed. Every node of a cluster may use its
@@ -97,7 +98,8 @@ impl fmt::Display for CircuitState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Admission {
     Pass,
-    Probe,
+    /// The probe numbered so (see `State::probe`).
+    Probe(u64),
     Refuse,
 }
 
@@ -133,6 +135,9 @@ struct State {
     timeouts: u32,
     backoff: Duration,
     probe_at: Instant,
+    /// The number of the latest probe let through. Only that probe, while the circuit is
+    /// probing, decides it: an older one still in flight is an ordinary request.
+    probe: u64,
 }
 
 /// One peer's circuit breaker.
@@ -154,11 +159,12 @@ impl Circuit {
                 timeouts: 0,
                 backoff: policy.backoff,
                 probe_at: Instant::now(),
+                probe: 0,
             }),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -172,14 +178,16 @@ impl Circuit {
             CircuitState::Up => Admission::Pass,
             CircuitState::Open if Instant::now() >= s.probe_at => {
                 s.circuit = CircuitState::Probing;
-                Admission::Probe
+                s.probe += 1;
+                Admission::Probe(s.probe)
             }
             CircuitState::Open | CircuitState::Probing => Admission::Refuse,
         }
     }
 
-    fn record(&self, outcome: Outcome, probe: bool) {
+    fn record(&self, outcome: Outcome, probe: Option<u64>) {
         let mut s = self.lock();
+        let probe = s.is_probing(probe);
         if outcome == Outcome::Answered {
             if s.circuit != CircuitState::Up {
                 tracing::warn!(peer = %self.url, "peer answered again: circuit closed");
@@ -200,9 +208,9 @@ impl Circuit {
     }
 
     /// A probe that ended without an outcome: the next request may probe.
-    fn release_probe(&self) {
+    fn release_probe(&self, probe: u64) {
         let mut s = self.lock();
-        if s.circuit == CircuitState::Probing {
+        if s.is_probing(Some(probe)) {
             s.circuit = CircuitState::Open;
             s.probe_at = Instant::now();
         }
@@ -217,11 +225,18 @@ impl Circuit {
     }
 }
 
+impl State {
+    /// Whether `probe` is the probe this circuit is waiting for.
+    fn is_probing(&self, probe: Option<u64>) -> bool {
+        self.circuit == CircuitState::Probing && probe == Some(self.probe)
+    }
+}
+
 /// Records a failure if the request is dropped before it ends (its caller timed out), or,
 /// for a request whose drop says nothing (a peek), hands the probe to the next request.
 struct Pending<'a> {
     circuit: &'a Circuit,
-    probe: bool,
+    probe: Option<u64>,
     dropped_fails: bool,
     settled: bool,
 }
@@ -240,8 +255,8 @@ impl Drop for Pending<'_> {
         }
         if self.dropped_fails {
             self.circuit.record(Outcome::TimedOut, self.probe);
-        } else if self.probe {
-            self.circuit.release_probe();
+        } else if let Some(probe) = self.probe {
+            self.circuit.release_probe(probe);
         }
     }
 }
@@ -302,8 +317,8 @@ impl Guarded {
         dropped_fails: bool,
     ) -> Result<T, Error> {
         let probe = match self.circuit.admit() {
-            Admission::Pass => false,
-            Admission::Probe => true,
+            Admission::Pass => None,
+            Admission::Probe(probe) => Some(probe),
             Admission::Refuse => {
                 return Err(Error::new(
                     ErrorKind::Unavailable,
@@ -386,6 +401,9 @@ impl RemoteFetcher for Guarded {
         self.inner.url()
     }
 }
+
+#[cfg(all(test, shuttle))]
+mod shuttle_tests;
 
 #[cfg(test)]
 mod tests {

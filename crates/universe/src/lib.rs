@@ -23,6 +23,7 @@ mod inprocess;
 mod peer_url;
 mod ring;
 mod sanitize;
+mod sync;
 #[cfg(feature = "tls")]
 mod tls;
 mod universe;
@@ -49,6 +50,9 @@ pub use ring::{DEFAULT_REPLICAS, Ring, RingHash, crc32_ieee};
 #[cfg(feature = "tls")]
 pub use rustls;
 pub use sanitize::{MAX_MESSAGE_LEN, sanitize_message};
+#[cfg(shuttle)]
+#[doc(hidden)]
+pub use sync::explore;
 #[cfg(feature = "tls")]
 pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsAcceptor, TlsConfig, has_verified_peer};
 pub use universe::{
