@@ -329,11 +329,12 @@ impl Guarded {
         self.watch(request, probe, dropped_fails).await
     }
 
-    /// Run `request`, admitted (as the probe when `probe`), and record how it ended.
+    /// Run `request`, admitted (as the numbered probe when `probe`), and record how it
+    /// ended.
     async fn watch<T>(
         &self,
         request: impl Future<Output = Result<T, Error>>,
-        probe: bool,
+        probe: Option<u64>,
         dropped_fails: bool,
     ) -> Result<T, Error> {
         let pending = Pending {
@@ -391,8 +392,8 @@ impl RemoteFetcher for Guarded {
         Box::pin(async move {
             match self.circuit.admit() {
                 Admission::Refuse => request.await,
-                Admission::Pass => self.watch(request, false, true).await,
-                Admission::Probe => self.watch(request, true, true).await,
+                Admission::Pass => self.watch(request, None, true).await,
+                Admission::Probe(probe) => self.watch(request, Some(probe), true).await,
             }
         })
     }
