@@ -20,11 +20,13 @@ mod handler;
 mod health;
 mod inflight;
 mod inprocess;
+mod metrics;
 mod peer_url;
 mod ring;
 mod sanitize;
 #[cfg(feature = "tls")]
 mod tls;
+mod trace;
 mod universe;
 mod value;
 
@@ -37,7 +39,7 @@ pub use error::{Error, ErrorKind};
 pub use expiry::{fmt_http_date, latest_instant, saturating_instant};
 pub use fetch::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,
-    WriteOp,
+    WriteOp, fetch_outcome,
 };
 pub use handler::GalaxyHandler;
 pub use health::{CircuitState, HealthPolicy};
@@ -51,6 +53,7 @@ pub use rustls;
 pub use sanitize::{MAX_MESSAGE_LEN, sanitize_message};
 #[cfg(feature = "tls")]
 pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsAcceptor, TlsConfig, has_verified_peer};
+pub use trace::{TRACEPARENT, TraceContext, current_trace, with_trace};
 pub use universe::{
     DEFAULT_HANDOFF_WARMUP, DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, PeerStatus,
     Universe, UniverseBuilder,
