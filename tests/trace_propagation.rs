@@ -4,6 +4,9 @@
 //! length, never the key, and a hit makes no span.
 #![cfg(all(feature = "http", feature = "grpc"))]
 
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -12,7 +15,6 @@ use galaxycache::grpc::{GrpcProtocol, GrpcServer};
 use galaxycache::http::{Dialect, HttpProtocol, PeerService};
 use galaxycache::universe::{FetchProtocol, TraceContext, with_trace};
 use galaxycache::{Error, Galaxy, Universe, Value};
-use tokio::net::TcpListener;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing_subscriber::layer::{Context, SubscriberExt};
@@ -88,13 +90,7 @@ enum Wire {
 
 /// Two nodes speaking `wire` on loopback: node 0's galaxy, and node 1's URL.
 async fn two_nodes(wire: Wire) -> (Galaxy, Galaxy, String) {
-    let mut urls = Vec::new();
-    let mut listeners = Vec::new();
-    for _ in 0..2 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        urls.push(format!("http://{}", listener.local_addr().unwrap()));
-        listeners.push(listener);
-    }
+    let (listeners, urls) = loopback::listeners(2).await;
     let mut galaxies = Vec::new();
     for (listener, url) in listeners.into_iter().zip(&urls) {
         let protocol: Arc<dyn FetchProtocol> = match wire {

@@ -946,29 +946,24 @@ fn event_span(
     key: &str,
     trace: Option<universe::TraceContext>,
 ) -> tracing::Span {
+    // One call site per name (tracing's span names are static); `peer` is recorded by a
+    // fetch only.
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::debug_span!(
+                $name,
+                galaxy,
+                key_len = key.len(),
+                peer = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            )
+        };
+    }
     let span = match name {
-        "galaxycache.fetch" => tracing::debug_span!(
-            "galaxycache.fetch",
-            galaxy,
-            key_len = key.len(),
-            peer = tracing::field::Empty,
-            outcome = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        ),
-        "galaxycache.load" => tracing::debug_span!(
-            "galaxycache.load",
-            galaxy,
-            key_len = key.len(),
-            outcome = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        ),
-        _ => tracing::debug_span!(
-            "galaxycache.get",
-            galaxy,
-            key_len = key.len(),
-            outcome = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-        ),
+        "galaxycache.fetch" => span!("galaxycache.fetch"),
+        "galaxycache.load" => span!("galaxycache.load"),
+        _ => span!("galaxycache.get"),
     };
     if !span.is_disabled()
         && let Some(context) = trace.or_else(universe::current_trace)
