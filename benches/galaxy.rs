@@ -1,7 +1,9 @@
 //! One node, 1 KiB values: hits on one key and over 10k keys, misses with a trivial backend,
 //! and ring lookups; single-threaded and on two threads.
 //!
-//! `cargo bench --bench galaxy --no-default-features`
+//! `cargo bench --bench galaxy --no-default-features`; with `GALAXYCACHE_BENCH_RECORDER=1`
+//! a metrics recorder (`metrics-util`'s debugging recorder) is installed first, to measure
+//! what recording metrics costs (a hit records none; a miss records its histograms).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -69,7 +71,20 @@ fn gets(
     })
 }
 
+/// Install a recorder when `GALAXYCACHE_BENCH_RECORDER=1`, once.
+fn recorder_if_asked() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("GALAXYCACHE_BENCH_RECORDER").is_ok_and(|v| v == "1") {
+            let recorder = metrics_util::debugging::DebuggingRecorder::new();
+            metrics::set_global_recorder(recorder).unwrap();
+            eprintln!("a metrics recorder is installed");
+        }
+    });
+}
+
 fn hits(c: &mut Criterion) {
+    recorder_if_asked();
     let galaxy = node(256 << 20);
     let keys = keys();
     runtime().block_on(async {
@@ -100,6 +115,7 @@ fn hits(c: &mut Criterion) {
 }
 
 fn misses(c: &mut Criterion) {
+    recorder_if_asked();
     let mut group = c.benchmark_group("miss");
     group.throughput(Throughput::Elements(1));
     group.bench_function("trivial backend, 1-thread", |b| {

@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench peer_fetch` (`-- --seconds N` to change the time per case,
 //! `-- --only LABEL` to run only the cases of that label and `-- --callers N`
-//! only those with N callers, for a profile)
+//! only those with N callers, for a profile). With `GALAXYCACHE_BENCH_TRACE=1` every fetch
+//! runs in a trace context, so it carries a `traceparent` that the owner parses.
 
 use galaxycache::universe::InFlight;
 use std::sync::Arc;
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use galaxycache::grpc::{GrpcProtocol, GrpcServer};
 use galaxycache::http::{Dialect, HttpProtocol, PeerService};
-use galaxycache::universe::{FetchProtocol, RemoteFetcher};
+use galaxycache::universe::{FetchProtocol, RemoteFetcher, TraceContext, with_trace};
 use galaxycache::{Error, Galaxy, Universe, Value};
 use hdrhistogram::Histogram;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -194,6 +195,12 @@ async fn owner(
     )
 }
 
+/// Whether fetches carry a trace context (`GALAXYCACHE_BENCH_TRACE=1`).
+fn traced() -> bool {
+    static TRACED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *TRACED.get_or_init(|| std::env::var("GALAXYCACHE_BENCH_TRACE").is_ok_and(|v| v == "1"))
+}
+
 async fn protocol(
     name: &str,
     pki: Option<&pki::Pki>,
@@ -205,8 +212,8 @@ async fn protocol(
         let fetcher = Arc::clone(&fetcher);
         async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-            let v = fetcher
-                .fetch(GALAXY.into(), KEY, deadline)
+            let trace = traced().then(TraceContext::random);
+            let v = with_trace(trace, fetcher.fetch(GALAXY.into(), KEY, deadline))
                 .await
                 .unwrap()
                 .unwrap();

@@ -3,6 +3,9 @@
 //! together travel to their owner in fewer requests than keys, each key still loaded once.
 #![cfg(feature = "http")]
 
+#[path = "support/loopback.rs"]
+mod loopback;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +13,6 @@ use std::time::Duration;
 use galaxycache::http::{Dialect, HttpProtocol, PeerService};
 use galaxycache::universe::PeerStatus;
 use galaxycache::{Error, Galaxy, Universe, Value};
-use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Two nodes: the asker (node 0) and the owner of the keys asked (node 1), whose backend
@@ -33,13 +35,7 @@ async fn pair_batching(open: bool, batching: bool) -> Pair {
         0
     }));
     let loads = Arc::new(Mutex::new(HashMap::new()));
-    let mut urls = Vec::new();
-    let mut listeners = Vec::new();
-    for _ in 0..2 {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        urls.push(format!("http://{}", listener.local_addr().unwrap()));
-        listeners.push(listener);
-    }
+    let (listeners, urls) = loopback::listeners(2).await;
     let mut galaxies = Vec::new();
     for (listener, url) in listeners.into_iter().zip(&urls) {
         let universe = Universe::builder(url)

@@ -12,6 +12,7 @@ use galaxycache_universe::{
     Universe, WriteOp, saturating_instant,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::batch::Batcher;
 use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup};
@@ -21,6 +22,7 @@ use crate::freshness::{Policy, stale_may_answer};
 use crate::front::Front;
 use crate::handoff::RingChange;
 use crate::listener::{Events, Origin, StoreReason, Tier};
+use crate::metrics;
 use crate::singleflight::{Group, Role};
 use crate::stats::{Counter, Counters};
 use crate::write::Write;
@@ -245,15 +247,27 @@ impl Galaxy {
         }
     }
 
+    /// A get that missed here: in a span of its own, timed.
     async fn get_missing(&self, key: &str, stale: Option<Value>) -> Result<Value, Error> {
         let inner = &self.inner;
         inner.counters.incr(Counter::Miss);
         inner.universe.check_key(key)?;
+        let span = event_span("galaxycache.get", &inner.name, key, None);
+        let started = Instant::now();
         let load = inner.load_coalesced(key, false);
-        match stale {
-            Some(stale) => inner.answer_or_stale(load, stale).await,
-            None => load.await,
-        }
+        let result = match stale {
+            Some(stale) => {
+                inner
+                    .answer_or_stale(load, stale)
+                    .instrument(span.clone())
+                    .await
+            }
+            None => load.instrument(span.clone()).await,
+        };
+        let outcome = outcome_of(&result);
+        span.record("outcome", outcome);
+        metrics::miss(&inner.name, outcome, started.elapsed());
+        result
     }
 
     /// The values of `keys`, in their order: each exactly what [`get`](Self::get) of that
@@ -334,7 +348,62 @@ impl Galaxy {
 
     /// A snapshot of the counters and cache sizes.
     pub fn stats(&self) -> Stats {
-        let inner = &self.inner;
+        self.inner.stats()
+    }
+
+    /// Publish this galaxy's counters and gauges through the `metrics` facade, to the
+    /// recorder in force, from a snapshot of its [`Stats`] (label `galaxy`):
+    /// `galaxycache_gets_total` by `outcome` (`main_hit`, `hot_hit`, `not_found_hit`,
+    /// `miss`), `galaxycache_cache_bytes`, `galaxycache_cache_entries` and
+    /// `galaxycache_evictions_total` by `tier` (`main`, `hot`), `galaxycache_budget_bytes`,
+    /// and a `galaxycache_<stat>_total` counter for every other counter of [`Stats`].
+    ///
+    /// [`Universe::publish_metrics`] does this for every galaxy of a universe, and for its
+    /// peers: call that before an exporter renders, or on a timer. The latency histograms
+    /// (backend loads, peer fetches, gets that missed) are recorded as they happen, so an
+    /// exporter sees them without a call. Hits are counted by the galaxy's own per-thread
+    /// counters and reach the facade only here, so a hit costs the same with or without a
+    /// recorder.
+    ///
+    /// ```
+    /// use galaxycache_galaxy::{Galaxy, Value};
+    /// use galaxycache_universe::Universe;
+    /// use metrics_util::debugging::DebuggingRecorder;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), galaxycache_galaxy::Error> {
+    /// let universe = Universe::builder("http://127.0.0.1:8080").build();
+    /// let backend = |key: String| async move { Ok(Some(Value::new(key))) };
+    /// let galaxy = Galaxy::builder(&universe, "words", 1 << 20, backend).build()?;
+    /// galaxy.get("hello").await?;
+    ///
+    /// let recorder = DebuggingRecorder::new();
+    /// let snapshotter = recorder.snapshotter();
+    /// metrics::with_local_recorder(&recorder, || galaxy.publish_metrics());
+    /// let names: Vec<String> = snapshotter
+    ///     .snapshot()
+    ///     .into_vec()
+    ///     .into_iter()
+    ///     .map(|(key, ..)| key.key().name().to_owned())
+    ///     .collect();
+    /// assert!(names.iter().any(|n| n == "galaxycache_backend_loads_total"));
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn publish_metrics(&self) {
+        self.inner.publish_metrics();
+    }
+
+    /// The byte budget of maincache and hotcache together.
+    pub fn budget_bytes(&self) -> u64 {
+        self.inner.main.capacity() + self.inner.hot.capacity()
+    }
+}
+
+impl Inner {
+    /// See [`Galaxy::stats`].
+    fn stats(&self) -> Stats {
+        let inner = self;
         Stats {
             main_bytes: inner.main.bytes(),
             main_entries: inner.main.entries(),
@@ -347,12 +416,9 @@ impl Galaxy {
             ..Stats::from_counters(&inner.counters)
         }
     }
+}
 
-    /// The byte budget of maincache and hotcache together.
-    pub fn budget_bytes(&self) -> u64 {
-        self.inner.main.capacity() + self.inner.hot.capacity()
-    }
-
+impl Galaxy {
     /// The largest value (with a key of `key_len` bytes) that the maincache keeps:
     /// one entry may take 97% of one shard of the cache, and a shard holds at least
     /// [`MIN_SHARD_BYTES`](crate::MIN_SHARD_BYTES) (or the whole maincache, when it is
@@ -422,8 +488,11 @@ impl Inner {
     /// when this node owns it. A refresh skips the caches, whose value is due.
     async fn load_coalesced(self: &Arc<Self>, key: &str, refresh: bool) -> Result<Value, Error> {
         let generation = self.fence.current(key);
+        // The load may outlive its caller's task (see `singleflight`): it keeps the trace.
+        let trace = universe::current_trace();
         let load = move |this: Arc<Self>, key: Arc<str>| async move {
-            this.load_for_client(&key, generation, refresh).await
+            let load = this.load_for_client(&key, generation, refresh);
+            universe::with_trace(trace, load).await
         };
         self.coalesce(&self.client_loads, key, generation, load)
             .await
@@ -493,9 +562,20 @@ impl Inner {
         generation: Generation,
         refresh: bool,
     ) -> Result<Value, Error> {
-        let deadline = Instant::now() + self.peer_timeout;
+        let started = Instant::now();
+        let deadline = started + self.peer_timeout;
         let id = GalaxyId::new(&self.name, self.version);
-        let fetched = tokio::time::timeout_at(deadline, peer.fetch(id, key, deadline)).await;
+        // The peer continues this trace, from a span of this node's.
+        let trace = universe::current_trace().map(|c| c.child());
+        let span = event_span("galaxycache.fetch", &self.name, key, trace);
+        span.record("peer", peer.url());
+        let fetch = tokio::time::timeout_at(deadline, peer.fetch(id, key, deadline));
+        let fetched = universe::with_trace(trace, fetch)
+            .instrument(span.clone())
+            .await;
+        let outcome = fetched.as_ref().map_or("timeout", universe::fetch_outcome);
+        span.record("outcome", outcome);
+        metrics::peer_fetch(&self.name, peer.url(), outcome, started.elapsed());
         let now = self.clock.now();
         let failure = match fetched {
             Ok(Ok(Some(value))) if value.is_absent() => {
@@ -554,13 +634,14 @@ impl Inner {
         generation: Generation,
         refresh: bool,
     ) -> Result<Value, Error> {
+        let trace = universe::current_trace();
         self.coalesce(
             &self.backend_loads,
             key,
             generation,
             move |this, key| async move {
-                this.load_from_backend(&key, ttl_cap, generation, refresh)
-                    .await
+                let load = this.load_from_backend(&key, ttl_cap, generation, refresh);
+                universe::with_trace(trace, load).await
             },
         )
         .await
@@ -587,9 +668,23 @@ impl Inner {
             None => StoreReason::Load,
         };
         self.counters.incr(Counter::BackendLoad);
-        // Only XFetch needs the load's duration: spare the hot miss path a clock read.
-        let started = self.policy.xfetch_beta.map(|_| Instant::now());
-        let loaded = match self.backend.load(key).await {
+        let started = Instant::now();
+        let span = event_span(
+            "galaxycache.load",
+            &self.name,
+            key,
+            universe::current_trace(),
+        );
+        let loaded = self.backend.load(key).instrument(span.clone()).await;
+        let took = started.elapsed();
+        let outcome = match &loaded {
+            Ok(Some(_)) => "ok",
+            Ok(None) => "not_found",
+            Err(e) => error_outcome(e),
+        };
+        span.record("outcome", outcome);
+        metrics::backend_load(&self.name, outcome, took);
+        let loaded = match loaded {
             Ok(Some(v)) => v,
             Ok(None) => {
                 self.counters.incr(Counter::NotFound);
@@ -610,7 +705,6 @@ impl Inner {
             self.counters.incr(Counter::NotKept);
             return Ok(value);
         }
-        let took = started.map_or(Duration::ZERO, |s| s.elapsed());
         let value = self.policy.stamp(value, now, took);
         self.store(Tier::Main, key, &value, 0.0, generation, reason);
         Ok(value)
@@ -844,5 +938,59 @@ impl GalaxyHandler for Inner {
 
     fn cache_bytes(&self) -> u64 {
         self.main.capacity() + self.hot.capacity()
+    }
+
+    fn publish_metrics(&self) {
+        metrics::publish(&self.name, &self.stats(), self.cache_bytes());
+    }
+}
+
+/// A span of the miss path (`galaxycache.get`, `.fetch`, `.load`) for a key of galaxy
+/// `galaxy`: its length, never the key; the trace id of `trace` (the task's context when
+/// `None`); `outcome` and `peer` to be recorded.
+fn event_span(
+    name: &'static str,
+    galaxy: &str,
+    key: &str,
+    trace: Option<universe::TraceContext>,
+) -> tracing::Span {
+    // One call site per name (tracing's span names are static); `peer` is recorded by a
+    // fetch only.
+    macro_rules! span {
+        ($name:literal) => {
+            tracing::debug_span!(
+                $name,
+                galaxy,
+                key_len = key.len(),
+                peer = tracing::field::Empty,
+                outcome = tracing::field::Empty,
+                trace_id = tracing::field::Empty,
+            )
+        };
+    }
+    let span = match name {
+        "galaxycache.fetch" => span!("galaxycache.fetch"),
+        "galaxycache.load" => span!("galaxycache.load"),
+        _ => span!("galaxycache.get"),
+    };
+    if !span.is_disabled()
+        && let Some(context) = trace.or_else(universe::current_trace)
+    {
+        span.record("trace_id", context.trace_id_hex());
+    }
+    span
+}
+
+/// How a get or load ended, as spans and metrics label it (`outcome`): `ok`,
+/// `not_found`, `timeout` or `error`.
+fn outcome_of<T>(result: &Result<T, Error>) -> &'static str {
+    result.as_ref().map_or_else(error_outcome, |_| "ok")
+}
+
+fn error_outcome(e: &Error) -> &'static str {
+    match e.kind() {
+        ErrorKind::NotFound => "not_found",
+        ErrorKind::Timeout => "timeout",
+        _ => "error",
     }
 }

@@ -24,6 +24,7 @@ mod front;
 mod galaxy;
 mod handoff;
 mod listener;
+mod metrics;
 mod preload;
 mod singleflight;
 mod stats;

@@ -18,6 +18,9 @@
 //!   (write-through); every other node drops its copy. `Cache-Control: max-age=N`
 //!   (seconds from now) or else `Expires` (an HTTP date) sets the value's expiry; either
 //!   one malformed is 400.
+//!
+//!   A get that carries a W3C `traceparent` header continues that trace: the spans of its
+//!   load record the trace id, and its peer fetches send it on to the key's owner.
 //! - `POST /v1/galaxies/{galaxy}/batch`, body = a JSON array of keys (at most 1,000, the
 //!   body at most 64 MiB): the values of every key at once ([`Galaxy::get_many`]), 200
 //!   with a JSON object keyed by key, each `{"status": 200, "value": BASE64, "expires":
@@ -47,9 +50,12 @@
 //!   itself; `probing`: one request is testing it), its share of the keys, the fetch
 //!   requests this node sent it (a batch counts once) and the keys they carried, and the
 //!   fetches waiting now for a request to carry them.
-//! - `GET /metrics`: the same stats, client gets by outcome and their latency, client
-//!   writes by op and outcome, each peer's circuit and ring share, in the Prometheus text
-//!   format.
+//! - `GET /metrics`: in the Prometheus text format (`metrics-exporter-prometheus`), the
+//!   library's metrics (every galaxy's counters and cache sizes, each peer's circuit,
+//!   ring share and fetches, latency histograms of backend loads, peer fetches and gets
+//!   that missed), client gets by outcome and their latency, client writes by op and
+//!   outcome, `galaxycache_build_info` and the process metrics (`process_*`); every name
+//!   is listed in docs/ARCHITECTURE.md.
 //! - `GET /healthz`: `ok` while the node runs (liveness).
 //! - `GET /readyz`: 200 `ready` once every start-up preload has ended (or failed, with
 //!   `first_update_fail_ok`), 503 `preloading` before (readiness: route clients here
@@ -85,14 +91,14 @@ use base64::prelude::BASE64_STANDARD;
 use bytes::Bytes;
 use galaxycache_galaxy::{Error, ErrorKind, Galaxy, Report, Value};
 use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
-use galaxycache_universe::{InFlight, Reservation, fmt_http_date, saturating_instant};
+use galaxycache_universe::{
+    InFlight, Reservation, TRACEPARENT, TraceContext, fmt_http_date, saturating_instant, with_trace,
+};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use tokio::time::Instant;
 
-use crate::metrics::{
-    ClientMetrics, GalaxyReport, Outcome, WriteOutcome, WriteVerb, render_peers, render_prometheus,
-};
+use crate::metrics::{NodeMetrics, Outcome, WriteOutcome, WriteVerb};
 use crate::readiness::Readiness;
 use crate::units::deadline_after;
 
@@ -114,7 +120,6 @@ const MAX_AGE_CAP: u64 = 1 << 31;
 
 struct Served {
     galaxy: Galaxy,
-    metrics: ClientMetrics,
 }
 
 struct Inner {
@@ -124,6 +129,7 @@ struct Inner {
     readiness: Readiness,
     /// The bound on value bytes being sent to clients.
     sending: InFlight,
+    metrics: NodeMetrics,
 }
 
 /// What the handlers share.
@@ -145,22 +151,21 @@ pub fn router(
     readiness: Readiness,
     sending: InFlight,
 ) -> Router {
-    let galaxies = galaxies
+    let galaxies: BTreeMap<String, Served> = galaxies
         .iter()
         .map(|g| {
-            let served = Served {
-                galaxy: g.clone(),
-                metrics: ClientMetrics::default(),
-            };
+            let served = Served { galaxy: g.clone() };
             (g.name().to_owned(), served)
         })
         .collect();
+    let node_metrics = NodeMetrics::new(galaxies.keys().map(String::as_str));
     let api = Api(Arc::new(Inner {
         node: node_url.to_owned(),
         galaxies,
         request_timeout,
         readiness,
         sending,
+        metrics: node_metrics,
     }));
     Router::new()
         .route(
@@ -230,8 +235,19 @@ async fn empty_key(State(api): State<Api>, Path(galaxy): Path<String>) -> Respon
     answer_get(&api, &galaxy, "").await
 }
 
-async fn get_key(State(api): State<Api>, Path((galaxy, key)): Path<(String, String)>) -> Response {
-    answer_get(&api, &galaxy, &key).await
+async fn get_key(
+    State(api): State<Api>,
+    Path((galaxy, key)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    with_trace(request_trace(&headers), answer_get(&api, &galaxy, &key)).await
+}
+
+/// The trace a client request continues: its `traceparent`, when valid. The peer fetches
+/// of its gets carry it on, so one trace spans the nodes.
+fn request_trace(headers: &HeaderMap) -> Option<TraceContext> {
+    let value = headers.get(TRACEPARENT)?.to_str().ok()?;
+    value.parse().ok()
 }
 
 async fn answer_get(api: &Api, galaxy: &str, key: &str) -> Response {
@@ -272,7 +288,7 @@ async fn answer_get(api: &Api, galaxy: &str, key: &str) -> Response {
             (Outcome::Timeout, text(StatusCode::GATEWAY_TIMEOUT, message))
         }
     };
-    served.metrics.record(outcome, start.elapsed());
+    api.0.metrics.record_get(galaxy, outcome, start.elapsed());
     response
 }
 
@@ -297,12 +313,12 @@ async fn batch(
     let start = Instant::now();
     let deadline = deadline_after(start, api.0.request_timeout);
     let answer = tokio::time::timeout_at(deadline, batch_to_send(&api, served, &keys, deadline));
-    match answer.await {
+    match with_trace(request_trace(&headers), answer).await {
         Ok(Ok((values, reservation))) => {
             let mut answers = serde_json::Map::new();
             for (key, value) in keys.iter().zip(values) {
                 let (outcome, answer) = batch_answer(&galaxy, key, value);
-                served.metrics.record(outcome, start.elapsed());
+                api.0.metrics.record_get(&galaxy, outcome, start.elapsed());
                 answers.insert(key.clone(), answer);
             }
             let json = Bytes::from(serde_json::Value::Object(answers).to_string());
@@ -464,7 +480,7 @@ async fn flush(State(api): State<Api>, Path(galaxy): Path<String>) -> Response {
     };
     let g = served.galaxy.clone();
     let done = tokio::spawn(async move { Ok(g.flush().await) }).await;
-    write_answer(served, &galaxy, None, WriteVerb::Flush, done)
+    write_answer(&api.0.metrics, &galaxy, None, WriteVerb::Flush, done)
 }
 
 async fn answer_remove(api: &Api, galaxy: &str, key: String) -> Response {
@@ -474,7 +490,7 @@ async fn answer_remove(api: &Api, galaxy: &str, key: String) -> Response {
     let g = served.galaxy.clone();
     let task_key = key.clone();
     let done = tokio::spawn(async move { g.remove(&task_key).await }).await;
-    write_answer(served, galaxy, Some(&key), WriteVerb::Remove, done)
+    write_answer(&api.0.metrics, galaxy, Some(&key), WriteVerb::Remove, done)
 }
 
 async fn answer_set(
@@ -488,9 +504,9 @@ async fn answer_set(
         return unknown_galaxy(galaxy);
     };
     let refuse = |status: StatusCode, message: String| {
-        served
+        api.0
             .metrics
-            .record_write(WriteVerb::Set, WriteOutcome::BadRequest);
+            .record_write(galaxy, WriteVerb::Set, WriteOutcome::BadRequest);
         text(status, message)
     };
     if let Err(e) = served.galaxy.universe().check_key(&key) {
@@ -508,7 +524,7 @@ async fn answer_set(
     let g = served.galaxy.clone();
     let task_key = key.clone();
     let done = tokio::spawn(async move { g.set(&task_key, value).await }).await;
-    write_answer(served, galaxy, Some(&key), WriteVerb::Set, done)
+    write_answer(&api.0.metrics, galaxy, Some(&key), WriteVerb::Set, done)
 }
 
 /// The body of a `PUT` (a value) or a batch get (its keys), at most [`MAX_VALUE_BYTES`]:
@@ -595,7 +611,7 @@ fn max_age(headers: &HeaderMap) -> Result<Option<u64>, String> {
 
 /// Answer a write whose task ended with `done`, and count it.
 fn write_answer(
-    served: &Served,
+    metrics: &NodeMetrics,
     galaxy: &str,
     key: Option<&str>,
     verb: WriteVerb,
@@ -633,7 +649,7 @@ fn write_answer(
             )
         }
     };
-    served.metrics.record_write(verb, outcome);
+    metrics.record_write(galaxy, verb, outcome);
     response
 }
 
@@ -822,25 +838,12 @@ async fn peers(State(api): State<Api>) -> Response {
 }
 
 async fn metrics(State(api): State<Api>) -> Response {
-    let reports: Vec<GalaxyReport> = api
-        .0
-        .galaxies
-        .iter()
-        .map(|(name, served)| GalaxyReport {
-            name: name.clone(),
-            stats: served.galaxy.stats().fields().collect(),
-            outcomes: served.metrics.outcomes(),
-            latency: served.metrics.latency(),
-            writes: served.metrics.writes(),
-        })
-        .collect();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        render_prometheus(&reports)
-            + &render_peers(&universe(&api).map(|u| u.peer_status()).unwrap_or_default()),
+        api.0.metrics.render(universe(&api)),
     )
         .into_response()
 }

@@ -23,7 +23,6 @@ mod config;
 mod demo;
 #[doc(hidden)]
 pub mod fuzzing;
-mod histogram;
 mod limits;
 mod load;
 mod metrics;

@@ -1,12 +1,24 @@
-//! What the client API counts, and its Prometheus text exposition (format 0.0.4).
+//! `/metrics`: the node's metrics in the Prometheus text format, through the `metrics`
+//! facade and `metrics-exporter-prometheus`.
+//!
+//! Each router has a recorder of its own, which holds what is per node: the client API's
+//! gets and writes, the library's counters and gauges (published from their snapshot just
+//! before rendering, see `Universe::publish_metrics`), `galaxycache_build_info` and the
+//! process metrics. The library's latency histograms are recorded as loads and fetches
+//! end, through the process-wide recorder that galaxyd installs once; `/metrics` renders
+//! both. A process normally runs one node; tests that run several in one process see
+//! every node's histograms in each node's `/metrics`.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 use std::time::Duration;
 
-use galaxycache_universe::{CircuitState, PeerStatus};
-
-use crate::histogram::{HistogramSnapshot, LATENCY_BUCKETS, LatencyHistogram};
+use galaxycache_universe::Universe;
+use metrics::{
+    Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 
 /// How a client get ended, as counted by `/metrics`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -24,7 +36,7 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    const ALL: [Outcome; 5] = [
+    pub(crate) const ALL: [Outcome; 5] = [
         Outcome::Ok,
         Outcome::NotFound,
         Outcome::BadRequest,
@@ -56,7 +68,7 @@ pub(crate) enum WriteVerb {
 }
 
 impl WriteVerb {
-    const ALL: [WriteVerb; 3] = [WriteVerb::Remove, WriteVerb::Set, WriteVerb::Flush];
+    pub(crate) const ALL: [WriteVerb; 3] = [WriteVerb::Remove, WriteVerb::Set, WriteVerb::Flush];
 
     /// The `op` label, and the `op` of the write's JSON answer.
     pub(crate) fn label(self) -> &'static str {
@@ -82,7 +94,7 @@ pub(crate) enum WriteOutcome {
 }
 
 impl WriteOutcome {
-    const ALL: [WriteOutcome; 4] = [
+    pub(crate) const ALL: [WriteOutcome; 4] = [
         WriteOutcome::Complete,
         WriteOutcome::Incomplete,
         WriteOutcome::BadRequest,
@@ -100,314 +112,181 @@ impl WriteOutcome {
     }
 }
 
-/// Client-API counters of one galaxy: gets by outcome and their latency, writes by verb
-/// and outcome.
-#[derive(Debug, Default)]
-pub(crate) struct ClientMetrics {
-    outcomes: [AtomicU64; Outcome::ALL.len()],
-    latency: LatencyHistogram,
-    writes: [[AtomicU64; WriteOutcome::ALL.len()]; WriteVerb::ALL.len()],
+/// Upper bounds of the latency histograms' buckets, in seconds (Prometheus `le` labels).
+const LATENCY_BUCKETS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// How often a recorder's histograms are folded in when nobody scrapes.
+const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// A Prometheus recorder whose `_seconds` histograms have [`LATENCY_BUCKETS`].
+fn prometheus_recorder() -> PrometheusRecorder {
+    let suffix = Matcher::Suffix("_seconds".to_owned());
+    // Fails only for empty buckets.
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(suffix, &LATENCY_BUCKETS)
+        .unwrap_or_else(|_| PrometheusBuilder::new())
+        .build_recorder()
 }
 
-impl ClientMetrics {
-    /// Count one get.
-    pub(crate) fn record(&self, outcome: Outcome, latency: Duration) {
-        self.outcomes[outcome as usize].fetch_add(1, Ordering::Relaxed);
-        self.latency.record(latency);
-    }
-
-    /// Gets so far by outcome label.
-    pub(crate) fn outcomes(&self) -> Vec<(&'static str, u64)> {
-        Outcome::ALL
-            .iter()
-            .map(|o| {
-                (
-                    o.label(),
-                    self.outcomes[*o as usize].load(Ordering::Relaxed),
-                )
-            })
-            .collect()
-    }
-
-    /// The latency histogram so far.
-    pub(crate) fn latency(&self) -> HistogramSnapshot {
-        self.latency.snapshot()
-    }
-
-    /// Count one write.
-    pub(crate) fn record_write(&self, verb: WriteVerb, outcome: WriteOutcome) {
-        self.writes[verb as usize][outcome as usize].fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Writes so far by verb label and outcome label.
-    pub(crate) fn writes(&self) -> Vec<(&'static str, &'static str, u64)> {
-        WriteVerb::ALL
-            .iter()
-            .flat_map(|v| {
-                WriteOutcome::ALL.iter().map(move |o| {
-                    let n = self.writes[*v as usize][*o as usize].load(Ordering::Relaxed);
-                    (v.label(), o.label(), n)
-                })
-            })
-            .collect()
-    }
-}
-
-/// Everything `/metrics` shows about one galaxy.
-#[derive(Clone, Debug)]
-pub(crate) struct GalaxyReport {
-    /// The galaxy's name (the `galaxy` label).
-    pub(crate) name: String,
-    /// The core's stats, as `Stats::fields()` lists them.
-    pub(crate) stats: Vec<(&'static str, u64)>,
-    /// Client gets by outcome label.
-    pub(crate) outcomes: Vec<(&'static str, u64)>,
-    /// Latency of client gets.
-    pub(crate) latency: HistogramSnapshot,
-    /// Client writes by verb label and outcome label.
-    pub(crate) writes: Vec<(&'static str, &'static str, u64)>,
-}
-
-/// Whether a core stat is a level (gauge) rather than a running count (counter).
-fn is_gauge(stat: &str) -> bool {
-    stat.ends_with("_bytes") || stat.ends_with("_entries") || stat == "pending_retries"
-}
-
-fn help(stat: &str) -> String {
-    let text = match stat {
-        "gets" => "Gets by this node's callers",
-        "misses" => "Gets that found no fresh value in either cache",
-        "not_found" => "Loads that ended in NotFound, from the backend or the owner",
-        "promotions" => "Keys copied into the hotcache",
-        "main_hits" => "Gets answered from the maincache",
-        "hot_hits" => "Gets answered from the hotcache",
-        "peer_loads" => "Keys fetched from their owner peer",
-        "peer_errors" => "Fetches from a peer that failed",
-        "backend_loads" => "Keys loaded from the backend",
-        "backend_errors" => "Backend loads that failed",
-        "coalesced_waits" => "Gets that waited on a load already in flight",
-        "server_requests" => "Requests served to peers",
-        "local_fallbacks" => "Keys loaded locally because their owner failed",
-        "removes" => "Removes applied on this node, from any origin",
-        "sets" => "Sets stored on this node as the key's owner",
-        "flushes" => "Flushes applied on this node",
-        "fenced_stores" => "Loads not stored because a write came in while in flight",
-        "broadcast_failures" => "Writes that a peer did not apply",
-        "broadcast_retries" => "Background retries of writes a peer did not apply",
-        "retries_dropped" => "Failed writes not retried because too many were waiting",
-        "pending_retries" => "Retries of writes waiting now",
-        "main_bytes" => "Bytes held by the maincache",
-        "main_entries" => "Entries held by the maincache",
-        "hot_bytes" => "Bytes held by the hotcache",
-        "hot_entries" => "Entries held by the hotcache",
-        "main_evictions" => "Entries evicted from the maincache",
-        "hot_evictions" => "Entries evicted from the hotcache",
-        "refreshes" => "Background reloads of values past their refresh point",
-        "stale_served" => "Gets answered with a stale value because its reload failed or was slow",
-        "soft_timeouts" => "Stale answers because the reload outlasted the soft timeout",
-        "not_found_hits" => "Gets answered NotFound from a cached miss",
-        "preloaded" => "Entries stored by the start-up preload",
-        "not_kept" => "Values served once and not kept, expired on arrival",
-        "handoff_hits" => "Keys taken over from their previous owner after a ring change",
-        "handoff_misses" => "Previous owners asked after a ring change that did not have the key",
-        "too_large" => "Values served but not cached: larger than the largest cacheable entry",
-        "backend_batches" => "Batch calls to the backend, each loading one key or more",
-        other => return format!("Galaxy stat {other}"),
-    };
-    text.to_owned()
-}
-
-/// Render this node's view of its peers: each one's circuit (1 while open or probing) and
-/// share of the ring, labelled by peer URL.
-pub(crate) fn render_peers(peers: &[PeerStatus]) -> String {
-    let mut out = String::new();
-    type Family = (&'static str, &'static str, fn(&PeerStatus) -> f64);
-    let families: [Family; 2] = [
-        (
-            "galaxycache_peer_circuit_open",
-            "Whether this node has stopped asking the peer (circuit open or probing): 1, or 0",
-            |p| f64::from(u8::from(p.state != CircuitState::Up)),
-        ),
-        (
-            "galaxycache_peer_ring_share",
-            "Share of the keys the peer owns on this node's ring",
-            |p| p.share,
-        ),
-    ];
-    for (name, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}.");
-        let _ = writeln!(out, "# TYPE {name} gauge");
-        for peer in peers {
-            let _ = writeln!(
-                out,
-                "{name}{{peer=\"{}\"}} {}",
-                label(&peer.url),
-                value(peer)
-            );
-        }
-    }
-    out
-}
-
-/// Escape a label value: backslash, double quote and newline.
-fn label(value: &str) -> String {
-    value
-        .replace('\\', r"\\")
-        .replace('"', r#"\""#)
-        .replace('\n', r"\n")
-}
-
-/// Render `galaxies` in the Prometheus text format: one family per core stat
-/// (`galaxycache_<stat>_total` counters, `galaxycache_<stat>` gauges), client gets by
-/// outcome and a latency histogram, client writes by verb and outcome, every sample
-/// labelled by galaxy.
-pub(crate) fn render_prometheus(galaxies: &[GalaxyReport]) -> String {
-    let mut out = String::new();
-    let Some(first) = galaxies.first() else {
-        return out;
-    };
-    for (stat, _) in &first.stats {
-        let (name, kind) = if is_gauge(stat) {
-            (format!("galaxycache_{stat}"), "gauge")
-        } else {
-            (format!("galaxycache_{stat}_total"), "counter")
-        };
-        let _ = writeln!(out, "# HELP {name} {}.", help(stat));
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        for g in galaxies {
-            if let Some((_, v)) = g.stats.iter().find(|(s, _)| s == stat) {
-                let _ = writeln!(out, "{name}{{galaxy=\"{}\"}} {v}", label(&g.name));
+/// The process-wide recorder (the library's latency histograms), installed at the first
+/// call; `None` when something else installed one first.
+fn global() -> Option<&'static PrometheusHandle> {
+    static GLOBAL: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    GLOBAL
+        .get_or_init(|| {
+            let recorder = prometheus_recorder();
+            let handle = recorder.handle();
+            match metrics::set_global_recorder(recorder) {
+                Ok(()) => {
+                    let upkeep = handle.clone();
+                    let spawned = std::thread::Builder::new()
+                        .name("metrics-upkeep".to_owned())
+                        .spawn(move || {
+                            loop {
+                                std::thread::sleep(UPKEEP_INTERVAL);
+                                upkeep.run_upkeep();
+                            }
+                        });
+                    if let Err(e) = spawned {
+                        tracing::warn!(error = %e, "no metrics upkeep thread; histograms fold in at each scrape");
+                    }
+                    Some(handle)
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        "a metrics recorder was installed already: /metrics shows no latency \
+                         histograms of loads and peer fetches"
+                    );
+                    None
+                }
             }
-        }
-    }
-    let name = "galaxyd_client_gets_total";
-    let _ = writeln!(out, "# HELP {name} Client API gets by outcome.");
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for g in galaxies {
-        for (outcome, v) in &g.outcomes {
-            let galaxy = label(&g.name);
-            let _ = writeln!(
-                out,
-                "{name}{{galaxy=\"{galaxy}\",outcome=\"{outcome}\"}} {v}"
-            );
-        }
-    }
-    let name = "galaxyd_client_writes_total";
-    let _ = writeln!(
-        out,
-        "# HELP {name} Client API writes (remove, set, flush) by op and outcome."
-    );
-    let _ = writeln!(out, "# TYPE {name} counter");
-    for g in galaxies {
-        let galaxy = label(&g.name);
-        for (op, outcome, v) in &g.writes {
-            let _ = writeln!(
-                out,
-                "{name}{{galaxy=\"{galaxy}\",op=\"{op}\",outcome=\"{outcome}\"}} {v}"
-            );
-        }
-    }
-    let name = "galaxyd_client_get_duration_seconds";
-    let _ = writeln!(out, "# HELP {name} Latency of client API gets.");
-    let _ = writeln!(out, "# TYPE {name} histogram");
-    for g in galaxies {
-        let galaxy = label(&g.name);
-        let h = &g.latency;
-        for (le, count) in LATENCY_BUCKETS.iter().zip(&h.cumulative) {
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{galaxy=\"{galaxy}\",le=\"{le}\"}} {count}"
-            );
-        }
-        let count = h.count();
-        let _ = writeln!(
-            out,
-            "{name}_bucket{{galaxy=\"{galaxy}\",le=\"+Inf\"}} {count}"
-        );
-        let _ = writeln!(out, "{name}_sum{{galaxy=\"{galaxy}\"}} {}", h.sum_seconds);
-        let _ = writeln!(out, "{name}_count{{galaxy=\"{galaxy}\"}} {count}");
-    }
-    out
+        })
+        .as_ref()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// The metrics of one node's client API, and the renderer of its `/metrics`.
+pub(crate) struct NodeMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    process: metrics_process::Collector,
+}
 
-    fn report(name: &str, gets: u64) -> GalaxyReport {
-        let m = ClientMetrics::default();
-        m.record(Outcome::Ok, Duration::from_millis(2));
-        m.record(Outcome::NotFound, Duration::from_millis(20));
-        m.record_write(WriteVerb::Set, WriteOutcome::Incomplete);
-        m.record_write(WriteVerb::Set, WriteOutcome::Incomplete);
-        GalaxyReport {
-            name: name.to_owned(),
-            stats: vec![("gets", gets), ("main_bytes", 4096)],
-            outcomes: m.outcomes(),
-            latency: m.latency(),
-            writes: m.writes(),
+impl std::fmt::Debug for NodeMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeMetrics").finish_non_exhaustive()
+    }
+}
+
+impl NodeMetrics {
+    /// The metrics of a node serving `galaxies`: every client counter at 0, the build info,
+    /// the process metrics described. Installs the process-wide recorder if none is.
+    pub(crate) fn new<'a>(galaxies: impl IntoIterator<Item = &'a str>) -> Self {
+        let _ = global();
+        let recorder = prometheus_recorder();
+        let handle = recorder.handle();
+        let process = metrics_process::Collector::default();
+        metrics::with_local_recorder(&recorder, || {
+            describe();
+            process.describe();
+            gauge!("galaxycache_build_info", "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            for galaxy in galaxies {
+                for outcome in Outcome::ALL {
+                    client_gets(galaxy, outcome).increment(0);
+                }
+                for verb in WriteVerb::ALL {
+                    for outcome in WriteOutcome::ALL {
+                        client_writes(galaxy, verb, outcome).increment(0);
+                    }
+                }
+            }
+        });
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let upkeep = handle.clone();
+            runtime.spawn(async move {
+                let mut every = tokio::time::interval(UPKEEP_INTERVAL);
+                loop {
+                    every.tick().await;
+                    upkeep.run_upkeep();
+                }
+            });
+        }
+        NodeMetrics {
+            recorder,
+            handle,
+            process,
         }
     }
 
-    #[test]
-    fn families_have_help_and_type_once_and_samples_are_labelled() {
-        let text = render_prometheus(&[report("users", 7), report("a\"b", 1)]);
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[..4],
-            [
-                "# HELP galaxycache_gets_total Gets by this node's callers.",
-                "# TYPE galaxycache_gets_total counter",
-                "galaxycache_gets_total{galaxy=\"users\"} 7",
-                "galaxycache_gets_total{galaxy=\"a\\\"b\"} 1",
-            ]
-        );
-        assert!(text.contains("# TYPE galaxycache_main_bytes gauge\n"));
-        let text_pending = render_prometheus(&[GalaxyReport {
-            stats: vec![("pending_retries", 3)],
-            ..report("g", 0)
-        }]);
-        assert!(text_pending.contains("# TYPE galaxycache_pending_retries gauge\n"));
-        assert!(text.contains("galaxycache_main_bytes{galaxy=\"users\"} 4096\n"));
-        assert!(
-            text.contains("galaxyd_client_gets_total{galaxy=\"users\",outcome=\"not_found\"} 1\n")
-        );
-        assert!(text.contains(
-            "galaxyd_client_writes_total{galaxy=\"users\",op=\"set\",outcome=\"incomplete\"} 2\n"
-        ));
-        assert!(text.contains(
-            "galaxyd_client_writes_total{galaxy=\"users\",op=\"flush\",outcome=\"complete\"} 0\n"
-        ));
-        for family in [
-            "galaxycache_gets_total",
-            "galaxyd_client_writes_total",
-            "galaxyd_client_get_duration_seconds",
-        ] {
-            let n = text.matches(&format!("# TYPE {family} ")).count();
-            assert_eq!(n, 1, "{family}");
-        }
+    /// Count one client get of `galaxy`.
+    pub(crate) fn record_get(&self, galaxy: &str, outcome: Outcome, latency: Duration) {
+        metrics::with_local_recorder(&self.recorder, || {
+            client_gets(galaxy, outcome).increment(1);
+            histogram!("galaxycache_client_get_duration_seconds", "galaxy" => galaxy.to_owned())
+                .record(latency);
+        });
     }
 
-    #[test]
-    fn histogram_is_cumulative_and_ends_with_inf_sum_count() {
-        let text = render_prometheus(&[report("g", 0)]);
-        let h = "galaxyd_client_get_duration_seconds";
-        assert!(text.contains(&format!("# TYPE {h} histogram\n")));
-        assert!(text.contains(&format!("{h}_bucket{{galaxy=\"g\",le=\"0.001\"}} 0\n")));
-        assert!(text.contains(&format!("{h}_bucket{{galaxy=\"g\",le=\"0.0025\"}} 1\n")));
-        assert!(text.contains(&format!("{h}_bucket{{galaxy=\"g\",le=\"0.025\"}} 2\n")));
-        assert!(text.contains(&format!("{h}_bucket{{galaxy=\"g\",le=\"+Inf\"}} 2\n")));
-        assert!(text.contains(&format!("{h}_sum{{galaxy=\"g\"}} 0.022\n")));
-        assert!(text.contains(&format!("{h}_count{{galaxy=\"g\"}} 2\n")));
-        // Every sample line is `name{labels} number`.
-        for line in text.lines().filter(|l| !l.starts_with('#')) {
-            let (_, value) = line.rsplit_once(' ').unwrap();
-            assert!(value.parse::<f64>().is_ok(), "{line}");
-        }
+    /// Count one client write of `galaxy`.
+    pub(crate) fn record_write(&self, galaxy: &str, verb: WriteVerb, outcome: WriteOutcome) {
+        metrics::with_local_recorder(&self.recorder, || {
+            client_writes(galaxy, verb, outcome).increment(1);
+        });
     }
 
-    #[test]
-    fn nothing_to_render_is_empty() {
-        assert_eq!(render_prometheus(&[]), "");
+    /// The text of `/metrics`: this node's metrics, `universe`'s published now, and the
+    /// process-wide latency histograms.
+    pub(crate) fn render(&self, universe: Option<&Universe>) -> String {
+        metrics::with_local_recorder(&self.recorder, || {
+            if let Some(universe) = universe {
+                universe.publish_metrics();
+            }
+            self.process.collect();
+        });
+        let mut text = self.handle.render();
+        if let Some(global) = global() {
+            text.push_str(&global.render());
+        }
+        text
     }
+}
+
+fn client_gets(galaxy: &str, outcome: Outcome) -> metrics::Counter {
+    counter!(
+        "galaxycache_client_gets_total",
+        "galaxy" => galaxy.to_owned(),
+        "outcome" => outcome.label()
+    )
+}
+
+fn client_writes(galaxy: &str, verb: WriteVerb, outcome: WriteOutcome) -> metrics::Counter {
+    counter!(
+        "galaxycache_client_writes_total",
+        "galaxy" => galaxy.to_owned(),
+        "op" => verb.label(),
+        "outcome" => outcome.label()
+    )
+}
+
+/// The help text of galaxyd's own metrics.
+fn describe() {
+    describe_counter!(
+        "galaxycache_client_gets_total",
+        "Client API gets by outcome."
+    );
+    describe_counter!(
+        "galaxycache_client_writes_total",
+        "Client API writes (remove, set, flush) by op and outcome."
+    );
+    describe_histogram!(
+        "galaxycache_client_get_duration_seconds",
+        Unit::Seconds,
+        "Latency of client API gets."
+    );
+    describe_gauge!(
+        "galaxycache_build_info",
+        "The galaxyd version running: 1, labelled by version."
+    );
 }

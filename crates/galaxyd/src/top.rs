@@ -416,7 +416,7 @@ fn sample_of(stats: &StatsBody) -> NodeSample {
 /// The histogram of client gets in a `/metrics` text, summed over the galaxies:
 /// cumulative counts by bound, in increasing order.
 fn client_latency(metrics: &str) -> Vec<(f64, u64)> {
-    const FAMILY: &str = "galaxyd_client_get_duration_seconds_bucket{";
+    const FAMILY: &str = "galaxycache_client_get_duration_seconds_bucket{";
     let mut buckets: BTreeMap<u64, (f64, u64)> = BTreeMap::new();
     for line in metrics.lines() {
         let Some(rest) = line.strip_prefix(FAMILY) else {
@@ -692,12 +692,12 @@ mod tests {
     #[test]
     fn latency_buckets_are_read_from_metrics_and_summed_over_galaxies() {
         let text = "\
-# TYPE galaxyd_client_get_duration_seconds histogram
-galaxyd_client_get_duration_seconds_bucket{galaxy=\"a\",le=\"0.001\"} 3
-galaxyd_client_get_duration_seconds_bucket{galaxy=\"a\",le=\"+Inf\"} 5
-galaxyd_client_get_duration_seconds_bucket{galaxy=\"b\",le=\"0.001\"} 1
-galaxyd_client_get_duration_seconds_bucket{galaxy=\"b\",le=\"+Inf\"} 1
-galaxyd_client_get_duration_seconds_sum{galaxy=\"a\"} 0.5
+# TYPE galaxycache_client_get_duration_seconds histogram
+galaxycache_client_get_duration_seconds_bucket{galaxy=\"a\",le=\"0.001\"} 3
+galaxycache_client_get_duration_seconds_bucket{galaxy=\"a\",le=\"+Inf\"} 5
+galaxycache_client_get_duration_seconds_bucket{galaxy=\"b\",le=\"0.001\"} 1
+galaxycache_client_get_duration_seconds_bucket{galaxy=\"b\",le=\"+Inf\"} 1
+galaxycache_client_get_duration_seconds_sum{galaxy=\"a\"} 0.5
 galaxycache_gets_total{galaxy=\"a\"} 9
 ";
         assert_eq!(client_latency(text), vec![(0.001, 4), (f64::INFINITY, 6)]);

@@ -129,8 +129,40 @@ async fn values_missing_keys_bad_keys_stats_and_metrics() {
         m.contains("galaxycache_backend_loads_total{galaxy=\"synthetic\"} 2\n"),
         "{m}"
     );
-    assert!(m.contains("galaxyd_client_gets_total{galaxy=\"sql\",outcome=\"not_found\"} 1\n"));
-    assert!(m.contains("galaxyd_client_get_duration_seconds_count{galaxy=\"synthetic\"} "));
+    assert!(m.contains("galaxycache_client_gets_total{galaxy=\"sql\",outcome=\"not_found\"} 1\n"));
+    assert!(m.contains("galaxycache_client_get_duration_seconds_count{galaxy=\"synthetic\"} "));
+    // The library's histograms, the build and the process, under the exporter's types.
+    assert!(
+        m.contains("# TYPE galaxycache_backend_load_duration_seconds histogram\n"),
+        "{m}"
+    );
+    assert!(m.contains("galaxycache_backend_load_duration_seconds_bucket{galaxy=\"synthetic\",outcome=\"ok\",le=\"0.0001\"}"), "{m}");
+    assert!(m.contains("# TYPE galaxycache_gets_total counter\n"), "{m}");
+    assert!(
+        m.contains("galaxycache_gets_total{galaxy=\"sql\",outcome=\"miss\"} "),
+        "{m}"
+    );
+    assert!(m.contains("# TYPE galaxycache_cache_bytes gauge\n"), "{m}");
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        m.contains(&format!(
+            "galaxycache_build_info{{version=\"{version}\"}} 1\n"
+        )),
+        "{m}"
+    );
+    assert!(m.contains("\nprocess_resident_memory_bytes "), "{m}");
+    for family in m.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = family.split(' ').next().unwrap();
+        assert!(
+            name.starts_with("galaxycache_") || name.starts_with("process_"),
+            "{name}"
+        );
+        assert_eq!(
+            m.matches(&format!("# TYPE {name} ")).count(),
+            1,
+            "{name} twice"
+        );
+    }
 
     let r = get(&client, &base, "/healthz").await;
     assert_eq!((r.status.as_u16(), text(&r).trim()), (200, "ok"));
@@ -184,11 +216,11 @@ async fn failed_and_slow_loads() {
     assert_eq!(status, 504, "{body}");
     let (_, m) = oneshot(&router, "/metrics").await;
     assert!(
-        m.contains("galaxyd_client_gets_total{galaxy=\"g\",outcome=\"error\"} 1\n"),
+        m.contains("galaxycache_client_gets_total{galaxy=\"g\",outcome=\"error\"} 1\n"),
         "{m}"
     );
     assert!(
-        m.contains("galaxyd_client_gets_total{galaxy=\"g\",outcome=\"timeout\"} 1\n"),
+        m.contains("galaxycache_client_gets_total{galaxy=\"g\",outcome=\"timeout\"} 1\n"),
         "{m}"
     );
 }

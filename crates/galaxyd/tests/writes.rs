@@ -286,7 +286,7 @@ async fn remove_set_flush(protocol: Protocol) {
     .await;
     let m = String::from_utf8_lossy(&m.body);
     let line = format!(
-        "galaxyd_client_writes_total{{galaxy=\"sql\",op=\"set\",outcome=\"complete\"}} {}\n",
+        "galaxycache_client_writes_total{{galaxy=\"sql\",op=\"set\",outcome=\"complete\"}} {}\n",
         keys.len()
     );
     assert!(m.contains(&line), "{m}");
@@ -338,7 +338,7 @@ async fn a_peer_without_write_verbs_is_reported_as_refused() {
     let m = String::from_utf8_lossy(&m.body);
     assert!(
         m.contains(
-            "galaxyd_client_writes_total{galaxy=\"sql\",op=\"remove\",outcome=\"incomplete\"} 1\n"
+            "galaxycache_client_writes_total{galaxy=\"sql\",op=\"remove\",outcome=\"incomplete\"} 1\n"
         ),
         "{m}"
     );
@@ -614,13 +614,13 @@ async fn bad_writes_are_refused_and_change_nothing() {
     // refused before the handler, and an unknown galaxy has no counters.
     assert!(
         m.contains(
-            "galaxyd_client_writes_total{galaxy=\"sql\",op=\"set\",outcome=\"bad_request\"} 11\n"
+            "galaxycache_client_writes_total{galaxy=\"sql\",op=\"set\",outcome=\"bad_request\"} 11\n"
         ),
         "{m}"
     );
     assert!(
         m.contains(
-            "galaxyd_client_writes_total{galaxy=\"sql\",op=\"remove\",outcome=\"bad_request\"} 3\n"
+            "galaxycache_client_writes_total{galaxy=\"sql\",op=\"remove\",outcome=\"bad_request\"} 3\n"
         ),
         "{m}"
     );

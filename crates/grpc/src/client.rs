@@ -7,7 +7,7 @@ use std::time::Duration;
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp,
+    InFlight, PeerToken, RemoteFetcher, TRACEPARENT, TlsConfig, Value, WriteOp, current_trace,
 };
 use http::Uri;
 use http::uri::InvalidUri;
@@ -234,6 +234,11 @@ impl GrpcFetcher {
             request
                 .metadata_mut()
                 .insert(AUTHORIZATION, authorization.clone());
+        }
+        if let Some(context) = current_trace()
+            && let Ok(value) = AsciiMetadataValue::try_from(context.to_string())
+        {
+            request.metadata_mut().insert(TRACEPARENT, value);
         }
         let answer = tokio::time::timeout_at(deadline, rpc(self.client.clone(), request)).await;
         let Ok(answer) = answer else {

@@ -5,7 +5,7 @@ use std::future::Future;
 
 use galaxycache_universe::{
     DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, PeerAuth, PeerToken,
-    TlsAcceptor, Universe, Value, WriteOp,
+    TRACEPARENT, TlsAcceptor, TraceContext, Universe, Value, WriteOp, with_trace,
 };
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -126,6 +126,13 @@ fn deadline_of<T>(request: &Request<T>) -> Option<Instant> {
     request_timeout(request.metadata()).and_then(|t| Instant::now().checked_add(t))
 }
 
+/// The trace context a request's `traceparent` metadata carries; none when it is
+/// missing or malformed.
+fn trace_of<T>(request: &Request<T>) -> Option<TraceContext> {
+    let value = request.metadata().get(TRACEPARENT)?;
+    value.to_str().ok()?.parse().ok()
+}
+
 /// The answer to a get or a peek: the `message` of a value; NOT_FOUND for a missing key,
 /// and for a cached miss with the instant it holds until.
 fn answer<T>(result: FetchResult, message: impl FnOnce(Value) -> T) -> Result<Response<T>, Status> {
@@ -187,10 +194,12 @@ impl GalaxyCache for GalaxyCacheService {
     ) -> Result<Response<GetResponse>, Status> {
         self.authorize(&request)?;
         let deadline = deadline_of(&request);
+        let trace = trace_of(&request);
         let request = request.into_inner();
         let key = request_key(&request.key)?;
         let galaxy = GalaxyId::new(&request.galaxy, request.version);
-        let result = self.universe.serve_get(galaxy, key, deadline).await;
+        let serve = self.universe.serve_get(galaxy, key, deadline);
+        let result = with_trace(trace, serve).await;
         answer(result, get_response)
     }
 
@@ -200,6 +209,7 @@ impl GalaxyCache for GalaxyCacheService {
     ) -> Result<Response<GetManyResponse>, Status> {
         self.authorize(&request)?;
         let deadline = deadline_of(&request);
+        let trace = trace_of(&request);
         let request = request.into_inner();
         let keys = request
             .keys
@@ -207,9 +217,8 @@ impl GalaxyCache for GalaxyCacheService {
             .map(|key| request_key(key))
             .collect::<Result<Vec<_>, _>>()?;
         let galaxy = GalaxyId::new(&request.galaxy, request.version);
-        let results = self
-            .universe
-            .serve_get_many(galaxy, &keys, deadline)
+        let serve = self.universe.serve_get_many(galaxy, &keys, deadline);
+        let results = with_trace(trace, serve)
             .await
             .map_err(|e| status_from_error(&e))?;
         let answers = results.into_iter().map(key_answer).collect();

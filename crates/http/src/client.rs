@@ -8,7 +8,8 @@ use bytes::Bytes;
 use galaxycache_universe::rustls::{self, ClientConfig};
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
-    InFlight, PeerToken, RemoteFetcher, TlsConfig, Value, WriteOp, error_chain, sanitize_message,
+    InFlight, PeerToken, RemoteFetcher, TRACEPARENT, TlsConfig, Value, WriteOp, current_trace,
+    error_chain, sanitize_message,
 };
 use http::header::{AUTHORIZATION, CONTENT_TYPE};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
@@ -577,6 +578,11 @@ impl HttpFetcher {
         }
         if let Some(authorization) = &self.protocol.authorization {
             headers.insert(AUTHORIZATION, authorization.clone());
+        }
+        if let Some(context) = current_trace()
+            && let Ok(value) = HeaderValue::try_from(context.to_string())
+        {
+            headers.insert(TRACEPARENT, value);
         }
         Ok(request)
     }

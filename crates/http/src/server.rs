@@ -10,7 +10,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchResult, GalaxyId, MAX_BATCH_KEYS,
-    PeerAuth, PeerToken, TlsAcceptor, Universe, Value, WriteOp, has_verified_peer,
+    PeerAuth, PeerToken, TRACEPARENT, TlsAcceptor, TraceContext, Universe, Value, WriteOp,
+    has_verified_peer, with_trace,
 };
 use http::header::{ALLOW, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 use http::request::Parts;
@@ -248,13 +249,22 @@ impl PeerService {
             Ok(asked) => asked,
             Err(why) => return self.bad_request(why),
         };
-        match (route, parts.method) {
-            (Route::Peek, _) => self.peek(&asked),
-            (Route::Batch, _) => self.batch(&asked, body).await,
-            (Route::Main, Method::GET) => self.get(&asked).await,
-            (Route::Main, Method::PUT) => self.put(&asked, &parts.headers, body).await,
-            (Route::Main, _) => self.delete(&asked),
-        }
+        // The asking node's trace goes on here; a malformed `traceparent` is ignored.
+        let trace = parts
+            .headers
+            .get(TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<TraceContext>().ok());
+        let answer = async {
+            match (route, parts.method) {
+                (Route::Peek, _) => self.peek(&asked),
+                (Route::Batch, _) => self.batch(&asked, body).await,
+                (Route::Main, Method::GET) => self.get(&asked).await,
+                (Route::Main, Method::PUT) => self.put(&asked, &parts.headers, body).await,
+                (Route::Main, _) => self.delete(&asked),
+            }
+        };
+        with_trace(trace, answer).await
     }
 
     /// What a request's path and headers name; why not, when any is malformed.

@@ -23,6 +23,7 @@ use tokio::sync::oneshot;
 use tokio::time::Instant;
 
 use crate::fetch::fetch_each;
+use crate::trace::{TraceContext, current_trace, with_trace};
 use crate::{BoxFuture, Error, ErrorKind, FetchResult, GalaxyId, RemoteFetcher, WriteOp};
 
 /// Fetch requests (single or batch) a node has on their way to one peer at once; more
@@ -66,6 +67,8 @@ struct Waiting {
     galaxy: OwnedGalaxy,
     key: Arc<str>,
     deadline: Instant,
+    /// The trace context of the get that waits (a batch carries its first key's).
+    trace: Option<TraceContext>,
     answer: oneshot::Sender<FetchResult>,
 }
 
@@ -125,6 +128,7 @@ impl Batching {
                     },
                     key: Arc::from(key),
                     deadline,
+                    trace: current_trace(),
                     answer,
                 });
                 Some(answered)
@@ -219,8 +223,14 @@ impl Batching {
         }
     }
 
-    /// Send `batch` (one galaxy's keys), answer every key, then pass the slot on.
+    /// Send `batch` (one galaxy's keys) in the trace context of its first key, answer
+    /// every key, then pass the slot on.
     async fn send(self: Arc<Self>, batch: Vec<Waiting>) {
+        let trace = batch.first().and_then(|w| w.trace);
+        with_trace(trace, self.send_traced(batch)).await;
+    }
+
+    async fn send_traced(self: Arc<Self>, batch: Vec<Waiting>) {
         let _slot = Slot(&self);
         let galaxy = batch[0].galaxy.clone();
         let deadline = batch

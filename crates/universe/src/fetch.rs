@@ -18,6 +18,17 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// the key itself. Failures (timeout, refused, server error) are `Err`.
 pub type FetchResult = Result<Option<Value>, Error>;
 
+/// How a fetch or a serve ended, as spans and metrics label it (`outcome`): `ok`,
+/// `not_found` (no such key, or a cached miss), `timeout`, or `error`.
+pub fn fetch_outcome(result: &FetchResult) -> &'static str {
+    match result {
+        Ok(Some(value)) if !value.is_absent() => "ok",
+        Ok(_) => "not_found",
+        Err(e) if e.kind() == crate::ErrorKind::Timeout => "timeout",
+        Err(_) => "error",
+    }
+}
+
 /// Largest response a protocol client buffers unless configured otherwise: 64 MiB. One
 /// default for every protocol, so a value that crosses one crosses all.
 pub const DEFAULT_MAX_RESPONSE_BYTES: usize = 64 << 20;

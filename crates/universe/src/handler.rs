@@ -41,4 +41,9 @@ pub trait GalaxyHandler: Send + Sync + fmt::Debug {
     fn cache_bytes(&self) -> u64 {
         0
     }
+
+    /// Publish the galaxy's metrics through the `metrics` facade, from a snapshot of its
+    /// counters and sizes: called by
+    /// [`Universe::publish_metrics`](crate::Universe::publish_metrics). Default: nothing.
+    fn publish_metrics(&self) {}
 }

@@ -20,12 +20,14 @@ mod handler;
 mod health;
 mod inflight;
 mod inprocess;
+mod metrics;
 mod peer_url;
 mod ring;
 mod sanitize;
 mod sync;
 #[cfg(feature = "tls")]
 mod tls;
+mod trace;
 mod universe;
 mod value;
 
@@ -38,7 +40,7 @@ pub use error::{Error, ErrorKind, error_chain};
 pub use expiry::{fmt_http_date, latest_instant, saturating_instant};
 pub use fetch::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, FetchProtocol, FetchResult, GalaxyId, RemoteFetcher,
-    WriteOp,
+    WriteOp, fetch_outcome,
 };
 pub use handler::GalaxyHandler;
 pub use health::{CircuitState, HealthPolicy};
@@ -55,6 +57,7 @@ pub use sanitize::{MAX_MESSAGE_LEN, sanitize_message};
 pub use sync::explore;
 #[cfg(feature = "tls")]
 pub use tls::{DEFAULT_TLS_RELOAD_INTERVAL, TlsAcceptor, TlsConfig, has_verified_peer};
+pub use trace::{TRACEPARENT, TraceContext, current_trace, with_trace};
 pub use universe::{
     DEFAULT_HANDOFF_WARMUP, DEFAULT_MAX_CONCURRENT_SERVES, DEFAULT_MAX_KEY_LEN, Owner, PeerStatus,
     Universe, UniverseBuilder,

@@ -9,8 +9,9 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio::sync::Semaphore;
 use tokio::time::Instant;
+use tracing::Instrument;
 
-use crate::fetch::NoProtocol;
+use crate::fetch::{NoProtocol, fetch_outcome};
 use crate::health::Guarded;
 use crate::peer_url::{normalize_peer_url, peer_list, same_node};
 use crate::{
@@ -482,6 +483,24 @@ impl Universe {
             .collect()
     }
 
+    /// Publish this node's metrics through the `metrics` facade, to the recorder in force
+    /// (the global one, or one set with `metrics::with_local_recorder`): every live
+    /// galaxy's counters and gauges (see `Galaxy::publish_metrics`) and every peer's
+    /// circuit, ring share and fetch counts (label `peer`).
+    ///
+    /// Counters are set to their absolute values (`Counter::absolute`) and gauges to their
+    /// current levels, read from counters that the hit path keeps anyway: a hit records
+    /// nothing through the facade, so it costs the same with or without a recorder. Call
+    /// this just before an exporter renders (galaxyd does, in its `/metrics` handler), or on
+    /// a timer for an exporter that pushes. Latency histograms need no call: they are
+    /// recorded as loads and fetches end. The metrics are listed in docs/ARCHITECTURE.md.
+    pub fn publish_metrics(&self) {
+        for galaxy in self.live_galaxies() {
+            galaxy.publish_metrics();
+        }
+        crate::metrics::publish_peers(&self.peer_status());
+    }
+
     /// A fetcher for every peer but this node, in ring order: whom a write is broadcast to.
     pub fn remote_peers(&self) -> Vec<Arc<dyn RemoteFetcher>> {
         let state = self.inner.peers.load();
@@ -604,6 +623,31 @@ impl Universe {
     /// `deadline` passes (a load in progress goes on for whoever else waits on it); this
     /// is the one place a server enforces it, whatever the protocol.
     pub async fn serve_get(
+        &self,
+        galaxy: GalaxyId<'_>,
+        key: &str,
+        deadline: Option<Instant>,
+    ) -> FetchResult {
+        let span = tracing::debug_span!(
+            "galaxycache.serve",
+            galaxy = galaxy.name,
+            key_len = key.len(),
+            outcome = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+        );
+        if let Some(context) = crate::current_trace() {
+            span.record("trace_id", context.trace_id_hex());
+        }
+        let result = self
+            .serve_in_time(galaxy, key, deadline)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", fetch_outcome(&result));
+        result
+    }
+
+    /// [`serve_get`](Self::serve_get) without its span.
+    async fn serve_in_time(
         &self,
         galaxy: GalaxyId<'_>,
         key: &str,
