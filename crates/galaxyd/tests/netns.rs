@@ -188,7 +188,11 @@ async fn client_get(shared: &Shared, http: &HttpClient, api: &str, node: Node, k
             None => Outcome::Failed(format!("a value without a version: {:?}", r.body)),
         },
         Ok(r) if r.status == 404 => Outcome::NotFound,
-        Ok(r) => Outcome::Failed(format!("{}: {}", r.status, String::from_utf8_lossy(&r.body))),
+        Ok(r) => Outcome::Failed(format!(
+            "{}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )),
         Err(e) => Outcome::Failed(e),
     };
     shared.complete(node, op, outcome.clone());
@@ -256,7 +260,12 @@ async fn client_write(
         ),
     };
     let answer = http
-        .send(method, url.parse().unwrap(), HeaderMap::new(), Bytes::from(body))
+        .send(
+            method,
+            url.parse().unwrap(),
+            HeaderMap::new(),
+            Bytes::from(body),
+        )
         .await;
     let outcome = match answer {
         Ok(r) if r.status == 200 => {
@@ -266,7 +275,11 @@ async fn client_write(
                 None => Outcome::Failed(format!("no report: {:?}", r.body)),
             }
         }
-        Ok(r) => Outcome::Failed(format!("{}: {}", r.status, String::from_utf8_lossy(&r.body))),
+        Ok(r) => Outcome::Failed(format!(
+            "{}: {}",
+            r.status,
+            String::from_utf8_lossy(&r.body)
+        )),
         Err(e) => Outcome::Failed(e),
     };
     shared.complete(node, op, outcome);
@@ -464,7 +477,10 @@ async fn schedule(bed: &Bed, seed: u64, run_for: Duration, flags: &[&str]) -> Ru
         let fault = Fault::draw(&mut rng, nodes);
         let start = shared.now();
         calm.push(Window::new(calm_since, start));
-        eprintln!("{:>8.3}s fault: {fault:?} for {lasts:?}", start.as_secs_f64());
+        eprintln!(
+            "{:>8.3}s fault: {fault:?} for {lasts:?}",
+            start.as_secs_f64()
+        );
         let links = fault.links(nodes);
         blocking(|| match &fault {
             Fault::Kill(n) => {
@@ -530,64 +546,101 @@ async fn wait_ready(http: &HttpClient, api: &str) {
         if matches!(&r, Ok(r) if r.status == 200) {
             return;
         }
-        assert!(Instant::now() < deadline, "{api} not ready within 30 s: {r:?}");
+        assert!(
+            Instant::now() < deadline,
+            "{api} not ready within 30 s: {r:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
-    Some(value.parse().unwrap_or_else(|e| panic!("{name}={value:?}: {e}")))
+    Some(
+        value
+            .parse()
+            .unwrap_or_else(|e| panic!("{name}={value:?}: {e}")),
+    )
 }
 
-/// The figures of a run: operations, faults by kind, availability under faults.
+/// The figures of a run: operations, faults by kind, availability under faults, and the
+/// gets' median latency under each kind of fault (the faults do slow things down).
 fn report(run: &Run) -> String {
-    let mut gets = 0;
-    let mut answered = 0;
-    let mut under_fault = 0;
-    let mut answered_under_fault = 0;
-    let events = run.history.events();
-    let mut invoked: BTreeMap<u64, (Duration, bool)> = BTreeMap::new();
-    for e in events {
-        use galaxycache_sim::history::EventKind;
+    use galaxycache_sim::history::EventKind;
+    // Each get: when it started, how long it took, whether it was answered.
+    let mut gets: BTreeMap<u64, (Duration, Option<Duration>, bool)> = BTreeMap::new();
+    for e in run.history.events() {
         match &e.kind {
             EventKind::Invoke(Action::Get { .. }) => {
-                invoked.insert(e.op, (e.at, false));
+                gets.insert(e.op, (e.at, None, false));
             }
-            EventKind::Complete(Outcome::Value(_) | Outcome::NotFound) => {
-                if let Some(get) = invoked.get_mut(&e.op) {
-                    get.1 = true;
+            EventKind::Complete(outcome) => {
+                if let Some(get) = gets.get_mut(&e.op) {
+                    get.1 = Some(e.at - get.0);
+                    get.2 = matches!(outcome, Outcome::Value(_) | Outcome::NotFound);
                 }
             }
             _ => {}
         }
     }
-    for (at, ok) in invoked.values() {
-        gets += 1;
+    let fault_at = |at: Duration| {
+        run.faults
+            .iter()
+            .find(|(_, w)| w.start <= at && at < w.end)
+            .map(|(f, _)| f.kind())
+    };
+    let (mut under_fault, mut answered_under_fault, mut answered) = (0u64, 0u64, 0u64);
+    let mut latency: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
+    for (at, took, ok) in gets.values() {
         answered += u64::from(*ok);
-        if run.faults.iter().any(|(_, w)| w.start <= *at && *at < w.end) {
+        let kind = fault_at(*at);
+        if kind.is_some() {
             under_fault += 1;
             answered_under_fault += u64::from(*ok);
         }
+        if let Some(took) = took {
+            latency
+                .entry(kind.unwrap_or("none"))
+                .or_default()
+                .push(*took);
+        }
     }
+    let medians: Vec<String> = latency
+        .iter_mut()
+        .map(|(kind, took)| {
+            took.sort_unstable();
+            let max = took.last().copied().unwrap_or_default();
+            format!(
+                "{kind} {:.1}/{:.0}ms",
+                took[took.len() / 2].as_secs_f64() * 1e3,
+                max.as_secs_f64() * 1e3
+            )
+        })
+        .collect();
     let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
     for (fault, _) in &run.faults {
         *kinds.entry(fault.kind()).or_default() += 1;
     }
-    let loads = events
+    let loads = run
+        .history
+        .events()
         .iter()
-        .filter(|e| matches!(e.kind, galaxycache_sim::history::EventKind::Load { .. }))
+        .filter(|e| matches!(e.kind, EventKind::Load { .. }))
         .count();
     let share = |a: u64, b: u64| 100.0 * a as f64 / b.max(1) as f64;
+    let n_gets = gets.len() as u64;
     format!(
-        "{} operations ({gets} gets, {} writes), {loads} origin loads in {:.1}s; \
-         faults {kinds:?}; gets answered: {:.1}% overall, {:.1}% of the {under_fault} \
-         invoked while a fault was active",
+        "{} operations ({n_gets} gets, {} writes), {loads} origin loads in {:.1}s\n\
+         netns: faults {kinds:?}\n\
+         netns: gets answered: {:.1}% overall, {:.1}% of the {under_fault} invoked while a \
+         fault was active\n\
+         netns: get latency median/max by the fault active when it started: {}",
         run.history.operations(),
-        run.history.operations() - gets,
+        run.history.operations() - n_gets,
         run.took.as_secs_f64(),
-        share(answered, gets),
+        share(answered, n_gets),
         share(answered_under_fault, under_fault),
+        medians.join(", "),
     )
 }
 
@@ -653,13 +706,19 @@ fn a_cut_link_blocks_traffic_and_a_lost_write_is_caught() {
             }
         });
     });
-    assert!(bed.in_node(0, || connect(1)).is_ok(), "node 0 reaches node 1");
+    assert!(
+        bed.in_node(0, || connect(1)).is_ok(),
+        "node 0 reaches node 1"
+    );
     bed.link(0, 1, false);
     let cut = bed.in_node(0, || connect(1));
     assert!(cut.is_err(), "a link down still carries traffic: {cut:?}");
     let cut = bed.in_node(1, || connect(0));
     assert!(cut.is_err(), "a link down still carries traffic: {cut:?}");
-    assert!(bed.in_node(0, || connect(2)).is_ok(), "node 0 still reaches node 2");
+    assert!(
+        bed.in_node(0, || connect(2)).is_ok(),
+        "node 0 still reaches node 2"
+    );
     bed.link(0, 1, true);
     assert!(bed.in_node(0, || connect(1)).is_ok(), "the link is back");
 

@@ -149,10 +149,14 @@ impl Bed {
         ip(&["-n", &hub, "link", "set", "lo", "up"]);
         let netem = run(
             "ip",
-            &["netns", "exec", &hub, "tc", "qdisc", "add", "dev", "lo", "root", "netem"],
+            &[
+                "netns", "exec", &hub, "tc", "qdisc", "add", "dev", "lo", "root", "netem",
+            ],
         );
         bed.impairment = if netem.is_ok() {
-            ip(&["netns", "exec", &hub, "tc", "qdisc", "del", "dev", "lo", "root"]);
+            ip(&[
+                "netns", "exec", &hub, "tc", "qdisc", "del", "dev", "lo", "root",
+            ]);
             Impairment::Netem
         } else {
             if let Err(e) = run("nft", &["--version"]) {
@@ -167,11 +171,26 @@ impl Bed {
             ip(&["-n", &ns, "link", "set", "lo", "up"]);
             let s = format!("s{i}");
             ip(&[
-                "-n", &hub, "link", "add", &s, "type", "veth", "peer", "name", "svc", "netns",
-                &ns,
+                "-n", &hub, "link", "add", &s, "type", "veth", "peer", "name", "svc", "netns", &ns,
             ]);
-            ip(&["-n", &hub, "addr", "add", &format!("{}/30", hub_addr(i)), "dev", &s]);
-            ip(&["-n", &ns, "addr", "add", &format!("{}/30", svc_addr(i)), "dev", "svc"]);
+            ip(&[
+                "-n",
+                &hub,
+                "addr",
+                "add",
+                &format!("{}/30", hub_addr(i)),
+                "dev",
+                &s,
+            ]);
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{}/30", svc_addr(i)),
+                "dev",
+                "svc",
+            ]);
             ip(&["-n", &hub, "link", "set", &s, "up"]);
             ip(&["-n", &ns, "link", "set", "svc", "up"]);
         }
@@ -180,11 +199,31 @@ impl Bed {
                 let (a, b) = (bed.ns(i), bed.ns(j));
                 let (to_j, to_i) = (format!("m{j}"), format!("m{i}"));
                 ip(&[
-                    "-n", &a, "link", "add", &to_j, "type", "veth", "peer", "name", &to_i,
-                    "netns", &b,
+                    "-n", &a, "link", "add", &to_j, "type", "veth", "peer", "name", &to_i, "netns",
+                    &b,
                 ]);
-                ip(&["-n", &a, "addr", "add", &peer_addr(i), "peer", &peer_addr(j), "dev", &to_j]);
-                ip(&["-n", &b, "addr", "add", &peer_addr(j), "peer", &peer_addr(i), "dev", &to_i]);
+                ip(&[
+                    "-n",
+                    &a,
+                    "addr",
+                    "add",
+                    &peer_addr(i),
+                    "peer",
+                    &peer_addr(j),
+                    "dev",
+                    &to_j,
+                ]);
+                ip(&[
+                    "-n",
+                    &b,
+                    "addr",
+                    "add",
+                    &peer_addr(j),
+                    "peer",
+                    &peer_addr(i),
+                    "dev",
+                    &to_i,
+                ]);
                 ip(&["-n", &a, "link", "set", &to_j, "up"]);
                 ip(&["-n", &b, "link", "set", &to_i, "up"]);
             }
@@ -270,10 +309,7 @@ impl Bed {
     /// ready once its `/readyz` answers (the caller polls that).
     pub(crate) fn start(&self, i: usize, extra: &[&str]) {
         let peers: Vec<String> = (0..self.nodes).map(Bed::peer_url).collect();
-        let backend = format!(
-            "http:http://{}:{ORIGIN_PORT}/k/{{key}}",
-            hub_addr(i)
-        );
+        let backend = format!("http:http://{}:{ORIGIN_PORT}/k/{{key}}", hub_addr(i));
         let listen = format!("{}:{API_PORT}", svc_addr(i));
         let me = Bed::peer_url(i);
         let peer_listen = format!("0.0.0.0:{PEER_PORT}");
@@ -448,13 +484,19 @@ fn remove_orphans() {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        let children = self.children.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let children = self
+            .children
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for mut child in children.iter_mut().filter_map(Option::take) {
             // SIGKILL ends a stopped process too.
             let _ = child.kill();
             let _ = child.wait();
         }
-        let namespaces = self.namespaces.get_mut().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let namespaces = self
+            .namespaces
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for ns in namespaces.drain(..).rev() {
             if let Err(e) = run("ip", &["netns", "del", &ns]) {
                 eprintln!("test bed: {e}");
