@@ -134,10 +134,11 @@ impl Shared {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn invoke(&self, node: Node, action: Action) -> u64 {
-        let mut state = self.state();
-        let at = self.now();
-        state.history.invoke(at, node, action)
+    /// Whether node `node` is up; read under the state's lock, which [`Shared::set_up`]
+    /// takes too: an operation invoked while the lock says up was invoked before the node
+    /// was stopped or killed, so before its down window starts.
+    fn is_up(&self, _state: &Recorded, node: Node) -> bool {
+        *self.up[node].borrow()
     }
 
     fn complete(&self, node: Node, op: u64, outcome: Outcome) {
@@ -147,6 +148,7 @@ impl Shared {
     }
 
     fn set_up(&self, node: Node, up: bool) {
+        let _state = self.state();
         self.up[node].send_replace(up);
     }
 }
@@ -180,7 +182,16 @@ async fn serve_origin(shared: Arc<Shared>) {
 
 /// A get of `k` through node `node`'s client API, recorded.
 async fn client_get(shared: &Shared, http: &HttpClient, api: &str, node: Node, k: &str) -> Outcome {
-    let op = shared.invoke(node, Action::Get { key: k.into() });
+    let op = {
+        let mut state = shared.state();
+        if !shared.is_up(&state, node) {
+            return Outcome::Failed("the node is down: not sent".into());
+        }
+        let at = shared.now();
+        state
+            .history
+            .invoke(at, node, Action::Get { key: k.into() })
+    };
     let url = format!("{api}/v1/galaxies/{GALAXY}/keys/{k}");
     let outcome = match http.get(url.parse().unwrap()).await {
         Ok(r) if r.status == 200 => match version_of(&r.body) {
@@ -220,6 +231,9 @@ async fn client_write(
     };
     let (op, version) = {
         let mut state = shared.state();
+        if !shared.is_up(&state, node) {
+            return;
+        }
         state.last_version += 1;
         let version = state.last_version;
         let action = match k {
@@ -495,6 +509,9 @@ async fn schedule(bed: &Bed, seed: u64, run_for: Duration, flags: &[&str]) -> Ru
             Fault::Loss(n) => bed.impair(*n, Impair::Loss, true),
             _ => links.iter().for_each(|&(a, b)| bed.link(a, b, false)),
         });
+        // The node is down from when the signal was sent: an operation invoked before
+        // then (its clients saw it up) may be cut short.
+        let down_from = shared.now();
         tokio::time::sleep(lasts).await;
         blocking(|| match &fault {
             Fault::Kill(n) => bed.start(*n, flags),
@@ -508,7 +525,7 @@ async fn schedule(bed: &Bed, seed: u64, run_for: Duration, flags: &[&str]) -> Ru
             if let Fault::Kill(_) = &fault {
                 wait_ready(&probe, &bed.api(*n)).await;
             }
-            down.push((*n, Window::new(start, shared.now())));
+            down.push((*n, Window::new(down_from, shared.now())));
             shared.set_up(*n, true);
         }
         faults.push((fault, Window::new(start, healed)));
