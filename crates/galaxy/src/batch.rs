@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::oneshot;
 
-use crate::backend::DynBackend;
+use crate::backend::{DynBackend, LoadContext, LoadReason};
 use crate::unwind::CatchUnwind;
 use crate::{Error, ErrorKind, Value};
 
@@ -61,6 +61,8 @@ struct State {
 struct Waiting {
     key: Arc<str>,
     reply: oneshot::Sender<Loaded>,
+    deadline: Option<tokio::time::Instant>,
+    reason: LoadReason,
 }
 
 impl Batcher {
@@ -83,15 +85,20 @@ impl Batcher {
     }
 
     /// Load `key` from the backend: alone, or within a batch call when it batches.
-    pub(crate) async fn load(self: &Arc<Self>, key: &str) -> Loaded {
+    pub(crate) async fn load(self: &Arc<Self>, key: &str, cx: &LoadContext) -> Loaded {
         if !self.batches {
-            return self.backend.load(key).await;
+            return self.backend.load(key, cx).await;
         }
         let (reply, answer) = oneshot::channel();
         let key = Arc::from(key);
         let start = {
             let mut state = self.state();
-            state.queue.push_back(Waiting { key, reply });
+            state.queue.push_back(Waiting {
+                key,
+                reply,
+                deadline: cx.deadline(),
+                reason: cx.reason(),
+            });
             state.start_call()
         };
         if start {
@@ -141,8 +148,9 @@ impl Batcher {
         self.made.fetch_add(1, Ordering::Relaxed);
         let (slots, asked, loaded) = {
             let (keys, slots) = distinct_keys(&batch);
+            let cx = batch_context(&batch);
             // Called within the future, so a panic before it returns one is caught too.
-            let call = async { self.backend.load_many(&keys).await };
+            let call = async { self.backend.load_many(&keys, &cx).await };
             (slots, keys.len(), CatchUnwind(Box::pin(call)).await)
         };
         let answered = loaded.as_ref().map_or(0, Vec::len);
@@ -158,6 +166,25 @@ impl Batcher {
             let _ = waiting.reply.send(answer);
         }
     }
+}
+
+/// What a batch call is told: the latest deadline of its loads (none if one has none),
+/// the first load's reason, a span of its own.
+fn batch_context(batch: &[Waiting]) -> LoadContext {
+    let deadline = batch
+        .iter()
+        .map(|w| w.deadline)
+        .try_fold(None, |latest: Option<tokio::time::Instant>, d| {
+            d.map(|d| Some(latest.map_or(d, |l| l.max(d))))
+        })
+        .flatten();
+    let reason = batch.first().map_or(LoadReason::Client, |w| w.reason);
+    LoadContext::new(reason)
+        .with_deadline(deadline)
+        .with_span(tracing::debug_span!(
+            "galaxycache.load_many",
+            keys = batch.len()
+        ))
 }
 
 /// The keys of `batch`, each once, and for each waiting load the index of its key.

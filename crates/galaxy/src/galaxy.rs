@@ -14,6 +14,7 @@ use galaxycache_universe::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::backend::{LoadContext, LoadReason};
 use crate::batch::Batcher;
 use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup};
 use crate::candidates::Candidates;
@@ -200,6 +201,15 @@ impl Galaxy {
     /// [`is_stale`](Value::is_stale)) when the reload fails, or takes longer than the soft
     /// timeout; see the builder's freshness settings.
     pub async fn get(&self, key: &str) -> Result<Value, Error> {
+        self.get_with(key, &GetOptions::DEFAULT).await
+    }
+
+    /// [`get`](Self::get), with a deadline or a reason of this call's (see
+    /// [`GetOptions`]). A hit is answered as by `get`; a get that must wait for a load
+    /// fails with [`ErrorKind::Timeout`] at its deadline, while the load goes on for its
+    /// other callers and the cache. The load this get starts tells the backend both
+    /// ([`LoadContext`]).
+    pub async fn get_with(&self, key: &str, options: &GetOptions) -> Result<Value, Error> {
         let inner = &self.inner;
         let seen = inner.front.seen(key);
         if let Some((v, tier)) = inner.front.get(key, seen, &*inner.clock) {
@@ -226,10 +236,16 @@ impl Galaxy {
             found => (found, Counter::MainHit),
         };
         // Out of line and boxed, so the future of a hit stays small.
-        Box::pin(self.get_uncommon(key, found, hit)).await
+        Box::pin(self.get_uncommon(key, found, hit, options)).await
     }
 
-    async fn get_uncommon(&self, key: &str, found: Lookup, hit: Counter) -> Result<Value, Error> {
+    async fn get_uncommon(
+        &self,
+        key: &str,
+        found: Lookup,
+        hit: Counter,
+        options: &GetOptions,
+    ) -> Result<Value, Error> {
         let inner = &self.inner;
         match found {
             Lookup::Fresh(v) => Ok(v),
@@ -242,19 +258,28 @@ impl Galaxy {
                 inner.counters.incr(Counter::NotFoundHit);
                 Err(Error::not_found(key))
             }
-            Lookup::Stale(stale) => self.get_missing(key, Some(stale)).await,
-            Lookup::Miss => self.get_missing(key, None).await,
+            Lookup::Stale(stale) => self.get_missing(key, Some(stale), options).await,
+            Lookup::Miss => self.get_missing(key, None, options).await,
         }
     }
 
     /// A get that missed here: in a span of its own, timed.
-    async fn get_missing(&self, key: &str, stale: Option<Value>) -> Result<Value, Error> {
+    async fn get_missing(
+        &self,
+        key: &str,
+        stale: Option<Value>,
+        options: &GetOptions,
+    ) -> Result<Value, Error> {
         let inner = &self.inner;
         inner.counters.incr(Counter::Miss);
         inner.universe.check_key(key)?;
         let span = event_span("galaxycache.get", &inner.name, key, None);
         let started = Instant::now();
-        let load = inner.load_coalesced(key, false);
+        let cause = Cause {
+            reason: options.reason,
+            deadline: options.deadline,
+        };
+        let load = in_time(inner.load_coalesced(key, cause), options.deadline);
         let result = match stale {
             Some(stale) => {
                 inner
@@ -486,12 +511,12 @@ impl Inner {
 
     /// Load `key` through the client singleflight: from the owner, or from the backend
     /// when this node owns it. A refresh skips the caches, whose value is due.
-    async fn load_coalesced(self: &Arc<Self>, key: &str, refresh: bool) -> Result<Value, Error> {
+    async fn load_coalesced(self: &Arc<Self>, key: &str, cause: Cause) -> Result<Value, Error> {
         let generation = self.fence.current(key);
         // The load may outlive its caller's task (see `singleflight`): it keeps the trace.
         let trace = universe::current_trace();
         let load = move |this: Arc<Self>, key: Arc<str>| async move {
-            let load = this.load_for_client(&key, generation, refresh);
+            let load = this.load_for_client(&key, generation, cause);
             universe::with_trace(trace, load).await
         };
         self.coalesce(&self.client_loads, key, generation, load)
@@ -536,7 +561,7 @@ impl Inner {
         self.counters.incr(Counter::Refresh);
         let (this, key) = (Arc::clone(self), Arc::<str>::from(key));
         tokio::spawn(async move {
-            let _ = this.load_coalesced(&key, true).await;
+            let _ = this.load_coalesced(&key, Cause::REFRESH).await;
         });
     }
 
@@ -544,14 +569,16 @@ impl Inner {
         self: Arc<Self>,
         key: &str,
         generation: Generation,
-        refresh: bool,
+        cause: Cause,
     ) -> Result<Value, Error> {
-        if !refresh && let Some(answer) = answer_from(self.cached(key), key) {
+        if !cause.is_refresh()
+            && let Some(answer) = answer_from(self.cached(key), key)
+        {
             return answer;
         }
         match self.universe.owner(key) {
-            Owner::Local => self.load_locally(key, None, generation, refresh).await,
-            Owner::Remote(peer) => self.load_from_peer(key, &*peer, generation, refresh).await,
+            Owner::Local => self.load_locally(key, None, generation, cause).await,
+            Owner::Remote(peer) => self.load_from_peer(key, &*peer, generation, cause).await,
         }
     }
 
@@ -560,7 +587,7 @@ impl Inner {
         key: &str,
         peer: &dyn RemoteFetcher,
         generation: Generation,
-        refresh: bool,
+        cause: Cause,
     ) -> Result<Value, Error> {
         let started = Instant::now();
         let deadline = started + self.peer_timeout;
@@ -586,7 +613,7 @@ impl Inner {
             }
             Ok(Ok(Some(value))) if !value.is_expired_at(now) => {
                 self.counters.incr(Counter::PeerLoad);
-                if refresh {
+                if cause.is_refresh() {
                     self.keep_hot(key, value.clone(), generation);
                 } else {
                     self.consider_promotion(key, &value, generation);
@@ -620,7 +647,7 @@ impl Inner {
         self.counters.incr(Counter::LocalFallback);
         tracing::debug!(galaxy = %self.name, key, peer = peer.url(), %failure, "owner failed; loading locally");
         let fallback_ttl = self.fallback_ttl;
-        self.load_locally(key, Some(fallback_ttl), generation, refresh)
+        self.load_locally(key, Some(fallback_ttl), generation, cause)
             .await
     }
 
@@ -632,7 +659,7 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
         generation: Generation,
-        refresh: bool,
+        cause: Cause,
     ) -> Result<Value, Error> {
         let trace = universe::current_trace();
         self.coalesce(
@@ -640,7 +667,7 @@ impl Inner {
             key,
             generation,
             move |this, key| async move {
-                let load = this.load_from_backend(&key, ttl_cap, generation, refresh);
+                let load = this.load_from_backend(&key, ttl_cap, generation, cause);
                 universe::with_trace(trace, load).await
             },
         )
@@ -652,13 +679,15 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
         generation: Generation,
-        refresh: bool,
+        cause: Cause,
     ) -> Result<Value, Error> {
-        if !refresh && let Some(answer) = answer_from(self.main.get(key, &*self.clock), key) {
+        if !cause.is_refresh()
+            && let Some(answer) = answer_from(self.main.get(key, &*self.clock), key)
+        {
             return answer;
         }
         if ttl_cap.is_none()
-            && !refresh
+            && !cause.is_refresh()
             && let Some(value) = self.take_over(key, generation).await
         {
             return Ok(value);
@@ -675,7 +704,10 @@ impl Inner {
             key,
             universe::current_trace(),
         );
-        let loaded = self.backend.load(key).instrument(span.clone()).await;
+        let cx = LoadContext::new(cause.reason)
+            .with_deadline(cause.deadline)
+            .with_span(span.clone());
+        let loaded = self.backend.load(key, &cx).instrument(span.clone()).await;
         let took = started.elapsed();
         let outcome = match &loaded {
             Ok(Some(_)) => "ok",
@@ -844,7 +876,7 @@ impl Inner {
     /// Answer a peer from the caches or the backend; the asking peer's deadline is
     /// enforced around this by `Universe::serve_get`. A cached miss travels as such, so
     /// the peer caches it too; a value whose reload fails is answered stale if it may be.
-    async fn serve(&self, key: &str) -> FetchResult {
+    async fn serve(&self, key: &str, deadline: Option<Instant>) -> FetchResult {
         self.counters.incr(Counter::ServerRequest);
         let this = self.me.upgrade().ok_or_else(|| {
             universe::Error::new(
@@ -863,7 +895,12 @@ impl Inner {
         };
         let generation = self.fence.current(key);
         match this
-            .load_locally(key, self.serve_ttl_cap(key), generation, false)
+            .load_locally(
+                key,
+                self.serve_ttl_cap(key),
+                generation,
+                Cause::peer(deadline),
+            )
             .await
         {
             Ok(v) => Ok(Some(v)),
@@ -909,9 +946,9 @@ impl GalaxyHandler for Inner {
     fn serve_get<'a>(
         &'a self,
         key: &'a str,
-        _deadline: Option<Instant>,
+        deadline: Option<Instant>,
     ) -> BoxFuture<'a, FetchResult> {
-        Box::pin(self.serve(key))
+        Box::pin(self.serve(key, deadline))
     }
 
     /// The maincache's copy only: a peek is how a new owner takes a key over, and a hot
@@ -942,6 +979,89 @@ impl GalaxyHandler for Inner {
 
     fn publish_metrics(&self) {
         metrics::publish(&self.name, &self.stats(), self.cache_bytes());
+    }
+}
+
+/// `load`'s result, or a timeout error at `deadline`.
+async fn in_time(
+    load: impl Future<Output = Result<Value, Error>>,
+    deadline: Option<Instant>,
+) -> Result<Value, Error> {
+    match deadline {
+        None => load.await,
+        Some(deadline) => tokio::time::timeout_at(deadline, load)
+            .await
+            .unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::Timeout,
+                    "the get's deadline passed before its load ended",
+                ))
+            }),
+    }
+}
+
+/// Why a load runs and by when the get (or peer) that started it needs it.
+#[derive(Clone, Copy, Debug)]
+struct Cause {
+    reason: LoadReason,
+    deadline: Option<Instant>,
+}
+
+impl Cause {
+    const REFRESH: Cause = Cause {
+        reason: LoadReason::Refresh,
+        deadline: None,
+    };
+
+    fn peer(deadline: Option<Instant>) -> Cause {
+        Cause {
+            reason: LoadReason::Peer,
+            deadline,
+        }
+    }
+
+    fn is_refresh(self) -> bool {
+        self.reason == LoadReason::Refresh
+    }
+}
+
+/// How one [`Galaxy::get_with`] behaves beyond [`Galaxy::get`].
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GetOptions {
+    deadline: Option<Instant>,
+    reason: LoadReason,
+}
+
+impl GetOptions {
+    /// What [`Galaxy::get`] does: no deadline, [`LoadReason::Client`].
+    pub const DEFAULT: GetOptions = GetOptions {
+        deadline: None,
+        reason: LoadReason::Client,
+    };
+
+    /// The defaults ([`DEFAULT`](Self::DEFAULT)).
+    pub fn new() -> Self {
+        Self::DEFAULT
+    }
+
+    /// Stop waiting at `deadline` (tokio's clock): the get fails with
+    /// [`ErrorKind::Timeout`]; the backend sees the deadline in its [`LoadContext`].
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Stop waiting `timeout` from now; see [`deadline`](Self::deadline).
+    pub fn timeout(self, timeout: Duration) -> Self {
+        self.deadline(Instant::now() + timeout)
+    }
+
+    /// Why this get may load (default [`LoadReason::Client`]); e.g. [`LoadReason::Preload`]
+    /// for gets that warm the cache, so the backend can tell them apart.
+    pub fn reason(mut self, reason: LoadReason) -> Self {
+        self.reason = reason;
+        self
     }
 }
 

@@ -32,7 +32,7 @@ mod sync;
 mod unwind;
 mod write;
 
-pub use backend::BackendGetter;
+pub use backend::{BackendGetter, LoadContext, LoadReason};
 pub use batch::MAX_BATCH;
 pub use builder::{
     DEFAULT_BROADCAST_RETRIES, DEFAULT_HANDOFF_TIMEOUT, DEFAULT_HOT_TTL, GalaxyBuilder,
@@ -47,7 +47,7 @@ pub use codec::Proto;
 pub use error::{Error, ErrorKind};
 pub use feed::Invalidation;
 pub use freshness::Refresh;
-pub use galaxy::Galaxy;
+pub use galaxy::{Galaxy, GetOptions};
 pub use galaxycache_universe::Value;
 pub use listener::{Event, Listener, Origin, StoreReason, Tier};
 pub use preload::Preload;
