@@ -302,8 +302,18 @@ impl Galaxy {
     /// to it together, one request per [`MAX_BATCH_KEYS`](galaxycache_universe::MAX_BATCH_KEYS)
     /// keys, and the keys this node owns reach a batching backend in one call.
     pub async fn get_many<K: AsRef<str>>(&self, keys: &[K]) -> Vec<Result<Value, Error>> {
-        let gets = futures_util::future::join_all(keys.iter().map(|key| self.get(key.as_ref())));
-        galaxycache_universe::gathered(gets).await
+        self.get_many_with(keys, &GetOptions::DEFAULT).await
+    }
+
+    /// [`get_many`](Self::get_many), each key's get as [`get_with`](Self::get_with)
+    /// `options` makes it.
+    pub async fn get_many_with<K: AsRef<str>>(
+        &self,
+        keys: &[K],
+        options: &GetOptions,
+    ) -> Vec<Result<Value, Error>> {
+        let gets = keys.iter().map(|key| self.get_with(key.as_ref(), options));
+        galaxycache_universe::gathered(futures_util::future::join_all(gets)).await
     }
 
     /// The value of `key` decoded as `T`; see [`get`](Self::get).

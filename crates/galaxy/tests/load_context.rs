@@ -13,15 +13,18 @@ use galaxycache_galaxy::{
 };
 use tokio::time::Instant;
 
-/// Records every load's key, reason and deadline; answers after `delay`.
+/// A load's key, reason and deadline, as the backend saw them.
+type Seen = (String, LoadReason, Option<Instant>);
+
+/// Records every load; answers after `delay`.
 #[derive(Clone, Default)]
 struct Recording {
-    seen: Arc<Mutex<Vec<(String, LoadReason, Option<Instant>)>>>,
+    seen: Arc<Mutex<Vec<Seen>>>,
     delay: Duration,
 }
 
 impl Recording {
-    fn seen(&self) -> Vec<(String, LoadReason, Option<Instant>)> {
+    fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }

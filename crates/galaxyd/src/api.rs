@@ -89,7 +89,7 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
 use bytes::Bytes;
-use galaxycache_galaxy::{Error, ErrorKind, Galaxy, Report, Value};
+use galaxycache_galaxy::{Error, ErrorKind, Galaxy, GetOptions, Report, Value};
 use galaxycache_http::{GALAXY_FOUND, GALAXY_NOT_FOUND, GALAXY_STATUS_HEADER};
 use galaxycache_universe::{
     InFlight, Reservation, TRACEPARENT, TraceContext, fmt_http_date, saturating_instant, with_trace,
@@ -367,7 +367,8 @@ async fn batch_to_send(
     keys: &[String],
     deadline: Instant,
 ) -> Result<(Vec<Result<Value, Error>>, Reservation), Error> {
-    let values = served.galaxy.get_many(keys).await;
+    let options = GetOptions::new().deadline(deadline);
+    let values = served.galaxy.get_many_with(keys, &options).await;
     let len = batch_bytes(&values);
     if len == 0 {
         return Ok((values, api.0.sending.empty()));
@@ -377,7 +378,10 @@ async fn batch_to_send(
     }
     drop(values);
     let reservation = api.0.sending.reserve(len, deadline).await?;
-    Ok((served.galaxy.get_many(keys).await, reservation))
+    Ok((
+        served.galaxy.get_many_with(keys, &options).await,
+        reservation,
+    ))
 }
 
 /// About the bytes of the values of a batch answer: base64 takes 4 bytes for every 3.
@@ -683,14 +687,15 @@ async fn ready_to_send(
     key: &str,
     deadline: Instant,
 ) -> Result<(Value, Reservation), Error> {
-    let value = served.galaxy.get(key).await?;
+    let options = GetOptions::new().deadline(deadline);
+    let value = served.galaxy.get_with(key, &options).await?;
     let len = value.bytes().len() as u64;
     if let Some(reservation) = api.0.sending.try_reserve(len) {
         return Ok((value, reservation));
     }
     drop(value);
     let reservation = api.0.sending.reserve(len, deadline).await?;
-    Ok((served.galaxy.get(key).await?, reservation))
+    Ok((served.galaxy.get_with(key, &options).await?, reservation))
 }
 
 /// Largest slice of a value handed to the connection at once: the bytes the connection
