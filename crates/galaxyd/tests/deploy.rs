@@ -263,10 +263,20 @@ fn exec_form(dockerfile: &str, instruction: &str) -> Vec<String> {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{instruction} {line}: {e}"))
 }
 
-/// The newest `rust-version` of any package in the lock file, from `cargo metadata`.
+/// The newest `rust-version` of any package built for this machine, from `cargo metadata`
+/// (filtered to this platform: the packages of other platforms' dependencies are not
+/// downloaded by a build, and `--offline` cannot read them).
 fn newest_rust_version() -> (u64, u64) {
+    let rustc = Command::new("rustc").arg("-vV").output().unwrap();
+    let host = String::from_utf8(rustc.stdout).unwrap();
+    let host = host
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .expect("rustc -vV names the host")
+        .to_owned();
     let out = Command::new(env!("CARGO"))
         .args(["metadata", "--format-version", "1", "--locked", "--offline"])
+        .args(["--filter-platform", &host])
         .current_dir(deploy(".."))
         .output()
         .unwrap();
