@@ -61,6 +61,9 @@ mod export {
         service: Option<String>,
         name: String,
         attributes: Vec<(String, String)>,
+        trace_id: Vec<u8>,
+        span_id: Vec<u8>,
+        parent_span_id: Vec<u8>,
     }
 
     impl Received {
@@ -109,6 +112,9 @@ mod export {
                         service: service.map(|(_, v)| v.clone()),
                         name: span.name.clone(),
                         attributes: pairs(&span.attributes),
+                        trace_id: span.trace_id.clone(),
+                        span_id: span.span_id.clone(),
+                        parent_span_id: span.parent_span_id.clone(),
                     });
                 }
             }
@@ -120,11 +126,15 @@ mod export {
     async fn spans_reach_an_otlp_receiver_and_none_is_lost_on_sigterm() {
         let receiver = Receiver::default();
         let endpoint = receiver.start().await;
-        // The library's spans and galaxyd's are DEBUG; the API address is read from an INFO
-        // line. No drain: the node exits at once, well before the batch processor's timer
-        // (5 s) would send the spans, so only the flush on exit can deliver them.
-        let (mut galaxyd, api) = super::common::Galaxyd::serve_logging(
-            "info,galaxycache=debug,galaxyd=debug",
+        // The library's spans and galaxyd's are DEBUG; the API address is read from an
+        // INFO line. The batch processor's timer is set to an hour and the node has no
+        // drain: only the flush on exit can deliver the spans.
+        let env = [
+            ("RUST_LOG", "info,galaxycache=debug,galaxyd=debug"),
+            ("OTEL_BSP_SCHEDULE_DELAY", "3600000"),
+        ];
+        let (mut galaxyd, api) = super::common::Galaxyd::serve_with_env(
+            &env,
             &[
                 "--self",
                 "http://127.0.0.1:0",
@@ -145,7 +155,7 @@ mod export {
         }
         assert!(
             receiver.spans().is_empty(),
-            "spans are batched, not sent one by one"
+            "spans are sent in batches, not one by one"
         );
 
         let pid = rustix::process::Pid::from_raw(galaxyd.pid().try_into().unwrap()).unwrap();
@@ -179,6 +189,23 @@ mod export {
                 "{span:?}"
             );
             assert_eq!(span.attribute("status"), Some("200"), "{span:?}");
+        }
+        // The library's spans of each get that missed, which nest in the request's.
+        for name in ["galaxycache.get", "galaxycache.load"] {
+            let named: Vec<&Received> = spans.iter().filter(|s| s.name == name).collect();
+            assert_eq!(named.len(), keys.len(), "{name}: {spans:#?}");
+            for span in named {
+                assert_eq!(span.service.as_deref(), Some("galaxyd"), "{span:?}");
+                assert_eq!(span.attribute("galaxy"), Some("default"), "{span:?}");
+                assert_eq!(span.attribute("key_len"), Some("12"), "{span:?}");
+                assert_eq!(span.attribute("outcome"), Some("ok"), "{span:?}");
+            }
+        }
+        // A get's span is a child of its request's, in the request's trace.
+        for get in spans.iter().filter(|s| s.name == "galaxycache.get") {
+            let parent = requests.iter().find(|r| r.span_id == get.parent_span_id);
+            let parent = parent.unwrap_or_else(|| panic!("no request span above {get:?}"));
+            assert_eq!(parent.trace_id, get.trace_id);
         }
         for span in &spans {
             for (key, value) in &span.attributes {
