@@ -93,6 +93,9 @@ pub struct NodeConfig {
     pub max_key_len: usize,
     /// How long a client get may take before it is answered 504.
     pub request_timeout: Duration,
+    /// Where galaxyd's spans are exported over OTLP/gRPC (an `http://` URL); `None`: no
+    /// export. The node itself ignores it: `galaxyd serve` installs the exporter.
+    pub otlp_endpoint: Option<String>,
     /// Limits of the client API and the peer server (galaxyd's flags; not in the file).
     pub server_limits: galaxycache_http::ServerLimits,
     /// Value bytes in flight that no cache counts: half for values being received (from
@@ -119,6 +122,7 @@ impl NodeConfig {
             replicas: galaxycache_universe::DEFAULT_REPLICAS,
             max_key_len: galaxycache_universe::DEFAULT_MAX_KEY_LEN,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            otlp_endpoint: None,
             server_limits: galaxycache_http::ServerLimits::default(),
             max_in_flight_bytes: None,
             galaxies,

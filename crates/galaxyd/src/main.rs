@@ -6,27 +6,21 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use galaxyd::{
-    BenchArgs, BenchConfig, Cli, Command, DemoArgs, DemoConfig, Node, ServeArgs, run_bench,
-    run_demo, run_owner, run_top,
+    BenchArgs, BenchConfig, Cli, Command, DemoArgs, DemoConfig, Node, NodeConfig, ServeArgs,
+    run_bench, run_demo, run_owner, run_top,
 };
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+mod otlp;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // A node logs what it does; the tools that draw progress bars only warn.
-    let default_level = match cli.command {
-        Command::Serve(_) => "info",
-        _ => "warn",
-    };
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    if matches!(cli.command, Command::Serve(_)) {
-        raise_nofile_limit();
+    // A node logs what it does (and sets up its logging itself, once it knows whether to
+    // export spans); the tools that draw progress bars only warn.
+    if !matches!(cli.command, Command::Serve(_)) {
+        init_logging("warn", None);
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,28 +31,67 @@ fn main() -> ExitCode {
     }
 }
 
+/// Log to stderr at RUST_LOG's levels (`default_level` without it), and hand the spans
+/// that the same filter enables to `export`, if any.
+fn init_logging(default_level: &str, export: Option<&otlp::Export>) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let log = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(log)
+        .with(export.map(otlp::Export::layer))
+        .init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
 fn run(command: Command) -> anyhow::Result<()> {
-    let runtime = || {
-        tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .context("cannot start the async runtime")
-    };
     match command {
         Command::Owner(args) => run_owner(&args.peers, args.replicas, &args.keys),
-        Command::Serve(args) => runtime()?.block_on(serve(&args)),
+        Command::Serve(args) => run_serve(&args),
         Command::Demo(args) => runtime()?.block_on(demo(&args)),
         Command::Bench(args) => runtime()?.block_on(bench(&args)),
         Command::Top(args) => run_top(&runtime()?, &args),
     }
 }
 
+/// `galaxyd serve`: a node logging at info unless RUST_LOG says otherwise, its spans
+/// exported when asked; the spans still queued are sent before it exits, whether it stops
+/// on a signal or fails.
+fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+    let config = args.node_config().map_err(anyhow::Error::msg)?;
+    let runtime = runtime()?;
+    let export = match &config.otlp_endpoint {
+        Some(endpoint) => {
+            let _inside = runtime.enter();
+            Some(otlp::Export::start(endpoint, &config.self_url)?)
+        }
+        None => None,
+    };
+    init_logging("info", export.as_ref());
+    raise_nofile_limit();
+    let served = runtime.block_on(serve(args, &config));
+    if let Some(export) = export
+        && let Err(e) = export.shutdown()
+    {
+        tracing::warn!("{e:#}");
+    }
+    served
+}
+
 /// Run a node until SIGINT or SIGTERM, or until one of its servers fails (an error, so the
 /// process exits non-zero).
-async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
-    let config = args.node_config().map_err(anyhow::Error::msg)?;
+async fn serve(args: &ServeArgs, config: &NodeConfig) -> anyhow::Result<()> {
     let mut hangups = Hangups::new()?;
-    let mut node = Node::start(&config).await?;
+    let mut node = Node::start(config).await?;
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
     loop {

@@ -137,7 +137,8 @@ impl Node {
             config.request_timeout,
             readiness.clone(),
             sending,
-        );
+        )
+        .route_layer(axum::middleware::from_fn(request_span));
         let api_stopped = async move {
             tokio::select! {
                 () = until_stopped(stopped) => {}
@@ -432,6 +433,30 @@ fn serve_peers(
         }
         Ok(())
     })
+}
+
+/// Serve a client request in a span of its own, `galaxyd.request` (DEBUG, target
+/// `galaxyd`), with its method, its route (`/v1/galaxies/{galaxy}/keys/{*key}`: never the
+/// key) and the status answered; the library's spans of a get nest inside it.
+async fn request_span(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use tracing::Instrument;
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(axum::extract::MatchedPath::as_str);
+    let span = tracing::debug_span!(
+        target: "galaxyd",
+        "galaxyd.request",
+        method = %request.method(),
+        route,
+        status = tracing::field::Empty,
+    );
+    let response = next.run(request).instrument(span.clone()).await;
+    span.record("status", response.status().as_u16());
+    response
 }
 
 #[cfg(test)]

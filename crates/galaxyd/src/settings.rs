@@ -67,6 +67,11 @@ pub struct Settings {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     #[serde(deserialize_with = "de::request_timeout")]
     pub request_timeout: Option<Duration>,
+    /// Export spans over OTLP/gRPC to this collector, e.g. http://127.0.0.1:4317; the
+    /// spans RUST_LOG enables (galaxycache=debug for the library's); needs galaxyd built
+    /// with the `otlp` feature [default: none, no export]
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
     /// Where the peer list comes from.
     #[command(flatten)]
     #[serde(flatten)]
@@ -182,6 +187,7 @@ impl Settings {
             replicas: flags.replicas.or(self.replicas),
             max_key_len: flags.max_key_len.or(self.max_key_len),
             request_timeout: flags.request_timeout.or(self.request_timeout),
+            otlp_endpoint: flags.otlp_endpoint.or(self.otlp_endpoint),
             limits: self.limits.overridden_by(flags.limits),
         }
     }
@@ -203,6 +209,11 @@ impl Settings {
             return Err("replicas must be at least 1".to_owned());
         }
         check_galaxies(&galaxies)?;
+        let otlp_endpoint = self
+            .otlp_endpoint
+            .as_deref()
+            .map(otlp_endpoint)
+            .transpose()?;
         Ok(NodeConfig {
             self_url,
             peers,
@@ -216,6 +227,7 @@ impl Settings {
                 .max_key_len
                 .unwrap_or(galaxycache_universe::DEFAULT_MAX_KEY_LEN),
             request_timeout: self.request_timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT),
+            otlp_endpoint,
             server_limits: self.limits.server_limits(),
             max_in_flight_bytes: self.limits.max_in_flight_bytes,
             galaxies,
@@ -288,6 +300,21 @@ impl GalaxySettings {
 pub(crate) fn usize_size(text: &str) -> Result<usize, String> {
     let bytes = parse_size(text)?;
     usize::try_from(bytes).map_err(|_| format!("size {text:?} is too large"))
+}
+
+/// An OTLP/gRPC endpoint: an `http://` URL with a host (TLS is not built in: a
+/// collector beside the node forwards over TLS).
+fn otlp_endpoint(text: &str) -> Result<String, String> {
+    let text = text.trim();
+    let invalid = |why: &str| format!("otlp_endpoint {text:?}: {why}");
+    let uri: http::Uri = text.parse().map_err(|e| invalid(&format!("{e}")))?;
+    match (uri.scheme_str(), uri.host()) {
+        (Some("http"), Some(host)) if !host.is_empty() => Ok(text.to_owned()),
+        (Some("https"), _) => Err(invalid(
+            "https is not supported; send to a collector beside the node (http://) that forwards over TLS",
+        )),
+        _ => Err(invalid("expected a URL such as http://127.0.0.1:4317")),
+    }
 }
 
 fn addr(text: &str) -> Result<SocketAddr, String> {
@@ -390,5 +417,22 @@ mod tests {
         assert_eq!(s.max_key_len, Some(1024));
         let e = toml::from_str::<Settings>("listen = \"nowhere\"").unwrap_err();
         assert!(e.to_string().contains("listen"), "{e}");
+    }
+
+    #[test]
+    fn an_otlp_endpoint_is_an_http_url() {
+        assert_eq!(
+            otlp_endpoint(" http://collector:4317 ").as_deref(),
+            Ok("http://collector:4317")
+        );
+        for bad in [
+            "collector:4317",
+            "https://collector:4317",
+            "http://",
+            "4317",
+        ] {
+            let e = otlp_endpoint(bad).unwrap_err();
+            assert!(e.contains("otlp_endpoint"), "{e}");
+        }
     }
 }

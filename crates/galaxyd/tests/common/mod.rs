@@ -97,10 +97,18 @@ impl Galaxyd {
     /// Start `galaxyd serve` with `args` alone (its addresses among them); its API
     /// address, read from its "node started" log line.
     pub(crate) fn serve(args: &[&str]) -> (Galaxyd, String) {
+        Self::serve_with_env(&[], args)
+    }
+
+    /// [`serve`](Self::serve) with `env` added to its environment (`RUST_LOG` is `info`
+    /// unless set there, and must keep galaxyd's info lines: the API address is read from
+    /// one).
+    pub(crate) fn serve_with_env(env: &[(&str, &str)], args: &[&str]) -> (Galaxyd, String) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_galaxyd"))
             .arg("serve")
             .args(args)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -121,6 +129,11 @@ impl Galaxyd {
     /// The child's process ID.
     pub(crate) fn pid(&self) -> u32 {
         self.0.id()
+    }
+
+    /// The child's exit status, if it has exited.
+    pub(crate) fn try_wait(&mut self) -> Option<std::process::ExitStatus> {
+        self.0.try_wait().unwrap()
     }
 }
 
