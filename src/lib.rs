@@ -1,16 +1,9 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
-#[cfg(feature = "json")]
-#[cfg_attr(docsrs, doc(cfg(feature = "json")))]
-pub use galaxycache_galaxy::Json;
-#[cfg(feature = "protobuf")]
-#[cfg_attr(docsrs, doc(cfg(feature = "protobuf")))]
-pub use galaxycache_galaxy::Proto;
-pub use galaxycache_galaxy::{
-    BackendGetter, Clock, Codec, ENTRY_OVERHEAD, Error, ErrorKind, Galaxy, GalaxyBuilder,
-    ManualClock, Stats, SystemClock, Value,
-};
+// Everything a galaxy's user names (the codecs with their features), and the universe's
+// most used types; the rest of the universe is in `universe`.
+pub use galaxycache_galaxy::*;
 pub use galaxycache_universe::{InProcessNetwork, Ring, Universe, UniverseBuilder};
 
 /// Peers, the ring, and the traits a peer protocol implements.

@@ -15,7 +15,7 @@ use crate::{Error, Value};
 /// many callers ask.
 ///
 /// ```
-/// use galaxycache_galaxy::{BackendGetter, Error, Value};
+/// use galaxycache::{BackendGetter, Error, Value};
 ///
 /// struct Greeter;
 ///
@@ -33,7 +33,7 @@ use crate::{Error, Value};
 /// "Batched loads"). A lone load still goes at once, as a call of one key.
 ///
 /// ```
-/// use galaxycache_galaxy::{BackendGetter, Error, Value};
+/// use galaxycache::{BackendGetter, Error, Value};
 ///
 /// struct Table;
 ///
@@ -58,7 +58,7 @@ use crate::{Error, Value};
 /// [`LoadContext`]; the galaxy always calls `load`, whose default is `get`:
 ///
 /// ```
-/// use galaxycache_galaxy::{BackendGetter, Error, LoadContext, LoadReason, Value};
+/// use galaxycache::{BackendGetter, Error, LoadContext, LoadReason, Value};
 ///
 /// struct Db;
 ///
@@ -79,7 +79,7 @@ use crate::{Error, Value};
 /// A closure over an owned key works too:
 ///
 /// ```
-/// use galaxycache_galaxy::{BackendGetter, Error, Value};
+/// use galaxycache::{BackendGetter, Error, Value};
 ///
 /// let backend = |key: String| async move { Ok::<_, Error>(Some(Value::new(key))) };
 /// fn takes(_: impl BackendGetter) {}

@@ -27,7 +27,7 @@ impl Clock for SystemClock {
 /// A clock that moves only when told to.
 ///
 /// ```
-/// use galaxycache_galaxy::{Clock, ManualClock};
+/// use galaxycache::{Clock, ManualClock};
 /// use std::time::Duration;
 ///
 /// let clock = ManualClock::new();

@@ -36,12 +36,12 @@ impl Galaxy {
     /// the feed's order.
     ///
     /// ```
-    /// use galaxycache_galaxy::{Galaxy, Invalidation, Value};
-    /// use galaxycache_universe::Universe;
+    /// use galaxycache::{Galaxy, Invalidation, Value};
+    /// use galaxycache::universe::Universe;
     /// use tokio_stream::wrappers::UnboundedReceiverStream;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), galaxycache_galaxy::Error> {
+    /// # async fn main() -> Result<(), galaxycache::Error> {
     /// let universe = Universe::builder("http://127.0.0.1:8080").build();
     /// let galaxy = Galaxy::builder(&universe, "users", 1 << 20, |id: String| async move {
     ///     Ok(Some(Value::new(format!("user {id}"))))

@@ -71,8 +71,8 @@ const CANDIDATE_KEYS: usize = 16 * 1024;
 /// ([`GalaxyBuilder::hot_ttl`]).
 ///
 /// ```
-/// use galaxycache_galaxy::{Galaxy, Value, Error};
-/// use galaxycache_universe::Universe;
+/// use galaxycache::{Galaxy, Value, Error};
+/// use galaxycache::universe::Universe;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Error> {
@@ -401,12 +401,12 @@ impl Galaxy {
     /// recorder.
     ///
     /// ```
-    /// use galaxycache_galaxy::{Galaxy, Value};
-    /// use galaxycache_universe::Universe;
+    /// use galaxycache::{Galaxy, Value};
+    /// use galaxycache::universe::Universe;
     /// use metrics_util::debugging::DebuggingRecorder;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), galaxycache_galaxy::Error> {
+    /// # async fn main() -> Result<(), galaxycache::Error> {
     /// let universe = Universe::builder("http://127.0.0.1:8080").build();
     /// let backend = |key: String| async move { Ok(Some(Value::new(key))) };
     /// let galaxy = Galaxy::builder(&universe, "words", 1 << 20, backend).build()?;

@@ -94,11 +94,11 @@ pub enum Event<'a> {
 ///
 /// ```
 /// use std::sync::{Arc, Mutex};
-/// use galaxycache_galaxy::{Event, Galaxy, Value};
-/// use galaxycache_universe::Universe;
+/// use galaxycache::{Event, Galaxy, Value};
+/// use galaxycache::universe::Universe;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), galaxycache_galaxy::Error> {
+/// # async fn main() -> Result<(), galaxycache::Error> {
 /// let seen = Arc::new(Mutex::new(Vec::new()));
 /// let log = Arc::clone(&seen);
 /// let universe = Universe::builder("http://127.0.0.1:8080").build();

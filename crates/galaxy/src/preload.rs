@@ -38,11 +38,11 @@ impl Galaxy {
     /// that error; what was stored stays.
     ///
     /// ```
-    /// use galaxycache_galaxy::{Galaxy, Value};
-    /// use galaxycache_universe::Universe;
+    /// use galaxycache::{Galaxy, Value};
+    /// use galaxycache::universe::Universe;
     ///
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> Result<(), galaxycache_galaxy::Error> {
+    /// # async fn main() -> Result<(), galaxycache::Error> {
     /// let universe = Universe::builder("http://127.0.0.1:8080").build();
     /// let galaxy = Galaxy::builder(&universe, "g", 1 << 20, |_: String| async { Ok(None) })
     ///     .build()?;

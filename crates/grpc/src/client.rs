@@ -63,8 +63,8 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 ///
 /// ```
 /// use std::sync::Arc;
-/// use galaxycache_grpc::GrpcProtocol;
-/// use galaxycache_universe::Universe;
+/// use galaxycache::grpc::GrpcProtocol;
+/// use galaxycache::universe::Universe;
 ///
 /// let universe = Universe::builder("http://127.0.0.1:7001")
 ///     .protocol(Arc::new(GrpcProtocol::new().max_response_bytes(1 << 20)))

@@ -59,8 +59,8 @@
 //! # async fn main() {
 //! use std::sync::Arc;
 //! use std::time::Duration;
-//! use galaxycache_grpc::{GrpcProtocol, GrpcServer};
-//! use galaxycache_universe::{ErrorKind, FetchProtocol, InFlight, Universe};
+//! use galaxycache::grpc::{GrpcProtocol, GrpcServer};
+//! use galaxycache::universe::{ErrorKind, FetchProtocol, InFlight, Universe};
 //!
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
 //! let url = format!("http://{}", listener.local_addr().unwrap());

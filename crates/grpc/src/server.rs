@@ -43,11 +43,11 @@ const REQUEST_OVERHEAD: usize = 4096;
 /// [`GrpcServer`], to add to an application's own tonic router:
 ///
 /// ```no_run
-/// # async fn run(universe: galaxycache_universe::Universe) -> Result<(), Box<dyn std::error::Error>> {
-/// use galaxycache_grpc::tonic::transport::Server;
+/// # async fn run(universe: galaxycache::universe::Universe) -> Result<(), Box<dyn std::error::Error>> {
+/// use galaxycache::grpc::tonic::transport::Server;
 ///
 /// Server::builder()
-///     .add_service(galaxycache_grpc::service(universe))
+///     .add_service(galaxycache::grpc::service(universe))
 ///     .serve("127.0.0.1:7001".parse()?)
 ///     .await?;
 /// # Ok(()) }
@@ -291,11 +291,11 @@ impl GalaxyCache for GalaxyCacheService {
 /// Runs the [`service`] of a universe alone on a listener.
 ///
 /// ```no_run
-/// # async fn run(universe: galaxycache_universe::Universe) -> Result<(), galaxycache_universe::Error> {
+/// # async fn run(universe: galaxycache::universe::Universe) -> Result<(), galaxycache::universe::Error> {
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:7001").await.unwrap();
 /// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// let server = tokio::spawn(
-///     galaxycache_grpc::GrpcServer::new(universe).serve(listener, async {
+///     galaxycache::grpc::GrpcServer::new(universe).serve(listener, async {
 ///         stopped.await.ok();
 ///     }),
 /// );

@@ -19,8 +19,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use galaxycache_http::{Dialect, HttpProtocol, PeerService};
-//! use galaxycache_universe::Universe;
+//! use galaxycache::http::{Dialect, HttpProtocol, PeerService};
+//! use galaxycache::universe::Universe;
 //!
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> std::io::Result<()> {

@@ -8,7 +8,7 @@
 //! Any `Fn(&str, &Stats) -> bool` is a promoter:
 //!
 //! ```
-//! use galaxycache_promoter::{Promoter, Stats};
+//! use galaxycache::promoter::{Promoter, Stats};
 //!
 //! let only_user_keys = |key: &str, stats: &Stats| key.starts_with("user:") && stats.key_qps > 1.0;
 //! fn takes(_: impl Promoter) {}

@@ -41,7 +41,7 @@ struct Node {
 /// copies, and any peer can be made to fail, hang or answer NotFound.
 ///
 /// ```
-/// use galaxycache_universe::{InProcessNetwork, Universe};
+/// use galaxycache::universe::{InProcessNetwork, Universe};
 ///
 /// let net = InProcessNetwork::new();
 /// let a = Universe::builder("a").protocol(net.protocol()).build();

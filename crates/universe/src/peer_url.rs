@@ -27,7 +27,7 @@ use crate::{Error, ErrorKind};
 ///   fragment, a malformed scheme, port or IPv6 address.
 ///
 /// ```
-/// use galaxycache_universe::normalize_peer_url;
+/// use galaxycache::universe::normalize_peer_url;
 ///
 /// assert_eq!(normalize_peer_url("HTTP://Cache-1:80/").unwrap(), "http://cache-1");
 /// assert_eq!(normalize_peer_url("https://[0:0::1]:443").unwrap(), "https://[::1]");

@@ -25,7 +25,7 @@ const LEN: usize = 55;
 /// `00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01`.
 ///
 /// ```
-/// use galaxycache_universe::TraceContext;
+/// use galaxycache::universe::TraceContext;
 ///
 /// let header = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 /// let context: TraceContext = header.parse().unwrap();
@@ -200,7 +200,7 @@ tokio::task_local! {
 /// client request that carries one).
 ///
 /// ```
-/// use galaxycache_universe::{TraceContext, current_trace, with_trace};
+/// use galaxycache::universe::{TraceContext, current_trace, with_trace};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

@@ -102,7 +102,7 @@ pub(crate) struct Inner {
 /// may hold any number of universes, which is how tests run whole clusters in one process.
 ///
 /// ```
-/// use galaxycache_universe::{Universe, InProcessNetwork};
+/// use galaxycache::universe::{Universe, InProcessNetwork};
 ///
 /// let net = InProcessNetwork::new();
 /// let universe = Universe::builder("http://10.0.0.1:8080")

@@ -35,7 +35,7 @@ impl Reload {
 /// one, as a Kubernetes ConfigMap volume does), or a poll may read it half-written.
 ///
 /// ```no_run
-/// use galaxycache_universe::{FilePeers, Universe};
+/// use galaxycache::universe::{FilePeers, Universe};
 ///
 /// # async fn run(universe: Universe) {
 /// let peers = FilePeers::new("/etc/galaxycache/peers");

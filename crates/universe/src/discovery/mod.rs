@@ -45,7 +45,7 @@ impl Universe {
     /// logged at INFO with the peers added and removed.
     ///
     /// ```
-    /// use galaxycache_universe::{InProcessNetwork, StaticPeers, Universe};
+    /// use galaxycache::universe::{InProcessNetwork, StaticPeers, Universe};
     ///
     /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
     /// let net = InProcessNetwork::new();
