@@ -1,7 +1,7 @@
 //! The simulation over many seeds: every run's history passes the checker.
 //!
 //! `SIM_SEED=N cargo test -p galaxycache-sim` reruns one seed and prints its history;
-//! `SIM_SEEDS=N` sets how many seeds the sweep runs (default 2,000, on two threads).
+//! `SIM_SEEDS=N` sets how many seeds the sweep runs (default 1,000, on two threads).
 
 use std::collections::BTreeMap;
 use std::time::Instant;
