@@ -275,11 +275,7 @@ impl Galaxy {
         inner.universe.check_key(key)?;
         let span = event_span("galaxycache.get", &inner.name, key, None);
         let started = Instant::now();
-        let cause = Cause {
-            reason: options.reason,
-            deadline: options.deadline,
-        };
-        let load = in_time(inner.load_coalesced(key, cause), options.deadline);
+        let load = in_time(inner.load_coalesced(key, *options), options.deadline);
         let result = match stale {
             Some(stale) => {
                 inner
@@ -521,7 +517,11 @@ impl Inner {
 
     /// Load `key` through the client singleflight: from the owner, or from the backend
     /// when this node owns it. A refresh skips the caches, whose value is due.
-    async fn load_coalesced(self: &Arc<Self>, key: &str, cause: Cause) -> Result<Value, Error> {
+    async fn load_coalesced(
+        self: &Arc<Self>,
+        key: &str,
+        cause: GetOptions,
+    ) -> Result<Value, Error> {
         let generation = self.fence.current(key);
         // The load may outlive its caller's task (see `singleflight`): it keeps the trace.
         let trace = universe::current_trace();
@@ -571,7 +571,7 @@ impl Inner {
         self.counters.incr(Counter::Refresh);
         let (this, key) = (Arc::clone(self), Arc::<str>::from(key));
         tokio::spawn(async move {
-            let _ = this.load_coalesced(&key, Cause::REFRESH).await;
+            let _ = this.load_coalesced(&key, GetOptions::REFRESH).await;
         });
     }
 
@@ -579,7 +579,7 @@ impl Inner {
         self: Arc<Self>,
         key: &str,
         generation: Generation,
-        cause: Cause,
+        cause: GetOptions,
     ) -> Result<Value, Error> {
         if !cause.is_refresh()
             && let Some(answer) = answer_from(self.cached(key), key)
@@ -597,7 +597,7 @@ impl Inner {
         key: &str,
         peer: &dyn RemoteFetcher,
         generation: Generation,
-        cause: Cause,
+        cause: GetOptions,
     ) -> Result<Value, Error> {
         let started = Instant::now();
         let deadline = started + self.peer_timeout;
@@ -669,7 +669,7 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
         generation: Generation,
-        cause: Cause,
+        cause: GetOptions,
     ) -> Result<Value, Error> {
         let trace = universe::current_trace();
         self.coalesce(
@@ -689,7 +689,7 @@ impl Inner {
         key: &str,
         ttl_cap: Option<Duration>,
         generation: Generation,
-        cause: Cause,
+        cause: GetOptions,
     ) -> Result<Value, Error> {
         if !cause.is_refresh()
             && let Some(answer) = answer_from(self.main.get(key, &*self.clock), key)
@@ -909,7 +909,7 @@ impl Inner {
                 key,
                 self.serve_ttl_cap(key),
                 generation,
-                Cause::peer(deadline),
+                GetOptions::peer(deadline),
             )
             .await
         {
@@ -1010,33 +1010,9 @@ async fn in_time(
     }
 }
 
-/// Why a load runs and by when the get (or peer) that started it needs it.
-#[derive(Clone, Copy, Debug)]
-struct Cause {
-    reason: LoadReason,
-    deadline: Option<Instant>,
-}
-
-impl Cause {
-    const REFRESH: Cause = Cause {
-        reason: LoadReason::Refresh,
-        deadline: None,
-    };
-
-    fn peer(deadline: Option<Instant>) -> Cause {
-        Cause {
-            reason: LoadReason::Peer,
-            deadline,
-        }
-    }
-
-    fn is_refresh(self) -> bool {
-        self.reason == LoadReason::Refresh
-    }
-}
-
-/// How one [`Galaxy::get_with`] behaves beyond [`Galaxy::get`].
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// How one [`Galaxy::get_with`] behaves beyond [`Galaxy::get`]. Inside the galaxy, the
+/// same two facts travel with every load: why it runs and by when its starter needs it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct GetOptions {
     deadline: Option<Instant>,
@@ -1049,6 +1025,24 @@ impl GetOptions {
         deadline: None,
         reason: LoadReason::Client,
     };
+
+    /// A background reload of a due value.
+    const REFRESH: GetOptions = GetOptions {
+        deadline: None,
+        reason: LoadReason::Refresh,
+    };
+
+    /// A load for a peer that asked, until `deadline`.
+    fn peer(deadline: Option<Instant>) -> GetOptions {
+        GetOptions {
+            deadline,
+            reason: LoadReason::Peer,
+        }
+    }
+
+    fn is_refresh(self) -> bool {
+        self.reason == LoadReason::Refresh
+    }
 
     /// The defaults ([`DEFAULT`](Self::DEFAULT)).
     pub fn new() -> Self {
