@@ -5,9 +5,8 @@ mod common;
 use std::time::Duration;
 
 use axum::body::Body;
-use galaxycache_galaxy::{Error, Galaxy, Stats, Value};
+use galaxycache_galaxy::{Error, Stats, Value};
 use galaxycache_http::GALAXY_STATUS_HEADER;
-use galaxycache_universe::{InFlight, Universe};
 use galaxyd::{BackendSpec, GalaxyConfig, HttpClient, Node, NodeConfig, Response, create_database};
 use http_body_util::BodyExt;
 use tower::ServiceExt;
@@ -190,7 +189,6 @@ async fn oneshot(router: &axum::Router, path: &str) -> (http::StatusCode, String
 /// clock: the 1 s timeout passes only once nothing else can run.
 #[tokio::test(start_paused = true)]
 async fn failed_and_slow_loads() {
-    let universe = Universe::builder("http://127.0.0.1:1").build();
     let backend = |key: String| async move {
         match key.as_str() {
             "fail" => Err(Error::backend("database on fire")),
@@ -198,16 +196,7 @@ async fn failed_and_slow_loads() {
             _ => Ok(Some(Value::new(key))),
         }
     };
-    let galaxy = Galaxy::builder(&universe, "g", 1 << 20, backend)
-        .build()
-        .unwrap();
-    let router = galaxyd::router(
-        "http://127.0.0.1:1",
-        &[galaxy],
-        Duration::from_secs(1),
-        galaxyd::Readiness::ready(),
-        InFlight::unbounded(),
-    );
+    let router = common::api_over(backend, Duration::from_secs(1));
 
     let (status, body) = oneshot(&router, "/v1/galaxies/g/keys/fail").await;
     assert_eq!(status, 503);

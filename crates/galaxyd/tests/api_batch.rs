@@ -8,8 +8,7 @@ use std::time::{Duration, SystemTime};
 use axum::body::Body;
 use base64::Engine as _;
 use base64::prelude::BASE64_STANDARD;
-use galaxycache_galaxy::{Error, Galaxy, Value};
-use galaxycache_universe::{InFlight, Universe};
+use galaxycache_galaxy::{Error, Value};
 use galaxyd::{
     BackendSpec, GalaxyConfig, HttpClient, NodeConfig, Response, create_database, synthetic_value,
 };
@@ -106,7 +105,6 @@ async fn a_batch_answers_every_key_and_the_database_sees_batch_queries() {
 /// carries its HTTP date, as a single get's `Expires` does.
 #[tokio::test]
 async fn failures_are_per_key_and_expiry_is_an_http_date() {
-    let universe = Universe::builder("http://127.0.0.1:1").build();
     let expires = SystemTime::UNIX_EPOCH + Duration::from_secs(4_000_000_000);
     let backend = move |key: String| async move {
         match key.as_str() {
@@ -114,16 +112,7 @@ async fn failures_are_per_key_and_expiry_is_an_http_date() {
             _ => Ok(Some(Value::new(key).with_expiry(Some(expires)))),
         }
     };
-    let galaxy = Galaxy::builder(&universe, "g", 1 << 20, backend)
-        .build()
-        .unwrap();
-    let router = galaxyd::router(
-        "http://127.0.0.1:1",
-        &[galaxy],
-        Duration::from_secs(10),
-        galaxyd::Readiness::ready(),
-        InFlight::unbounded(),
-    );
+    let router = common::api_over(backend, Duration::from_secs(10));
     let request = http::Request::post("/v1/galaxies/g/batch")
         .body(Body::from("[\"fail\", \"ok\"]"))
         .unwrap();

@@ -5,11 +5,29 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use axum::Router;
-use galaxycache_universe::{Ring, normalize_peer_url};
+use galaxycache_galaxy::{BackendGetter, Galaxy};
+use galaxycache_universe::{InFlight, Ring, Universe, normalize_peer_url};
 use galaxyd::{Node, NodeConfig, PeerSource};
 use tokio::net::TcpListener;
+
+/// The client API of galaxy `g` over `backend`, without sockets (a universe alone on its
+/// ring, nothing in flight bounded), answering 504 after `timeout`.
+pub(crate) fn api_over(backend: impl BackendGetter, timeout: Duration) -> Router {
+    let universe = Universe::builder("http://127.0.0.1:1").build();
+    let galaxy = Galaxy::builder(&universe, "g", 1 << 20, backend)
+        .build()
+        .unwrap();
+    galaxyd::router(
+        "http://127.0.0.1:1",
+        &[galaxy],
+        timeout,
+        galaxyd::Readiness::ready(),
+        InFlight::unbounded(),
+    )
+}
 
 async fn loopback() -> TcpListener {
     TcpListener::bind("127.0.0.1:0").await.unwrap()
