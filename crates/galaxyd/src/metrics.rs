@@ -176,6 +176,17 @@ pub(crate) struct NodeMetrics {
     /// Per galaxy, its client gets' counters (by outcome) and latency histogram, made once:
     /// looking them up by name and labels on every get cost a third of a hit's time.
     gets: HashMap<String, ClientGets>,
+    /// The task folding the histograms in every [`UPKEEP_INTERVAL`], ended with the metrics:
+    /// it holds the recorder, so a forgotten task would keep every dropped node's metrics.
+    upkeep: Option<tokio::task::AbortHandle>,
+}
+
+impl Drop for NodeMetrics {
+    fn drop(&mut self) {
+        if let Some(upkeep) = &self.upkeep {
+            upkeep.abort();
+        }
+    }
 }
 
 /// One galaxy's client get metrics, bound to the node's recorder.
@@ -226,21 +237,23 @@ impl NodeMetrics {
                 }
             }
         });
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let upkeep = handle.clone();
-            runtime.spawn(async move {
+        let upkeep = tokio::runtime::Handle::try_current().ok().map(|runtime| {
+            let handle = handle.clone();
+            let task = runtime.spawn(async move {
                 let mut every = tokio::time::interval(UPKEEP_INTERVAL);
                 loop {
                     every.tick().await;
-                    upkeep.run_upkeep();
+                    handle.run_upkeep();
                 }
             });
-        }
+            task.abort_handle()
+        });
         NodeMetrics {
             recorder,
             handle,
             process,
             gets,
+            upkeep,
         }
     }
 
