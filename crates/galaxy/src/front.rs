@@ -23,11 +23,13 @@
 
 use std::cell::RefCell;
 use std::hash::BuildHasher;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use bytes::Bytes;
 
+use crate::stats::{Counter, Counters, Stripe};
 use crate::{Clock, Tier, Value};
 
 /// Keys a thread's front holds, over all galaxies.
@@ -83,9 +85,9 @@ impl Front {
         }
     }
 
-    /// This thread's copy of `key`'s value, if it has a fresh one.
+    /// This thread's copy of `key`'s value, if it has a fresh one; the hit is counted.
     #[inline]
-    pub(crate) fn get(&self, key: &str, seen: Seen, clock: &dyn Clock) -> Option<(Value, Tier)> {
+    pub(crate) fn get(&self, key: &str, seen: Seen, clock: &dyn Clock) -> Option<Value> {
         with_front(|front| {
             let slot = front.slots[slot_index(seen.hash)].as_mut()?;
             if slot.galaxy != self.galaxy
@@ -100,15 +102,24 @@ impl Front {
                 return None;
             }
             slot.uses -= 1;
-            Some((slot.local.clone(), slot.tier))
+            slot.counts.incr(slot.hit);
+            Some(slot.local.clone())
         })
         .flatten()
     }
 
     /// A cache hit: `value` is `key`'s in `tier` as of `seen`. Renews this thread's copy
-    /// if it is of the same value, or gives the key a slot once it has been hit often.
+    /// if it is of the same value, or gives the key a slot once it has been hit often. The
+    /// slot's hits are counted in `counters`.
     #[inline]
-    pub(crate) fn offer(&self, key: &str, seen: Seen, value: &Value, tier: Tier) {
+    pub(crate) fn offer(
+        &self,
+        key: &str,
+        seen: Seen,
+        value: &Value,
+        tier: Tier,
+        counters: &Counters,
+    ) {
         if value.len() > MAX_VALUE_BYTES || value.is_absent() {
             return;
         }
@@ -122,7 +133,7 @@ impl Front {
             {
                 slot.changes = seen.changes;
                 slot.uses = RECHECK_EVERY;
-                slot.tier = tier;
+                slot.hit = hit_counter(tier);
                 return;
             }
             if !front.hit_again(self.galaxy ^ seen.hash) {
@@ -138,7 +149,8 @@ impl Front {
                 hash: seen.hash,
                 changes: seen.changes,
                 uses: RECHECK_EVERY,
-                tier,
+                hit: hit_counter(tier),
+                counts: Arc::clone(counters.mine()),
                 key: key.into(),
                 source: value.clone(),
                 local,
@@ -161,6 +173,13 @@ fn same_value(a: &Value, b: &Value) -> bool {
         && a.stale_until() == b.stale_until()
 }
 
+fn hit_counter(tier: Tier) -> Counter {
+    match tier {
+        Tier::Main => Counter::MainHit,
+        Tier::Hot => Counter::HotHit,
+    }
+}
+
 fn slot_index(hash: u64) -> usize {
     // The top bits: the low ones also pick the candidate counter.
     (hash >> 60) as usize % SLOTS
@@ -172,7 +191,10 @@ struct Slot {
     changes: u64,
     /// Front hits left before the copy is checked against the caches.
     uses: u32,
-    tier: Tier,
+    /// What a front hit counts as: a hit of the tier the copy came from.
+    hit: Counter,
+    /// This thread's counters of the galaxy.
+    counts: Arc<Stripe>,
     key: Box<str>,
     /// The cache's value, to tell a renewed entry from a replaced one.
     source: Value,
@@ -225,13 +247,18 @@ mod tests {
     use std::time::Duration;
 
     fn hit(front: &Front, key: &str, clock: &ManualClock) -> Option<Value> {
-        front.get(key, front.seen(key), clock).map(|(v, _)| v)
+        front.get(key, front.seen(key), clock)
+    }
+
+    /// A cache hit of `value` offered to the front.
+    fn offer(front: &Front, key: &str, seen: Seen, value: &Value) {
+        front.offer(key, seen, value, Tier::Main, &Counters::new());
     }
 
     /// Offers `value` until the key earns a slot.
     fn admit(front: &Front, key: &str, value: &Value) {
         for _ in 0..ADMIT_AFTER {
-            front.offer(key, front.seen(key), value, Tier::Main);
+            offer(front, key, front.seen(key), value);
         }
     }
 
@@ -239,7 +266,7 @@ mod tests {
     fn a_key_hit_often_is_served_from_its_own_handle() {
         let (front, clock) = (Front::default(), ManualClock::new());
         let value = Value::new(vec![1u8; 100]);
-        front.offer("k", front.seen("k"), &value, Tier::Main);
+        offer(&front, "k", front.seen("k"), &value);
         assert!(hit(&front, "k", &clock).is_none(), "one hit earns no slot");
         admit(&front, "k", &value);
         let local = hit(&front, "k", &clock).expect("a front hit");
@@ -257,6 +284,20 @@ mod tests {
     }
 
     #[test]
+    fn front_hits_count_as_hits_of_the_tier_their_copy_came_from() {
+        let (front, clock, counters) = (Front::default(), ManualClock::new(), Counters::new());
+        let value = Value::new("v");
+        for _ in 0..ADMIT_AFTER {
+            front.offer("k", front.seen("k"), &value, Tier::Hot, &counters);
+        }
+        for _ in 0..3 {
+            assert!(hit(&front, "k", &clock).is_some());
+        }
+        assert_eq!(counters.get(Counter::HotHit), 3);
+        assert_eq!(counters.get(Counter::MainHit), 0);
+    }
+
+    #[test]
     fn a_change_retires_every_copy_taken_before_it() {
         let (front, clock) = (Front::default(), ManualClock::new());
         let value = Value::new("v");
@@ -264,7 +305,7 @@ mod tests {
         front.changed();
         // A lookup that raced the change offers under the count it read first.
         for _ in 0..ADMIT_AFTER {
-            front.offer("k", before, &value, Tier::Main);
+            offer(&front, "k", before, &value);
         }
         assert!(hit(&front, "k", &clock).is_none());
         admit(&front, "k", &value);
@@ -283,14 +324,14 @@ mod tests {
         }
         assert!(hit(&front, "k", &clock).is_none(), "due for a check");
         // The cache still holds the same value: renewed without a new handle.
-        front.offer("k", front.seen("k"), &value, Tier::Main);
+        offer(&front, "k", front.seen("k"), &value);
         assert!(hit(&front, "k", &clock).is_some());
         // A value loaded anew (same contents, new bytes) replaces the copy.
         let reloaded = Value::new(b"v".to_vec());
         for _ in 0..RECHECK_EVERY {
             hit(&front, "k", &clock);
         }
-        front.offer("k", front.seen("k"), &reloaded, Tier::Main);
+        offer(&front, "k", front.seen("k"), &reloaded);
         let served = hit(&front, "k", &clock).expect("the new value's copy");
         assert_eq!(served.bytes().as_ptr(), reloaded.bytes().as_ptr());
     }

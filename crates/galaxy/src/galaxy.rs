@@ -212,23 +212,19 @@ impl Galaxy {
     pub async fn get_with(&self, key: &str, options: &GetOptions) -> Result<Value, Error> {
         let inner = &self.inner;
         let seen = inner.front.seen(key);
-        if let Some((v, tier)) = inner.front.get(key, seen, &*inner.clock) {
-            inner.counters.incr(match tier {
-                Tier::Main => Counter::MainHit,
-                Tier::Hot => Counter::HotHit,
-            });
+        if let Some(v) = inner.front.get(key, seen, &*inner.clock) {
             return Ok(v);
         }
         let (found, hit) = match inner.main.get(key, &*inner.clock) {
             Lookup::Fresh(v) => {
                 inner.counters.incr(Counter::MainHit);
-                inner.front.offer(key, seen, &v, Tier::Main);
+                inner.front.offer(key, seen, &v, Tier::Main, &inner.counters);
                 return Ok(v);
             }
             Lookup::Miss => match inner.hot.get(key, &*inner.clock) {
                 Lookup::Fresh(v) => {
                     inner.counters.incr(Counter::HotHit);
-                    inner.front.offer(key, seen, &v, Tier::Hot);
+                    inner.front.offer(key, seen, &v, Tier::Hot, &inner.counters);
                     return Ok(v);
                 }
                 found => (found, Counter::HotHit),
