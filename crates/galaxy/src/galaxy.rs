@@ -103,7 +103,7 @@ pub(crate) struct Inner {
     /// Per-thread copies of the hottest keys (see `front.rs`).
     front: Arc<Front>,
     candidates: Candidates,
-    /// Gets by this node's callers, whoever owns the key.
+    /// Gets by this node's callers of keys another node owns.
     client_loads: Arc<Group>,
     /// Backend loads, whoever asked: this node's callers, peers, or a fallback.
     backend_loads: Arc<Group>,
@@ -218,7 +218,9 @@ impl Galaxy {
         let (found, hit) = match inner.main.get(key, &*inner.clock) {
             Lookup::Fresh(v) => {
                 inner.counters.incr(Counter::MainHit);
-                inner.front.offer(key, seen, &v, Tier::Main, &inner.counters);
+                inner
+                    .front
+                    .offer(key, seen, &v, Tier::Main, &inner.counters);
                 return Ok(v);
             }
             Lookup::Miss => match inner.hot.get(key, &*inner.clock) {
@@ -511,19 +513,25 @@ impl Inner {
         }
     }
 
-    /// Load `key` through the client singleflight: from the owner, or from the backend
-    /// when this node owns it. A refresh skips the caches, whose value is due.
+    /// Load `key` once however many callers ask: from the backend through the backend
+    /// singleflight when this node owns it (the one its peers' loads of the key share), or
+    /// from the owner through the client singleflight. A refresh skips the caches, whose
+    /// value is due.
     async fn load_coalesced(
         self: &Arc<Self>,
         key: &str,
         cause: GetOptions,
     ) -> Result<Value, Error> {
         let generation = self.fence.current(key);
-        // The load may outlive its caller's task (see `singleflight`): it keeps the trace.
+        if let Owner::Local = self.universe.owner(key) {
+            // A client flight around the backend one would be one flight more per miss.
+            return Arc::clone(self)
+                .load_locally(key, None, generation, cause)
+                .await;
+        }
         let trace = universe::current_trace();
         let load = move |this: Arc<Self>, key: Arc<str>| async move {
-            let load = this.load_for_client(&key, generation, cause);
-            universe::with_trace(trace, load).await
+            keeping_trace(trace, this.load_for_client(&key, generation, cause)).await
         };
         self.coalesce(&self.client_loads, key, generation, load)
             .await
@@ -561,7 +569,7 @@ impl Inner {
 
     /// Reload `key` in the background, once, while its due value is still served.
     pub(crate) fn refresh_in_background(self: &Arc<Self>, key: &str) {
-        if self.client_loads.is_in_flight(key) {
+        if self.client_loads.is_in_flight(key) || self.backend_loads.is_in_flight(key) {
             return;
         }
         self.counters.incr(Counter::Refresh);
@@ -674,7 +682,7 @@ impl Inner {
             generation,
             move |this, key| async move {
                 let load = this.load_from_backend(&key, ttl_cap, generation, cause);
-                universe::with_trace(trace, load).await
+                keeping_trace(trace, load).await
             },
         )
         .await
@@ -1062,6 +1070,17 @@ impl GetOptions {
     pub fn reason(mut self, reason: LoadReason) -> Self {
         self.reason = reason;
         self
+    }
+}
+
+/// `load` (a singleflight's), in `trace` even once it has moved to a task of its own: a
+/// load outlives a leader that is dropped (see `singleflight`). With no trace there is
+/// nothing to keep, since a task of its own starts with none, and no scope is entered:
+/// a task-local scope on every miss cost more than the trace lookups it serves.
+async fn keeping_trace<F: Future>(trace: Option<universe::TraceContext>, load: F) -> F::Output {
+    match trace {
+        Some(_) => universe::with_trace(trace, load).await,
+        None => load.await,
     }
 }
 

@@ -54,7 +54,10 @@ impl Stripe {
     pub(crate) fn incr(&self, c: Counter) {
         let count = &self.0[c as usize];
         // Nobody else writes this stripe, so no increment is lost between the two.
-        count.store(count.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        count.store(
+            count.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     }
 }
 
