@@ -75,7 +75,7 @@ pub use headers::{
 };
 pub use limits::{
     DEFAULT_H2_MAX_CONCURRENT_STREAMS, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_HEADER_LIST_BYTES, DEFAULT_MAX_REQUESTS_IN_FLIGHT, ServerLimits,
+    DEFAULT_MAX_HEADER_LIST_BYTES, DEFAULT_MAX_REQUESTS_IN_FLIGHT, HttpService, ServerLimits,
     serve_tls_with_limits, serve_with_limits,
 };
 pub use server::PeerService;

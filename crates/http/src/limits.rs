@@ -133,6 +133,35 @@ impl ServerLimits {
     }
 }
 
+/// A service the servers here run: a tower service of hyper requests, answering with
+/// bodies of type `B`, cloned for each connection. Every such service is one; the trait
+/// names the bounds that every serving function here shares.
+pub trait HttpService<B>:
+    tower::Service<
+        Request<Incoming>,
+        Response = Response<B>,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower::Service<
+            Request<Incoming>,
+            Response = Response<B>,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// The answer a request over [`ServerLimits::max_requests_in_flight`] gets.
 fn overloaded() -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(
@@ -157,11 +186,8 @@ pub async fn serve_with_limits<S, B>(
     limits: ServerLimits,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let accept = |stream| std::future::ready(Some((stream, service.clone())));
     serve_accepting(listener, limits, accept, shutdown).await;
@@ -180,11 +206,8 @@ pub async fn serve_tls_with_limits<S, B>(
     acceptor: TlsAcceptor,
     shutdown: impl Future<Output = ()>,
 ) where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let accept = |stream| {
         let (acceptor, service) = (acceptor.clone(), service.clone());
@@ -215,11 +238,8 @@ pub(crate) async fn serve_accepting<A, F, I, S, B>(
     A: Fn(TcpStream) -> F,
     F: Future<Output = Option<(I, S)>> + Send + 'static,
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let builder = Arc::new(limits.builder());
     let connections = Arc::new(Semaphore::new(limits.max_connections));
@@ -278,11 +298,8 @@ pub(crate) async fn serve_connection<I, S, B>(
     watcher: Option<Watcher>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let io = Watched::new(TokioIo::new(io));
     let activity = Arc::clone(&io.last);
@@ -327,11 +344,8 @@ fn limited<S, B>(
 + Send
 + 'static
 where
-    S: tower::Service<Request<Incoming>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
+    S: HttpService<B>,
+    B: Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static,
 {
     let service = TowerToHyperService::new(service);
     service_fn(move |request: Request<Incoming>| {
