@@ -162,8 +162,9 @@ impl FetchProtocol for GrpcProtocol {
             }
             _ => return Err(config_error(url, "only http:// and https:// peers")),
         };
-        let transport = Transport::new(&origin, tls, self.connect_timeout)
+        let transport = galaxycache_h2::Transport::new(&origin, tls, None, self.connect_timeout)
             .map_err(|why| config_error(url, &why))?;
+        let transport = Transport::new(transport);
         let client = GalaxyCacheClient::with_origin(transport, origin)
             .max_decoding_message_size(self.max_response_bytes);
         Ok(Arc::new(GrpcFetcher {
