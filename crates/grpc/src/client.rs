@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use galaxycache_h2::{BoxError, Connector};
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
@@ -11,6 +12,7 @@ use galaxycache_universe::{
 };
 use http::Uri;
 use http::uri::InvalidUri;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
@@ -77,6 +79,7 @@ pub struct GrpcProtocol {
     max_response_bytes: usize,
     tls: Option<ClientConfig>,
     authorization: Option<AsciiMetadataValue>,
+    connector: Option<Connector>,
 }
 
 impl Default for GrpcProtocol {
@@ -86,6 +89,7 @@ impl Default for GrpcProtocol {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             tls: None,
             authorization: None,
+            connector: None,
         }
     }
 }
@@ -127,6 +131,24 @@ impl GrpcProtocol {
         self.authorization = token.authorization().parse().ok();
         self
     }
+
+    /// Open connections to peers with `connector` instead of TCP sockets: a
+    /// [`tower::Service`] that takes a peer's origin (`http://host:port/`) and answers a
+    /// byte stream to it, any tokio [`AsyncRead`] + [`AsyncWrite`] (an in-memory pipe, a
+    /// Unix socket, a simulated network's TCP stream), as the HTTP protocol's
+    /// `HttpProtocolBuilder::connector`. Each connect is bounded by
+    /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)) applies to these
+    /// streams as to sockets. Default: none, TCP sockets (with `TCP_NODELAY`).
+    pub fn connector<C, S>(mut self, connector: C) -> Self
+    where
+        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
+        C::Future: Send + 'static,
+        C::Error: Into<BoxError>,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.connector = Some(Connector::new(connector));
+        self
+    }
 }
 
 impl FetchProtocol for GrpcProtocol {
@@ -162,8 +184,10 @@ impl FetchProtocol for GrpcProtocol {
             }
             _ => return Err(config_error(url, "only http:// and https:// peers")),
         };
-        let transport = galaxycache_h2::Transport::new(&origin, tls, None, self.connect_timeout)
-            .map_err(|why| config_error(url, &why))?;
+        let connector = self.connector.clone();
+        let transport =
+            galaxycache_h2::Transport::new(&origin, tls, connector, self.connect_timeout)
+                .map_err(|why| config_error(url, &why))?;
         let transport = Transport::new(transport);
         let client = GalaxyCacheClient::with_origin(transport, origin)
             .max_decoding_message_size(self.max_response_bytes);
