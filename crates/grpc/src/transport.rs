@@ -7,35 +7,56 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use galaxycache_h2::ResponseBody;
+use galaxycache_universe::{ErrorKind, InFlight};
 use http::{Request, Response};
 use http_body::{Body as HttpBody, Frame, SizeHint};
+use tokio::time::Instant;
 use tonic::Status;
 use tonic::body::Body;
 
-/// One peer's connection. Cloned for each call.
+/// Until when a call's answer may wait for room under the node's bound on bytes in
+/// flight: the call's deadline, which the fetcher puts in each request's extensions. A
+/// request without it waits for no room.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Deadline(pub(crate) Instant);
+
+/// One peer's connection, its answers read against the node's bound on bytes in flight.
+/// Cloned for each call.
 ///
 /// A call that could not be made (refused, reset, closed, a failed handshake) is
 /// UNAVAILABLE, the transport's error its message.
 #[derive(Clone, Debug)]
-pub(crate) struct Transport(galaxycache_h2::Transport);
+pub(crate) struct Transport {
+    transport: galaxycache_h2::Transport,
+    in_flight: InFlight,
+}
 
 impl Transport {
-    /// Calls over `transport`.
-    pub(crate) fn new(transport: galaxycache_h2::Transport) -> Self {
-        Transport(transport)
+    /// Calls over `transport`, answers read against `in_flight`.
+    pub(crate) fn new(transport: galaxycache_h2::Transport, in_flight: &InFlight) -> Self {
+        Transport {
+            transport,
+            in_flight: in_flight.clone(),
+        }
     }
 
     /// Send `request` (a unary call: its body is ready at once) and wait for the response's
-    /// head; its body is read as the caller polls it.
+    /// head; its body is read as the caller polls it, each chunk held against the bound
+    /// until tonic has decoded the message.
     async fn send(self, request: Request<Body>) -> Result<Response<CallBody>, Status> {
         let (head, body) = request.into_parts();
+        let deadline = head
+            .extensions
+            .get::<Deadline>()
+            .map_or_else(Instant::now, |d| d.0);
         let chunks = read_ready_body(body).await?;
         let response = self
-            .0
+            .transport
             .send(Request::from_parts(head, ()), chunks)
             .await
             .map_err(|e| Status::unavailable(e.message()))?;
-        Ok(response.map(CallBody))
+        let reservation = self.in_flight.empty();
+        Ok(response.map(|body| CallBody(body.reserving(reservation, deadline))))
     }
 }
 
@@ -51,8 +72,9 @@ async fn read_ready_body(body: Body) -> Result<Vec<Bytes>, Status> {
     Ok(chunks)
 }
 
-/// A response's body, its failures as tonic reads them: UNAVAILABLE, the connection
-/// failed.
+/// A response's body, its failures as tonic reads them: RESOURCE_EXHAUSTED when the node's
+/// bound on bytes in flight had no room for it by the deadline, UNAVAILABLE when the
+/// connection failed.
 #[derive(Debug)]
 pub(crate) struct CallBody(ResponseBody);
 
@@ -66,7 +88,10 @@ impl HttpBody for CallBody {
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         Pin::new(&mut self.0)
             .poll_frame(cx)
-            .map_err(|e| Status::unavailable(e.message()))
+            .map_err(|e| match e.kind() {
+                ErrorKind::Overloaded => Status::resource_exhausted(e.message()),
+                _ => Status::unavailable(e.message()),
+            })
     }
 
     fn is_end_stream(&self) -> bool {

@@ -15,6 +15,12 @@
 //! hyper connector, and an HTTP node none for tonic. `galaxycache-universe`, which both
 //! depend on, defines what a protocol is and carries no transport.
 //!
+//! What a response is read against: [`ResponseBody`] gives back each chunk's flow-control
+//! window as it hands the chunk out, and, [when asked](ResponseBody::reserving), first holds
+//! its bytes against the node's bound on bytes in flight
+//! ([`InFlight`](galaxycache_universe::InFlight)), as gRPC's decoder needs: it buffers a
+//! message whole where no bound sees it. The HTTP protocol reads its bodies with its own
+//! bounded reader instead, which reserves the value's buffer as it grows.
 
 // No input may panic a node: outside tests, every unwrap, expect, index and unchecked
 // arithmetic is an error; the few that cannot fail are allowed where they are, saying why.
