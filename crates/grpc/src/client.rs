@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use galaxycache_h2::{BoxError, Connector};
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
@@ -11,6 +12,7 @@ use galaxycache_universe::{
 };
 use http::Uri;
 use http::uri::InvalidUri;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
@@ -22,7 +24,7 @@ use crate::pb::{
 };
 use crate::server::AUTHORIZATION;
 use crate::status::{absent_from_status, error_from_status};
-use crate::transport::Transport;
+use crate::transport::{Deadline, Transport};
 use crate::wire::{WireInstants, absent_from_wire, key_to_wire, value_from_wire};
 
 /// Default bound on the time to open a connection to a peer: 1 second.
@@ -56,7 +58,7 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// | UNIMPLEMENTED: the peer lacks the verb (galaxycache in Go has no write verbs) | [`ErrorKind::Unsupported`] | the same |
 /// | DEADLINE_EXCEEDED or CANCELLED, or the call's `grpc-timeout` runs out on this side | [`ErrorKind::Timeout`] | the same |
 /// | UNAVAILABLE, or the connection fails | [`ErrorKind::Unavailable`] | the same |
-/// | RESOURCE_EXHAUSTED | [`ErrorKind::Overloaded`] | the same |
+/// | RESOURCE_EXHAUSTED, or no room for the answer under the node's bound on bytes in flight by the deadline | [`ErrorKind::Overloaded`] | the same |
 /// | a response larger than [`max_response_bytes`](Self::max_response_bytes), or OUT_OF_RANGE: a request over the peer's bound (a set's value) | [`ErrorKind::TooLarge`] | the same |
 /// | INTERNAL (ours) or UNKNOWN (galaxycache in Go): the load (or write) failed | [`ErrorKind::Remote`], its message the owner's error unchanged | the same |
 /// | any other status; an instant outside `Timestamp`'s range; a malformed `galaxycache-expires-ms` | [`ErrorKind::Protocol`] | the same |
@@ -77,6 +79,7 @@ pub struct GrpcProtocol {
     max_response_bytes: usize,
     tls: Option<ClientConfig>,
     authorization: Option<AsciiMetadataValue>,
+    connector: Option<Connector>,
 }
 
 impl Default for GrpcProtocol {
@@ -86,6 +89,7 @@ impl Default for GrpcProtocol {
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             tls: None,
             authorization: None,
+            connector: None,
         }
     }
 }
@@ -127,6 +131,24 @@ impl GrpcProtocol {
         self.authorization = token.authorization().parse().ok();
         self
     }
+
+    /// Open connections to peers with `connector` instead of TCP sockets: a
+    /// [`tower::Service`] that takes a peer's origin (`http://host:port/`) and answers a
+    /// byte stream to it, any tokio [`AsyncRead`] + [`AsyncWrite`] (an in-memory pipe, a
+    /// Unix socket, a simulated network's TCP stream), as the HTTP protocol's
+    /// `HttpProtocolBuilder::connector`. Each connect is bounded by
+    /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)) applies to these
+    /// streams as to sockets. Default: none, TCP sockets (with `TCP_NODELAY`).
+    pub fn connector<C, S>(mut self, connector: C) -> Self
+    where
+        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
+        C::Future: Send + 'static,
+        C::Error: Into<BoxError>,
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
+        self.connector = Some(Connector::new(connector));
+        self
+    }
 }
 
 impl FetchProtocol for GrpcProtocol {
@@ -137,12 +159,14 @@ impl FetchProtocol for GrpcProtocol {
     /// Keys are bounded by the universe ([`Universe::check_key`]), not here: gRPC carries
     /// keys of any length.
     ///
-    /// Answers are not read against the node's bound on bytes in flight (tonic decodes a
-    /// message whole): each is bounded by
-    /// [`max_response_bytes`](GrpcProtocol::max_response_bytes) instead.
+    /// Answers are read against the node's bound on bytes in flight (`in_flight`): each
+    /// chunk of an answer is held against it as it arrives, until tonic has decoded the
+    /// message, waiting for room until the call's deadline (no room by then is
+    /// [`ErrorKind::Overloaded`]). Each is bounded by
+    /// [`max_response_bytes`](GrpcProtocol::max_response_bytes) too.
     ///
     /// [`Universe::check_key`]: galaxycache_universe::Universe::check_key
-    fn connect(&self, url: &str, _: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error> {
+    fn connect(&self, url: &str, in_flight: &InFlight) -> Result<Arc<dyn RemoteFetcher>, Error> {
         let target = if url.contains("://") {
             url.to_owned()
         } else {
@@ -162,8 +186,11 @@ impl FetchProtocol for GrpcProtocol {
             }
             _ => return Err(config_error(url, "only http:// and https:// peers")),
         };
-        let transport = Transport::new(&origin, tls, self.connect_timeout)
-            .map_err(|why| config_error(url, &why))?;
+        let connector = self.connector.clone();
+        let transport =
+            galaxycache_h2::Transport::new(&origin, tls, connector, self.connect_timeout)
+                .map_err(|why| config_error(url, &why))?;
+        let transport = Transport::new(transport, in_flight);
         let client = GalaxyCacheClient::with_origin(transport, origin)
             .max_decoding_message_size(self.max_response_bytes);
         Ok(Arc::new(GrpcFetcher {
@@ -230,6 +257,7 @@ impl GrpcFetcher {
         }
         let mut request = tonic::Request::new(message);
         request.set_timeout(remaining);
+        request.extensions_mut().insert(Deadline(deadline));
         if let Some(authorization) = &self.authorization {
             request
                 .metadata_mut()
@@ -461,6 +489,11 @@ impl RemoteFetcher for GrpcFetcher {
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
+    use galaxycache_universe::{GalaxyHandler, Universe};
+    use tokio_stream::StreamExt;
+
     use super::*;
 
     #[test]
@@ -494,5 +527,87 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::Timeout);
         let e = f.peek("g".into(), "k", Instant::now()).await.unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Timeout);
+    }
+
+    /// The size of every value [`Big`] answers: more than the bound of the test below.
+    const BIG: usize = 128 * 1024;
+
+    /// A galaxy whose every key is [`BIG`] bytes.
+    #[derive(Debug)]
+    struct Big;
+
+    impl GalaxyHandler for Big {
+        fn serve_get<'a>(&'a self, _: &'a str, _: Option<Instant>) -> BoxFuture<'a, FetchResult> {
+            Box::pin(async { Ok(Some(Value::new(vec![b'v'; BIG]))) })
+        }
+
+        fn serve_peek(&self, _: &str) -> Option<Value> {
+            None
+        }
+
+        fn serve_write(&self, _: WriteOp<'_>) -> Result<(), Error> {
+            Ok(())
+        }
+    }
+
+    /// A fetcher over in-memory pipes to a server of [`Big`] (so the paused clock moves
+    /// only when every task waits), its answers read against `bound`.
+    fn big_peer(bound: &InFlight) -> (Arc<dyn RemoteFetcher>, Arc<dyn GalaxyHandler>) {
+        let universe = Universe::builder("http://server").build();
+        let galaxy: Arc<dyn GalaxyHandler> = Arc::new(Big);
+        universe.register("g", Arc::downgrade(&galaxy)).unwrap();
+        let pipes = tower::service_fn(move |_: Uri| {
+            let (client, server) = tokio::io::duplex(1 << 20);
+            let incoming = tokio_stream::iter([Ok::<_, std::io::Error>(server)])
+                .chain(tokio_stream::pending());
+            let router =
+                tonic::transport::Server::builder().add_service(crate::service(universe.clone()));
+            tokio::spawn(router.serve_with_incoming(incoming));
+            std::future::ready(Ok::<_, Infallible>(client))
+        });
+        let protocol = GrpcProtocol::new().connector(pipes);
+        (protocol.connect("http://server", bound).unwrap(), galaxy)
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(5)
+    }
+
+    /// As HTTP's answers: an answer is held against the node's bound on bytes in flight
+    /// as it arrives; one larger than the whole bound takes all of it, so it waits for
+    /// every other byte in flight, and fails as overloaded when they stay until the
+    /// deadline. Whatever it held is released once the value is decoded, or at the
+    /// failure.
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_read_against_the_bound_on_bytes_in_flight() {
+        let bound = InFlight::new(64 * 1024);
+        let (peer, _galaxy) = big_peer(&bound);
+        let value = peer.fetch("g".into(), "k", soon()).await.unwrap().unwrap();
+        assert_eq!(value.len(), BIG, "alone, it takes the whole bound");
+        assert_eq!(bound.reserved_bytes(), 0, "released once decoded");
+
+        let held = bound.reserve(1024, soon()).await.unwrap();
+        let waiting = tokio::spawn({
+            let peer = Arc::clone(&peer);
+            async move { peer.fetch("g".into(), "k", soon()).await }
+        });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "it waits for the bytes held");
+        assert!(bound.reserved_bytes() > 1024, "what arrived so far is held");
+        drop(held);
+        let value = waiting.await.unwrap().unwrap().unwrap();
+        assert_eq!(value.len(), BIG);
+        assert_eq!(bound.reserved_bytes(), 0);
+
+        let held = bound.reserve(1024, soon()).await.unwrap();
+        let e = peer.fetch("g".into(), "k", soon()).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Overloaded, "{e}");
+        assert_eq!(
+            bound.reserved_bytes(),
+            1024,
+            "the failed answer released its bytes"
+        );
+        drop(held);
+        assert_eq!(bound.reserved_bytes(), 0);
     }
 }

@@ -9,8 +9,7 @@ use http_body::Body;
 use http_body_util::BodyExt;
 use tokio::time::Instant;
 
-/// A boxed error of a body that failed to arrive.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use galaxycache_h2::BoxError;
 
 /// Why a body could not be read whole by [`read_value`].
 #[derive(Debug)]

@@ -1,19 +1,23 @@
 //! The client side: a [`FetchProtocol`] that fetches keys from their owners over HTTP.
 
 use std::error::Error as StdError;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use galaxycache_h2::{Connector, ResponseBody, Transport};
 use galaxycache_universe::rustls::{self, ClientConfig};
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
     InFlight, PeerToken, RemoteFetcher, TRACEPARENT, TlsConfig, Value, WriteOp, current_trace,
     error_chain, sanitize_message,
 };
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
+use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
@@ -50,23 +54,95 @@ const PATH_RESERVE: usize = 2_048;
 /// every byte travels as a 3-byte escape still fits in a request path.
 const MAX_KEY_LEN: usize = (MAX_PATH_LEN - PATH_RESERVE) / 3;
 
+/// How requests reach peers.
+#[derive(Clone, Debug)]
+enum Connections {
+    /// HTTP/1.1: one pool of keep-alive connections for all peers.
+    Pooled(Pool),
+    /// HTTP/2: one connection per peer, which the peer's fetcher opens itself.
+    PerPeer(H2Peers),
+}
+
 /// The connection pool, over TCP sockets or over the streams of a connector of the
 /// application's own ([`HttpProtocolBuilder::connector`]). Request bodies are a value's bytes
 /// (a `PUT`) or nothing: one type for every verb, so all share one pool.
 #[derive(Clone, Debug)]
-enum HttpClient {
+enum Pool {
     Tcp(Client<HttpsConnector<HttpConnector>, Full<Bytes>>),
     Streams(Client<HttpsConnector<StreamConnector>, Full<Bytes>>),
 }
 
-impl HttpClient {
+impl Pool {
     async fn request(
         &self,
         request: Request<Full<Bytes>>,
     ) -> Result<Response<Incoming>, hyper_util::client::legacy::Error> {
         match self {
-            HttpClient::Tcp(client) => client.request(request).await,
-            HttpClient::Streams(client) => client.request(request).await,
+            Pool::Tcp(client) => client.request(request).await,
+            Pool::Streams(client) => client.request(request).await,
+        }
+    }
+}
+
+/// What an HTTP/2 connection to a peer is opened with: the shared HTTP/2 client's
+/// ([`galaxycache_h2::Transport`]), not hyper's, whose tasks cost a wake-up per hop.
+#[derive(Clone, Debug)]
+struct H2Peers {
+    tls: Option<ClientConfig>,
+    connector: Option<Connector>,
+    connect_timeout: Duration,
+}
+
+impl H2Peers {
+    /// A transport to the peer at `origin`, over TLS for `https://`.
+    fn transport(&self, origin: &Uri) -> Result<Transport, String> {
+        let tls = match origin.scheme() {
+            Some(s) if *s == Scheme::HTTPS => self.tls.clone(),
+            _ => None,
+        };
+        Transport::new(origin, tls, self.connector.clone(), self.connect_timeout)
+    }
+}
+
+/// How a fetcher reaches its peer. (The pool is boxed: hyper's client is large.)
+#[derive(Debug)]
+enum Sender {
+    Pooled(Box<Pool>),
+    H2(Transport),
+}
+
+/// An answer's body, from either kind of connection.
+#[derive(Debug)]
+enum AnswerBody {
+    H1(Incoming),
+    H2(ResponseBody),
+}
+
+impl Body for AnswerBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            AnswerBody::H1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            AnswerBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            AnswerBody::H1(body) => body.is_end_stream(),
+            AnswerBody::H2(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            AnswerBody::H1(body) => body.size_hint(),
+            AnswerBody::H2(body) => body.size_hint(),
         }
     }
 }
@@ -74,7 +150,10 @@ impl HttpClient {
 /// Fetches keys from peers over HTTP, in one [`Dialect`]: give it to
 /// [`UniverseBuilder::protocol`](galaxycache_universe::UniverseBuilder::protocol).
 ///
-/// All peers share one pool of keep-alive connections. Peer URLs look like
+/// Over HTTP/1.1 all peers share one pool of keep-alive connections; over HTTP/2
+/// ([`HttpProtocolBuilder::http2`]) each peer has one connection, which its fetches share
+/// and on which each fetch sends and reads its own request (no task of hyper's between).
+/// Peer URLs look like
 /// `http://10.0.0.2:8080` (a path after the authority is kept as a prefix; a query or a
 /// fragment is refused), or `https://` ones with [`HttpProtocolBuilder::tls`]: mTLS, this
 /// node presenting its certificate and checking the peer's against the CA.
@@ -125,11 +204,11 @@ impl HttpClient {
 /// for a fetch, except that `500` and the statuses the table does not name are
 /// [`ErrorKind::Unavailable`]: the write was not confirmed applied.
 ///
-/// A value's bytes are copied out of hyper's read buffers into an allocation of their own
-/// length, since caches count a value by its length.
+/// A value's bytes are copied out of the connection's read buffers into an allocation of
+/// their own length, since caches count a value by its length.
 #[derive(Clone, Debug)]
 pub struct HttpProtocol {
-    client: HttpClient,
+    connections: Connections,
     dialect: Dialect,
     max_response_bytes: usize,
     /// Whether `https://` peers can be reached.
@@ -149,7 +228,7 @@ pub struct HttpProtocolBuilder {
     connect_timeout: Duration,
     tls: Option<ClientConfig>,
     token: Option<PeerToken>,
-    connector: Option<StreamConnector>,
+    connector: Option<Connector>,
 }
 
 impl HttpProtocol {
@@ -176,9 +255,12 @@ impl HttpProtocolBuilder {
         self
     }
 
-    /// Speak HTTP/2 with prior knowledge (h2c: cleartext, no upgrade), one multiplexed
-    /// connection per peer. Go groupcache servers do not accept it. Default: false
-    /// (HTTP/1.1 with keep-alive).
+    /// Speak HTTP/2 with prior knowledge (h2c: cleartext, no upgrade; over TLS, ALPN `h2`),
+    /// one multiplexed connection per peer, opened on the first fetch and again after it
+    /// fails or the peer closes it (the pool settings do not apply). Each fetch sends its
+    /// request and reads the answer itself, with the gRPC protocol's HTTP/2 client: no
+    /// task in between, so a fetch costs about what an HTTP/1.1 one does. Go groupcache
+    /// servers do not accept it. Default: false (HTTP/1.1 with keep-alive).
     pub fn http2(mut self, enabled: bool) -> Self {
         self.http2 = enabled;
         self
@@ -194,7 +276,7 @@ impl HttpProtocolBuilder {
         self
     }
 
-    /// Idle keep-alive connections kept per peer (HTTP/1.1). Keep it near the number of
+    /// Idle keep-alive connections kept per peer (HTTP/1.1 only). Keep it near the number of
     /// concurrent fetches to one peer, or busy nodes open and close a connection per
     /// request and pile up sockets in `TIME_WAIT` (Go's default of 2 is what did that to
     /// groupcache users). Default: 256.
@@ -203,7 +285,7 @@ impl HttpProtocolBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept. Keep it below the peers' own idle
+    /// How long an idle pooled connection is kept (HTTP/1.1 only). Keep it below the peers' own idle
     /// timeout ([`SERVER_IDLE_TIMEOUT`](crate::SERVER_IDLE_TIMEOUT) for
     /// [`PeerService::serve`](crate::PeerService::serve)), or a request may go out on a
     /// connection the peer is closing, and fail. Default:
@@ -241,9 +323,9 @@ impl HttpProtocolBuilder {
     /// [`tower::Service`] that takes a peer's URI (`http://host:port/...`) and answers a
     /// byte stream to it, any tokio [`AsyncRead`] + [`AsyncWrite`] (an in-memory pipe, a
     /// Unix socket, a simulated network's TCP stream). Each connect is bounded by
-    /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)), the pool and
-    /// every other setting apply to these streams as to sockets. Default: none, TCP
-    /// sockets (with `TCP_NODELAY`).
+    /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)), HTTP/2, the
+    /// pool and every other setting apply to these streams as to sockets. Default: none,
+    /// TCP sockets (with `TCP_NODELAY`).
     pub fn connector<C, S>(mut self, connector: C) -> Self
     where
         C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
@@ -251,22 +333,27 @@ impl HttpProtocolBuilder {
         C::Error: Into<BoxError>,
         S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     {
-        self.connector = Some(StreamConnector::new(connector));
+        self.connector = Some(Connector::new(connector));
         self
     }
 
     /// The protocol. Needs no runtime until the first fetch.
     pub fn build(self) -> HttpProtocol {
-        let client = match self.connector.clone() {
-            Some(streams) => {
-                HttpClient::Streams(self.client(streams.timeout(self.connect_timeout)))
-            }
-            None => {
+        let connections = match (self.http2, self.connector.clone()) {
+            (true, connector) => Connections::PerPeer(H2Peers {
+                tls: self.tls.clone(),
+                connector,
+                connect_timeout: self.connect_timeout,
+            }),
+            (false, Some(streams)) => Connections::Pooled(Pool::Streams(
+                self.pool(StreamConnector::new(streams, self.connect_timeout)),
+            )),
+            (false, None) => {
                 let mut connector = HttpConnector::new();
                 connector.set_nodelay(true);
                 connector.set_connect_timeout(Some(self.connect_timeout));
                 connector.enforce_http(false);
-                HttpClient::Tcp(self.client(connector))
+                Connections::Pooled(Pool::Tcp(self.pool(connector)))
             }
         };
         let authorization = self.token.as_ref().and_then(|token| {
@@ -275,7 +362,7 @@ impl HttpProtocolBuilder {
             Some(value)
         });
         HttpProtocol {
-            client,
+            connections,
             dialect: self.dialect,
             max_response_bytes: self.max_response_bytes,
             tls: self.tls.is_some(),
@@ -283,26 +370,21 @@ impl HttpProtocolBuilder {
         }
     }
 
-    /// The pooled client over `connector`'s connections, wrapped in TLS for `https://`
+    /// The HTTP/1.1 pool over `connector`'s connections, wrapped in TLS for `https://`
     /// peers.
-    fn client<C>(&self, connector: C) -> Client<HttpsConnector<C>, Full<Bytes>>
+    fn pool<C>(&self, connector: C) -> Client<HttpsConnector<C>, Full<Bytes>>
     where
         HttpsConnector<C>: Connect + Clone + Send + Sync + 'static,
     {
-        let https = HttpsConnectorBuilder::new()
+        let connector = HttpsConnectorBuilder::new()
             .with_tls_config(self.tls.clone().unwrap_or_else(plain_only))
-            .https_or_http();
-        // The ALPN offered follows the HTTP version spoken.
-        let connector = if self.http2 {
-            https.enable_http2().wrap_connector(connector)
-        } else {
-            https.enable_http1().wrap_connector(connector)
-        };
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(self.pool_max_idle_per_host)
             .pool_idle_timeout(self.pool_idle_timeout)
             .pool_timer(TokioTimer::new())
-            .http2_only(self.http2)
             .build(connector)
     }
 }
@@ -350,8 +432,15 @@ impl FetchProtocol for HttpProtocol {
         if url.contains('#') {
             return Err(config_error("a peer URL has no fragment"));
         }
+        let sender = match &self.connections {
+            Connections::Pooled(pool) => Sender::Pooled(Box::new(pool.clone())),
+            Connections::PerPeer(h2) => {
+                Sender::H2(h2.transport(&uri).map_err(|e| config_error(&e))?)
+            }
+        };
         Ok(Arc::new(HttpFetcher {
             url: url.to_owned(),
+            sender,
             scheme,
             authority,
             base_path: uri.path().trim_end_matches('/').to_owned(),
@@ -366,10 +455,12 @@ impl FetchProtocol for HttpProtocol {
     }
 }
 
-/// One peer, reached through the protocol's shared connection pool.
+/// One peer, reached through the protocol's shared connection pool (HTTP/1.1) or a
+/// connection of its own (HTTP/2).
 #[derive(Debug)]
 struct HttpFetcher {
     url: String,
+    sender: Sender,
     scheme: Scheme,
     authority: Authority,
     /// The peer URL's own path, without a trailing `/`: what every request path starts
@@ -432,7 +523,7 @@ impl HttpFetcher {
         key: &str,
         deadline: Instant,
     ) -> FetchResult {
-        let body = Full::default();
+        let body = Bytes::new();
         let request = self.request(Method::GET, prefix, galaxy, Some(key), body, deadline)?;
         let response = self.send(request).await?;
         self.answer(response, deadline).await
@@ -454,7 +545,7 @@ impl HttpFetcher {
                 "the groupcache dialect has no batches",
             ));
         };
-        let body = Full::new(batch::encode_keys(keys));
+        let body = batch::encode_keys(keys);
         let mut request = self.request(Method::POST, prefix, galaxy, None, body, deadline)?;
         request
             .headers_mut()
@@ -507,22 +598,14 @@ impl HttpFetcher {
             ));
         }
         let prefix = self.protocol.dialect.path_prefix();
-        let delete = |key| {
-            self.request(
-                Method::DELETE,
-                prefix,
-                galaxy,
-                key,
-                Full::default(),
-                deadline,
-            )
-        };
+        let delete =
+            |key| self.request(Method::DELETE, prefix, galaxy, key, Bytes::new(), deadline);
         let request = match op {
             WriteOp::Remove(key) => delete(Some(key))?,
             WriteOp::Flush => delete(None)?,
             WriteOp::Set(key, value) => {
                 // A refcounted handle on the value's bytes: nothing is copied to send it.
-                let body = Full::new(value.bytes().clone());
+                let body = value.bytes().clone();
                 let mut request =
                     self.request(Method::PUT, prefix, galaxy, Some(key), body, deadline)?;
                 let headers = request.headers_mut();
@@ -548,9 +631,9 @@ impl HttpFetcher {
         prefix: &str,
         galaxy: GalaxyId<'_>,
         key: Option<&str>,
-        body: Full<Bytes>,
+        body: Bytes,
         deadline: Instant,
-    ) -> Result<Request<Full<Bytes>>, Error> {
+    ) -> Result<Request<Bytes>, Error> {
         let version = match (self.protocol.dialect, galaxy.version) {
             (_, 0) => None,
             (Dialect::Galaxycache, v) => Some(HeaderValue::from(v)),
@@ -568,11 +651,16 @@ impl HttpFetcher {
         if remaining.is_zero() {
             return Err(self.error(ErrorKind::Timeout, "the deadline passed before sending"));
         }
+        let length = (!body.is_empty()).then(|| HeaderValue::from(body.len()));
         let mut request = Request::new(body);
         *request.method_mut() = method;
         *request.uri_mut() = self.uri(prefix, galaxy.name, key)?;
         let headers = request.headers_mut();
         headers.insert(TIMEOUT_HEADER, fmt_timeout(remaining));
+        // hyper names an HTTP/1.1 body's length itself; an HTTP/2 request needs it said.
+        if let Some(length) = length {
+            headers.insert(CONTENT_LENGTH, length);
+        }
         if let Some(version) = version {
             headers.insert(VERSION_HEADER, version);
         }
@@ -588,12 +676,23 @@ impl HttpFetcher {
     }
 
     /// Send `request`; a failure to get an answer's head is the transport's error kind.
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, Error> {
-        self.protocol
-            .client
-            .request(request)
-            .await
-            .map_err(|e| self.request_error(&e))
+    async fn send(&self, request: Request<Bytes>) -> Result<Response<AnswerBody>, Error> {
+        match &self.sender {
+            Sender::Pooled(pool) => pool
+                .request(request.map(Full::new))
+                .await
+                .map(|response| response.map(AnswerBody::H1))
+                .map_err(|e| self.request_error(&e)),
+            Sender::H2(transport) => {
+                let (head, body) = request.into_parts();
+                let body = Some(body).filter(|b| !b.is_empty());
+                transport
+                    .send(Request::from_parts(head, ()), body)
+                    .await
+                    .map(|response| response.map(AnswerBody::H2))
+                    .map_err(|e| self.error(e.kind(), e.message()))
+            }
+        }
     }
 
     /// `{scheme}://{authority}{base path}{prefix}{galaxy}/{key}` (or `…{galaxy}` alone,
@@ -628,7 +727,7 @@ impl HttpFetcher {
     }
 
     /// What a fetch's answer means (see [`HttpProtocol`]).
-    async fn answer(&self, response: Response<Incoming>, deadline: Instant) -> FetchResult {
+    async fn answer(&self, response: Response<AnswerBody>, deadline: Instant) -> FetchResult {
         let (parts, body) = response.into_parts();
         let galaxy_status = parts
             .headers
@@ -654,7 +753,7 @@ impl HttpFetcher {
     }
 
     /// What a write's answer means (see [`HttpProtocol`]).
-    async fn write_answer(&self, response: Response<Incoming>) -> Result<(), Error> {
+    async fn write_answer(&self, response: Response<AnswerBody>) -> Result<(), Error> {
         let (parts, body) = response.into_parts();
         match parts.status {
             StatusCode::NO_CONTENT | StatusCode::OK => {
@@ -674,7 +773,7 @@ impl HttpFetcher {
         &self,
         status: StatusCode,
         headers: &HeaderMap,
-        body: Incoming,
+        body: AnswerBody,
         otherwise: ErrorKind,
     ) -> Error {
         let text = match self.error_text(body).await {
@@ -701,7 +800,7 @@ impl HttpFetcher {
     async fn value(
         &self,
         headers: &HeaderMap,
-        body: Incoming,
+        body: AnswerBody,
         deadline: Instant,
     ) -> Result<Value, Error> {
         let instants =
@@ -742,14 +841,14 @@ impl HttpFetcher {
     /// text for the error's message, [sanitized](sanitize_message): at most
     /// [`MAX_MESSAGE_LEN`](galaxycache_universe::MAX_MESSAGE_LEN) bytes, no control
     /// characters. The read failure if it cannot be read.
-    async fn error_text(&self, mut body: Incoming) -> Result<String, Error> {
+    async fn error_text(&self, mut body: AnswerBody) -> Result<String, Error> {
         let limit = MAX_ERROR_BODY.min(self.protocol.max_response_bytes);
         let mut text = Vec::new();
         while text.len() < limit {
             let Some(frame) = body.frame().await else {
                 break;
             };
-            let frame = frame.map_err(|e| self.error(body_error_kind(&e), error_chain(&e)))?;
+            let frame = frame.map_err(|e| self.error(body_error_kind(&*e), error_chain(&*e)))?;
             if let Ok(data) = frame.into_data() {
                 let room = limit.saturating_sub(text.len());
                 text.extend_from_slice(data.get(..room).unwrap_or(&data));
@@ -799,7 +898,7 @@ fn status_kind(status: StatusCode, headers: &HeaderMap, text: &str) -> Option<Er
 
 /// Read a body nobody needs to its end, so its connection goes back to the pool; a long
 /// or broken one is dropped, and its connection with it.
-async fn drain(mut body: Incoming) {
+async fn drain(mut body: AnswerBody) {
     let mut left = MAX_ERROR_BODY;
     while let Some(Ok(frame)) = body.frame().await {
         if let Ok(data) = frame.into_data() {
@@ -812,10 +911,14 @@ async fn drain(mut body: Incoming) {
 }
 
 /// The kind of a failure on an established connection: a response hyper could not parse is
-/// a protocol error; everything else (reset, closed, cut short) is an unavailable peer.
+/// a protocol error, the HTTP/2 client's errors say their kind; everything else (reset,
+/// closed, cut short) is an unavailable peer.
 fn body_error_kind(e: &(dyn StdError + 'static)) -> ErrorKind {
     let mut source: Option<&(dyn StdError + 'static)> = Some(e);
     while let Some(err) = source {
+        if let Some(e) = err.downcast_ref::<Error>() {
+            return e.kind();
+        }
         if let Some(h) = err.downcast_ref::<hyper::Error>()
             && (h.is_parse() || h.is_parse_status())
         {

@@ -1,82 +1,29 @@
 //! Dialing peers over streams other than TCP sockets: see
 //! [`HttpProtocolBuilder::connector`](crate::HttpProtocolBuilder::connector).
 
-use std::fmt;
-use std::future::poll_fn;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use galaxycache_h2::{BoxError, Connector, Io};
 use galaxycache_universe::BoxFuture;
 use http::Uri;
 use hyper::rt::{Read, ReadBufCursor, Write};
 use hyper_util::client::legacy::connect::{Connected, Connection};
 use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite};
 
-use crate::body::BoxError;
-
-/// A byte stream to a peer, whatever carries it.
-trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
-
-impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
-
-/// What opens a stream to a peer's URI within a timeout.
-type Connect = dyn Fn(Uri, Duration) -> BoxFuture<'static, Result<Stream, BoxError>> + Send + Sync;
-
-/// A connector of the application's own, made object-safe and bounded by the connect
-/// timeout, so [`HttpProtocol`](crate::HttpProtocol) is not generic over it.
-#[derive(Clone)]
+/// A connector of the application's own ([`Connector`], shared with the HTTP/2 client) as
+/// hyper's pooled client dials: each connect bounded by the connect timeout.
+#[derive(Clone, Debug)]
 pub(crate) struct StreamConnector {
-    connect: Arc<Connect>,
+    connector: Connector,
     timeout: Duration,
 }
 
-impl fmt::Debug for StreamConnector {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("StreamConnector").finish_non_exhaustive()
-    }
-}
-
 impl StreamConnector {
-    /// Open streams with `service`, each within the [timeout](Self::timeout) (longer is a
-    /// connect error).
-    pub(crate) fn new<C, S>(service: C) -> Self
-    where
-        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
-        C::Future: Send + 'static,
-        C::Error: Into<BoxError>,
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
-        let connect =
-            move |uri: Uri, timeout: Duration| -> BoxFuture<'static, Result<Stream, BoxError>> {
-                let mut service = service.clone();
-                Box::pin(async move {
-                    let connecting = async {
-                        poll_fn(|cx| service.poll_ready(cx))
-                            .await
-                            .map_err(Into::into)?;
-                        service.call(uri).await.map_err(Into::into)
-                    };
-                    let io = tokio::time::timeout(timeout, connecting)
-                        .await
-                        .map_err(|_| {
-                            BoxError::from(format!("connect timed out after {timeout:?}"))
-                        })??;
-                    Ok(Stream(TokioIo::new(Box::new(io))))
-                })
-            };
-        StreamConnector {
-            connect: Arc::new(connect),
-            timeout: Duration::MAX,
-        }
-    }
-
-    /// The same connector, each connect bounded by `timeout`.
-    pub(crate) fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
+    /// Open streams with `connector`, each within `timeout` (longer is a connect error).
+    pub(crate) fn new(connector: Connector, timeout: Duration) -> Self {
+        StreamConnector { connector, timeout }
     }
 }
 
@@ -90,7 +37,13 @@ impl tower::Service<Uri> for StreamConnector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        (self.connect)(uri, self.timeout)
+        let (connector, timeout) = (self.connector.clone(), self.timeout);
+        Box::pin(async move {
+            let io = tokio::time::timeout(timeout, connector.connect(uri))
+                .await
+                .map_err(|_| BoxError::from(format!("connect timed out after {timeout:?}")))??;
+            Ok(Stream(TokioIo::new(io)))
+        })
     }
 }
 
