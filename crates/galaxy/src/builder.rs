@@ -63,7 +63,10 @@ impl fmt::Debug for GalaxyBuilder {
 
 impl GalaxyBuilder {
     /// Share of the byte budget kept for the hotcache (copies of hot keys owned by other
-    /// peers); the rest is the maincache. Default: 1/8. Must be within 0..=1.
+    /// peers); the rest is the maincache's. The hotcache also takes whatever room the
+    /// maincache leaves unused, and gives it back as the maincache fills, as groupcache's
+    /// does; the two together never hold more than the budget. 0 makes no hotcache.
+    /// Default: 1/8. Must be within 0..=1.
     pub fn hot_ratio(mut self, ratio: f64) -> Self {
         self.hot_ratio = ratio;
         self

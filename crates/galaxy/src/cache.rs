@@ -102,9 +102,10 @@ pub(crate) enum Lookup {
 pub(crate) struct ByteCache {
     cache: Option<Inner>,
     evictions: Arc<EvictionState>,
-    capacity: u64,
-    /// The heaviest entry (in [`entry_weight`] terms) the cache admits.
-    max_entry: u64,
+    /// What the cache may hold now (see [`ByteCache::resize`]).
+    capacity: AtomicU64,
+    /// The heaviest entry (in [`entry_weight`] terms) the cache admits at that capacity.
+    max_entry: AtomicU64,
     tier: Tier,
     events: Arc<Events>,
     /// Told of every change that may make a per-thread copy wrong.
@@ -137,8 +138,8 @@ impl ByteCache {
             return ByteCache {
                 cache: None,
                 evictions: state,
-                capacity,
-                max_entry: 0,
+                capacity: AtomicU64::new(0),
+                max_entry: AtomicU64::new(0),
                 tier,
                 events,
                 front,
@@ -153,23 +154,41 @@ impl ByteCache {
             .build()
             .expect("estimated items and weight capacity are set");
         let cache = Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), OnEvict);
-        // Shards round their share of the capacity up; take the rounding back so the sum
-        // of the shards' capacities is within ours.
-        let shards = cache.num_shards() as u64;
-        if cache.shard_capacity() * shards > capacity {
-            cache.set_capacity(capacity.saturating_sub(shards - 1));
-        }
-        // A little under quick_cache's own bar, which rounding may lower by a byte or two.
-        let max_entry = (cache.shard_capacity() as f64 * (HOT_ALLOCATION - 0.001)) as u64;
-        ByteCache {
+        let bytes = ByteCache {
             cache: Some(cache),
             evictions: state,
-            capacity,
-            max_entry,
+            capacity: AtomicU64::new(0),
+            max_entry: AtomicU64::new(0),
             tier,
             events,
             front,
+        };
+        bytes.resize(capacity);
+        bytes
+    }
+
+    /// Hold at most `capacity` bytes from now on, evicting what no longer fits (counted in
+    /// [`evictions`](Self::evictions), though listeners hear of no key: quick_cache
+    /// does not say which). The shards keep their number, so the heaviest entry admitted
+    /// grows and shrinks with the capacity. No-op for a cache made without capacity.
+    pub(crate) fn resize(&self, capacity: u64) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        // Shards round their share of the capacity up; take the rounding back so the sum
+        // of the shards' capacities is within ours.
+        let shards = cache.num_shards() as u64;
+        let entries = cache.len();
+        cache.set_capacity(capacity);
+        if cache.shard_capacity() * shards > capacity {
+            cache.set_capacity(capacity.saturating_sub(shards - 1));
         }
+        let dropped = entries.saturating_sub(cache.len()) as u64;
+        self.evictions.count.fetch_add(dropped, Ordering::Relaxed);
+        // A little under quick_cache's own bar, which rounding may lower by a byte or two.
+        let max_entry = (cache.shard_capacity() as f64 * (HOT_ALLOCATION - 0.001)) as u64;
+        self.max_entry.store(max_entry, Ordering::Relaxed);
+        self.capacity.store(capacity, Ordering::Relaxed);
     }
 
     /// What the cache holds for `key` as of now. A value past its stale limit (or expired,
@@ -219,7 +238,7 @@ impl ByteCache {
         let Some(cache) = &self.cache else {
             return Inserted::Kept;
         };
-        if entry_weight(key.len(), value.len()) > self.max_entry {
+        if entry_weight(key.len(), value.len()) > self.max_entry.load(Ordering::Relaxed) {
             if cache.remove(key).is_some() {
                 self.front.changed();
             }
@@ -247,7 +266,7 @@ impl ByteCache {
     /// The heaviest entry, in [`entry_weight`] terms (key, value and
     /// [`ENTRY_OVERHEAD`]), that the cache stores; 0 without capacity.
     pub(crate) fn max_entry_weight(&self) -> u64 {
-        self.max_entry
+        self.max_entry.load(Ordering::Relaxed)
     }
 
     pub(crate) fn remove(&self, key: &str) -> bool {
@@ -275,7 +294,7 @@ impl ByteCache {
     }
 
     pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
+        self.capacity.load(Ordering::Relaxed)
     }
 
     pub(crate) fn evictions(&self) -> u64 {

@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +16,7 @@ use tracing::Instrument;
 
 use crate::backend::{LoadContext, LoadReason};
 use crate::batch::Batcher;
-use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup};
+use crate::cache::{ByteCache, ENTRY_OVERHEAD, Inserted, Lookup, entry_weight};
 use crate::candidates::Candidates;
 use crate::fence::{Fence, Generation};
 use crate::freshness::{Policy, stale_may_answer};
@@ -28,6 +28,10 @@ use crate::singleflight::{Group, Role};
 use crate::stats::{Counter, Counters};
 use crate::write::Write;
 use crate::{Clock, Codec, Error, ErrorKind, GalaxyBuilder, Report, Stats, Value};
+
+/// A galaxy shares its budget out between its caches each time 1/`SHARE_STEPS` of it has
+/// been stored.
+const SHARE_STEPS: u64 = 64;
 
 /// Keys whose fetch rates are tracked for promotion.
 const CANDIDATE_KEYS: usize = 16 * 1024;
@@ -100,6 +104,13 @@ pub(crate) struct Inner {
     backend: Arc<Batcher>,
     pub(crate) main: ByteCache,
     pub(crate) hot: ByteCache,
+    /// What the two caches may hold together.
+    budget: u64,
+    /// The hotcache's share of the budget, which it keeps whatever the maincache holds;
+    /// it may take more while the maincache leaves room (see [`Inner::share_budget`]).
+    hot_floor: u64,
+    /// Bytes stored in either cache since the budget was last shared out.
+    stored_since_share: AtomicU64,
     /// Per-thread copies of the hottest keys (see `front.rs`).
     front: Arc<Front>,
     candidates: Candidates,
@@ -159,6 +170,9 @@ impl Galaxy {
                 Arc::clone(&front),
             ),
             front,
+            budget: b.budget,
+            hot_floor: hot_bytes,
+            stored_since_share: AtomicU64::new(0),
             candidates: Candidates::new(CANDIDATE_KEYS),
             client_loads: Group::new(),
             backend_loads: Group::new(),
@@ -425,7 +439,7 @@ impl Galaxy {
 
     /// The byte budget of maincache and hotcache together.
     pub fn budget_bytes(&self) -> u64 {
-        self.inner.main.capacity() + self.inner.hot.capacity()
+        self.inner.budget
     }
 }
 
@@ -778,6 +792,33 @@ impl Inner {
         stored && kept
     }
 
+    /// Bytes stored between two shares of the budget, and the headroom a share leaves.
+    fn share_step(&self) -> u64 {
+        (self.budget / SHARE_STEPS).max(1)
+    }
+
+    /// Give the hotcache the room the maincache leaves unused, as groupcache's hotcache
+    /// may take, or take it back as the maincache fills; never below its own share. What
+    /// the maincache holds plus what the hotcache may hold stays within the budget: a share
+    /// leaves the maincache one [`share_step`](Self::share_step) of headroom, and the next
+    /// share comes before it can have stored more than that.
+    fn share_budget(&self) {
+        if self.hot_floor == 0 {
+            return; // no hotcache
+        }
+        let step = self.share_step();
+        let main = self.main.bytes();
+        let hot = self.hot.capacity();
+        let room = self
+            .budget
+            .saturating_sub(main.saturating_add(step))
+            .max(self.hot_floor);
+        let over = main.saturating_add(hot) > self.budget.saturating_sub(step);
+        if (over && room < hot) || room >= hot.saturating_add(2 * step) {
+            self.hot.resize(room);
+        }
+    }
+
     fn cache(&self, tier: Tier) -> &ByteCache {
         match tier {
             Tier::Main => &self.main,
@@ -790,6 +831,12 @@ impl Inner {
     pub(crate) fn insert(&self, tier: Tier, key: &str, value: &Value, qps: f32) -> bool {
         let cache = self.cache(tier);
         if cache.insert(key, value.clone(), qps) == Inserted::Kept {
+            let weight = entry_weight(key.len(), value.len());
+            let stored = self.stored_since_share.fetch_add(weight, Ordering::Relaxed);
+            if stored.saturating_add(weight) >= self.share_step() {
+                self.stored_since_share.store(0, Ordering::Relaxed);
+                self.share_budget();
+            }
             return true;
         }
         self.counters.incr(Counter::TooLarge);

@@ -56,7 +56,8 @@ pub struct Tuning {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, conflicts_with = "config")]
     #[serde(deserialize_with = "de::ttl_jitter")]
     pub ttl_jitter: Option<Duration>,
-    /// Share of the byte budget kept for copies of hot keys that other peers own, 0 to 1
+    /// Share of the byte budget kept for copies of hot keys that other peers own (they also
+    /// take what the maincache leaves unused), 0 to 1
     /// [default: 0.125]
     #[arg(long, value_name = "RATIO", value_parser = parse_ratio, conflicts_with = "config")]
     #[serde(deserialize_with = "de::hot_ratio")]
