@@ -131,32 +131,25 @@ fn shard_count(capacity: u64) -> usize {
     (cores * 4).next_power_of_two().min(by_budget)
 }
 
+/// The quick_cache under a cache of `capacity` bytes (more than 0), in [`shard_count`]
+/// shards.
+fn quick_cache_of(capacity: u64) -> Inner {
+    let estimated_items = (capacity / (ENTRY_OVERHEAD + 1024)).clamp(64, 1 << 24) as usize;
+    let options = OptionsBuilder::new()
+        .estimated_items_capacity(estimated_items)
+        .weight_capacity(capacity)
+        .shards(shard_count(capacity))
+        .hot_allocation(HOT_ALLOCATION)
+        .build()
+        .expect("estimated items and weight capacity are set");
+    Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), OnEvict)
+}
+
 impl ByteCache {
     pub(crate) fn new(capacity: u64, tier: Tier, events: Arc<Events>, front: Arc<Front>) -> Self {
-        let state = Arc::default();
-        if capacity == 0 {
-            return ByteCache {
-                cache: None,
-                evictions: state,
-                capacity: AtomicU64::new(0),
-                max_entry: AtomicU64::new(0),
-                tier,
-                events,
-                front,
-            };
-        }
-        let estimated_items = (capacity / (ENTRY_OVERHEAD + 1024)).clamp(64, 1 << 24) as usize;
-        let options = OptionsBuilder::new()
-            .estimated_items_capacity(estimated_items)
-            .weight_capacity(capacity)
-            .shards(shard_count(capacity))
-            .hot_allocation(HOT_ALLOCATION)
-            .build()
-            .expect("estimated items and weight capacity are set");
-        let cache = Cache::with_options(options, ByWeight, DefaultHashBuilder::default(), OnEvict);
         let bytes = ByteCache {
-            cache: Some(cache),
-            evictions: state,
+            cache: (capacity > 0).then(|| quick_cache_of(capacity)),
+            evictions: Arc::default(),
             capacity: AtomicU64::new(0),
             max_entry: AtomicU64::new(0),
             tier,

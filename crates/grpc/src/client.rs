@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use galaxycache_h2::{BoxError, Connector};
+use galaxycache_h2::{Connector, MakeStream};
 use galaxycache_universe::rustls::ClientConfig;
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
@@ -12,7 +12,6 @@ use galaxycache_universe::{
 };
 use http::Uri;
 use http::uri::InvalidUri;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 use tonic::Code;
 use tonic::metadata::AsciiMetadataValue;
@@ -139,13 +138,7 @@ impl GrpcProtocol {
     /// `HttpProtocolBuilder::connector`. Each connect is bounded by
     /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)) applies to these
     /// streams as to sockets. Default: none, TCP sockets (with `TCP_NODELAY`).
-    pub fn connector<C, S>(mut self, connector: C) -> Self
-    where
-        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
-        C::Future: Send + 'static,
-        C::Error: Into<BoxError>,
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
+    pub fn connector(mut self, connector: impl MakeStream) -> Self {
         self.connector = Some(Connector::new(connector));
         self
     }

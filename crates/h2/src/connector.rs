@@ -18,6 +18,35 @@ pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
 
 impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 
+/// A [`tower::Service`] that opens a byte stream to the peer at a URI: what an application
+/// gives a protocol to carry its peer connections. Every such service is one; the trait
+/// names the bounds that [`Connector::new`] and the protocols' `connector` options share.
+pub trait MakeStream:
+    tower::Service<
+        Uri,
+        Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        Error: Into<BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<C> MakeStream for C where
+    C: tower::Service<
+            Uri,
+            Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+            Error: Into<BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// What opens a stream to a peer's URI.
 type Dial = dyn Fn(Uri) -> BoxFuture<'static, Result<Box<dyn Io>, BoxError>> + Send + Sync;
 
@@ -36,13 +65,7 @@ impl fmt::Debug for Connector {
 
 impl Connector {
     /// Open streams with `service`, a clone of it per stream.
-    pub fn new<C, S>(service: C) -> Self
-    where
-        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
-        C::Future: Send + 'static,
-        C::Error: Into<BoxError>,
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
+    pub fn new(service: impl MakeStream) -> Self {
         let dial = move |uri: Uri| -> BoxFuture<'static, Result<Box<dyn Io>, BoxError>> {
             let mut service = service.clone();
             Box::pin(async move {

@@ -39,5 +39,5 @@ mod connector;
 mod transport;
 
 pub use body::ResponseBody;
-pub use connector::{BoxError, Connector, Io};
+pub use connector::{BoxError, Connector, Io, MakeStream};
 pub use transport::Transport;

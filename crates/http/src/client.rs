@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use galaxycache_h2::{Connector, ResponseBody, Transport};
+use galaxycache_h2::{Connector, MakeStream, ResponseBody, Transport};
 use galaxycache_universe::rustls::{self, ClientConfig};
 use galaxycache_universe::{
     BoxFuture, DEFAULT_MAX_RESPONSE_BYTES, Error, ErrorKind, FetchProtocol, FetchResult, GalaxyId,
@@ -25,7 +25,6 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use prost::Message as _;
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 use crate::batch;
@@ -326,13 +325,7 @@ impl HttpProtocolBuilder {
     /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)), HTTP/2, the
     /// pool and every other setting apply to these streams as to sockets. Default: none,
     /// TCP sockets (with `TCP_NODELAY`).
-    pub fn connector<C, S>(mut self, connector: C) -> Self
-    where
-        C: tower::Service<Uri, Response = S> + Clone + Send + Sync + 'static,
-        C::Future: Send + 'static,
-        C::Error: Into<BoxError>,
-        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    {
+    pub fn connector(mut self, connector: impl MakeStream) -> Self {
         self.connector = Some(Connector::new(connector));
         self
     }
