@@ -133,7 +133,8 @@ impl GrpcProtocol {
 
     /// Open connections to peers with `connector` instead of TCP sockets: a
     /// [`tower::Service`] that takes a peer's origin (`http://host:port/`) and answers a
-    /// byte stream to it, any tokio [`AsyncRead`] + [`AsyncWrite`] (an in-memory pipe, a
+    /// byte stream to it, any tokio [`AsyncRead`](tokio::io::AsyncRead) +
+    /// [`AsyncWrite`](tokio::io::AsyncWrite) (an in-memory pipe, a
     /// Unix socket, a simulated network's TCP stream), as the HTTP protocol's
     /// `HttpProtocolBuilder::connector`. Each connect is bounded by
     /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)) applies to these

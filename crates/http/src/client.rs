@@ -320,7 +320,8 @@ impl HttpProtocolBuilder {
 
     /// Open connections to peers with `connector` instead of TCP sockets: a
     /// [`tower::Service`] that takes a peer's URI (`http://host:port/...`) and answers a
-    /// byte stream to it, any tokio [`AsyncRead`] + [`AsyncWrite`] (an in-memory pipe, a
+    /// byte stream to it, any tokio [`AsyncRead`](tokio::io::AsyncRead) +
+    /// [`AsyncWrite`](tokio::io::AsyncWrite) (an in-memory pipe, a
     /// Unix socket, a simulated network's TCP stream). Each connect is bounded by
     /// [`connect_timeout`](Self::connect_timeout); TLS ([`tls`](Self::tls)), HTTP/2, the
     /// pool and every other setting apply to these streams as to sockets. Default: none,
