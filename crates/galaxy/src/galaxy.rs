@@ -813,8 +813,10 @@ impl Inner {
             .budget
             .saturating_sub(main.saturating_add(step))
             .max(self.hot_floor);
-        let over = main.saturating_add(hot) > self.budget.saturating_sub(step);
-        if (over && room < hot) || room >= hot.saturating_add(2 * step) {
+        // Shrink as soon as the maincache's headroom is gone; grow only by two steps or
+        // more, so that a maincache hovering at one size does not resize the hotcache on
+        // every share.
+        if room < hot || room >= hot.saturating_add(2 * step) {
             self.hot.resize(room);
         }
     }
