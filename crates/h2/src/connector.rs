@@ -22,12 +22,8 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin> Io for T {}
 /// gives a protocol to carry its peer connections. Every such service is one; the trait
 /// names the bounds that [`Connector::new`] and the protocols' `connector` options share.
 pub trait MakeStream:
-    tower::Service<
-        Uri,
-        Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-        Error: Into<BoxError>,
-        Future: Send + 'static,
-    > + Clone
+    tower::Service<Uri, Response: Io + 'static, Error: Into<BoxError>, Future: Send + 'static>
+    + Clone
     + Send
     + Sync
     + 'static
@@ -35,12 +31,8 @@ pub trait MakeStream:
 }
 
 impl<C> MakeStream for C where
-    C: tower::Service<
-            Uri,
-            Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-            Error: Into<BoxError>,
-            Future: Send + 'static,
-        > + Clone
+    C: tower::Service<Uri, Response: Io + 'static, Error: Into<BoxError>, Future: Send + 'static>
+        + Clone
         + Send
         + Sync
         + 'static

@@ -11,13 +11,12 @@ use galaxycache_universe::rustls::pki_types::ServerName;
 use galaxycache_universe::{Error, ErrorKind, error_chain};
 use h2::client::SendRequest;
 use http::{Request, Response, Uri};
-use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::TlsConnector;
 
 use crate::body::ResponseBody;
-use crate::connector::{BoxError, Connector};
+use crate::connector::{BoxError, Connector, Io};
 
 /// HTTP/2 windows and header bound: hyper's client defaults, which both protocols used
 /// before this client.
@@ -186,10 +185,7 @@ impl Transport {
     }
 
     /// TLS over `io` when configured, then the HTTP/2 handshake.
-    async fn secure<T>(&self, io: T) -> Result<SendRequest<Bytes>, BoxError>
-    where
-        T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
+    async fn secure(&self, io: impl Io + 'static) -> Result<SendRequest<Bytes>, BoxError> {
         match &self.shared.tls {
             None => handshake(io).await,
             Some((config, name)) => {
@@ -206,10 +202,7 @@ impl Transport {
     }
 }
 
-async fn handshake<T>(io: T) -> Result<SendRequest<Bytes>, BoxError>
-where
-    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
+async fn handshake(io: impl Io + 'static) -> Result<SendRequest<Bytes>, BoxError> {
     let (sender, connection) = h2::client::Builder::new()
         .enable_push(false)
         .initial_window_size(STREAM_WINDOW)
