@@ -1,9 +1,7 @@
 //! The client side: a [`FetchProtocol`] that fetches keys from their owners over HTTP.
 
 use std::error::Error as StdError;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -17,8 +15,7 @@ use galaxycache_universe::{
 use http::header::{AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE};
 use http::uri::{self, Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Uri};
-use http_body::{Body, Frame, SizeHint};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Either, Full};
 use hyper::body::Incoming;
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
@@ -28,7 +25,6 @@ use prost::Message as _;
 use tokio::time::Instant;
 
 use crate::batch;
-use crate::body::BoxError;
 use crate::body::{ReadError, read_value};
 use crate::connector::StreamConnector;
 use crate::dialect::MAX_PATH_LEN;
@@ -111,40 +107,7 @@ enum Sender {
 }
 
 /// An answer's body, from either kind of connection.
-#[derive(Debug)]
-enum AnswerBody {
-    H1(Incoming),
-    H2(ResponseBody),
-}
-
-impl Body for AnswerBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            AnswerBody::H1(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-            AnswerBody::H2(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            AnswerBody::H1(body) => body.is_end_stream(),
-            AnswerBody::H2(body) => body.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            AnswerBody::H1(body) => body.size_hint(),
-            AnswerBody::H2(body) => body.size_hint(),
-        }
-    }
-}
+type AnswerBody = Either<Incoming, ResponseBody>;
 
 /// Fetches keys from peers over HTTP, in one [`Dialect`]: give it to
 /// [`UniverseBuilder::protocol`](galaxycache_universe::UniverseBuilder::protocol).
@@ -675,7 +638,7 @@ impl HttpFetcher {
             Sender::Pooled(pool) => pool
                 .request(request.map(Full::new))
                 .await
-                .map(|response| response.map(AnswerBody::H1))
+                .map(|response| response.map(Either::Left))
                 .map_err(|e| self.request_error(&e)),
             Sender::H2(transport) => {
                 let (head, body) = request.into_parts();
@@ -683,7 +646,7 @@ impl HttpFetcher {
                 transport
                     .send(Request::from_parts(head, ()), body)
                     .await
-                    .map(|response| response.map(AnswerBody::H2))
+                    .map(|response| response.map(Either::Right))
                     .map_err(|e| self.error(e.kind(), e.message()))
             }
         }
